@@ -1,0 +1,43 @@
+"""Liveness and readiness probes."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import connection
+from django.http import HttpRequest, JsonResponse
+
+from proxy.snapshot import store
+
+
+def healthz(request: HttpRequest) -> JsonResponse:
+    """The process answers."""
+    return JsonResponse({"status": "ok"})
+
+
+def readyz(request: HttpRequest) -> JsonResponse:
+    """Ready to serve: database and Redis reachable, configuration loaded."""
+    checks: dict[str, str] = {}
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        checks["database"] = "ok"
+    except Exception:
+        checks["database"] = "unavailable"
+    if settings.REDIS_URL:
+        from gateway_project.redis_client import sync_client
+
+        try:
+            sync_client().ping()
+            checks["redis"] = "ok"
+        except Exception:
+            checks["redis"] = "unavailable"
+    checks["config"] = "ok" if store.loaded else "loading"
+    ready = all(value == "ok" for value in checks.values())
+    return JsonResponse(
+        {
+            "status": "ready" if ready else "not ready",
+            "checks": checks,
+            "config_revision": store.current.revision,
+        },
+        status=200 if ready else 503,
+    )

@@ -1,0 +1,234 @@
+"""Settings, all read from the environment.
+
+Embedded mode (the default) needs nothing: SQLite in ``var/``, in-process
+counters, an in-memory channel layer, Celery tasks run in process. Setting
+``DATABASE_URL`` and ``REDIS_URL`` switches to cluster mode. With
+``GATEWAY_ENV=production`` the process refuses to start on insecure settings.
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+from gateway_project.environment import env, env_bool, env_float, env_int, env_list
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(env("GATEWAY_VAR_DIR", str(BASE_DIR / "var")) or BASE_DIR / "var")
+
+GATEWAY_ENV = (env("GATEWAY_ENV", "development") or "development").lower()
+PRODUCTION = GATEWAY_ENV == "production"
+
+# Secrets that are only acceptable on a developer's machine. In development a
+# random value is generated once and kept in var/, so encrypted provider keys
+# survive restarts; production must supply its own.
+INSECURE_SECRET_PREFIX = "insecure-"
+
+
+def _development_secret(name: str) -> str:
+    VAR_DIR.mkdir(parents=True, exist_ok=True)
+    path = VAR_DIR / f"{name}.secret"
+    if not path.exists():
+        path.write_text(INSECURE_SECRET_PREFIX + secrets.token_urlsafe(48), encoding="utf-8")
+        path.chmod(0o600)
+    return path.read_text(encoding="utf-8").strip()
+
+
+def _required_secret(name: str) -> str:
+    value = env(name)
+    if PRODUCTION:
+        if not value or value.startswith(INSECURE_SECRET_PREFIX) or len(value) < 32:
+            raise ImproperlyConfigured(
+                f"{name} must be set to a random value of at least 32 characters "
+                "when GATEWAY_ENV=production"
+            )
+        return value
+    return value or _development_secret(name.lower())
+
+
+SECRET_KEY = _required_secret("DJANGO_SECRET_KEY")
+GATEWAY_ENCRYPTION_KEY = _required_secret("GATEWAY_ENCRYPTION_KEY")
+DEBUG = env_bool("DEBUG", default=False)
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
+
+if PRODUCTION:
+    if DEBUG:
+        raise ImproperlyConfigured("DEBUG must be off when GATEWAY_ENV=production")
+    if "*" in ALLOWED_HOSTS:
+        raise ImproperlyConfigured("ALLOWED_HOSTS must name the gateway's hosts in production")
+    SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", default=True)
+    CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", default=True)
+    SECURE_CONTENT_TYPE_NOSNIFF = True
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "channels",
+    "django_prometheus",
+    "keys",
+    "proxy",
+    "governance",
+    "audit",
+]
+
+MIDDLEWARE = [
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
+]
+
+ROOT_URLCONF = "gateway_project.urls"
+ASGI_APPLICATION = "gateway_project.asgi.application"
+WSGI_APPLICATION = "gateway_project.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database --------------------------------------------------------------
+
+DATABASE_URL = env("DATABASE_URL")
+SQLITE_OPTIONS = {
+    "timeout": 20,
+    "transaction_mode": "IMMEDIATE",
+    "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+}
+if DATABASE_URL:
+    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
+    if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+        DATABASES["default"].update(CONN_MAX_AGE=0, OPTIONS=SQLITE_OPTIONS)
+else:
+    VAR_DIR.mkdir(parents=True, exist_ok=True)
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": VAR_DIR / "gateway.sqlite3",
+            # The test database lives in a file so that gateway processes
+            # started by the tests open the same database.
+            "TEST": {"NAME": str(VAR_DIR / "test-gateway.sqlite3")},
+            "OPTIONS": SQLITE_OPTIONS,
+        }
+    }
+EMBEDDED_DATABASE = not DATABASE_URL
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Redis, channel layer, Celery -------------------------------------------
+
+REDIS_URL = env("REDIS_URL")
+CLUSTER_MODE = bool(REDIS_URL)
+GATEWAY_REDIS_PREFIX = env("GATEWAY_REDIS_PREFIX", "gw") or "gw"
+
+if REDIS_URL:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL], "prefix": f"{GATEWAY_REDIS_PREFIX}:channels"},
+        }
+    }
+else:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+CELERY_BROKER_URL = REDIS_URL or "memory://"
+CELERY_TASK_ALWAYS_EAGER = not REDIS_URL
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 300)
+CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 240)
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TIMEZONE = "UTC"
+
+# --- The data plane ---------------------------------------------------------
+
+# Largest request body the inference endpoints accept (bytes); larger is 413.
+GATEWAY_MAX_BODY_BYTES = env_int("GATEWAY_MAX_BODY_BYTES", 4 * 1024 * 1024)
+# Largest non-streamed upstream answer relayed (bytes); larger is a 502.
+GATEWAY_MAX_RESPONSE_BYTES = env_int("GATEWAY_MAX_RESPONSE_BYTES", 64 * 1024 * 1024)
+# How often each process checks whether the configuration changed (seconds).
+# In cluster mode a Redis notification refreshes at once; the poll is a net.
+GATEWAY_SNAPSHOT_POLL_SECONDS = env_float(
+    "GATEWAY_SNAPSHOT_POLL_SECONDS", 5.0 if CLUSTER_MODE else 1.0
+)
+# How long an unknown key stays known as unknown before the database is asked again.
+GATEWAY_NEGATIVE_CACHE_SECONDS = env_float("GATEWAY_NEGATIVE_CACHE_SECONDS", 30.0)
+# Upstream timeouts (seconds).
+GATEWAY_UPSTREAM_CONNECT_TIMEOUT = env_float("GATEWAY_UPSTREAM_CONNECT_TIMEOUT", 10.0)
+GATEWAY_UPSTREAM_READ_TIMEOUT = env_float("GATEWAY_UPSTREAM_READ_TIMEOUT", 300.0)
+GATEWAY_UPSTREAM_TOTAL_TIMEOUT = env_float("GATEWAY_UPSTREAM_TOTAL_TIMEOUT", 600.0)
+# Upstream connections kept per process (0 = unbounded).
+GATEWAY_UPSTREAM_POOL_SIZE = env_int("GATEWAY_UPSTREAM_POOL_SIZE", 1000)
+# Declarative configuration applied at start (`manage.py apply_config`).
+GATEWAY_CONFIG = env("GATEWAY_CONFIG")
+
+# --- Auth, i18n, static ------------------------------------------------------
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "admin:login"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env("TIME_ZONE", "UTC") or "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = Path(env("GATEWAY_STATIC_ROOT", str(VAR_DIR / "static")) or VAR_DIR / "static")
+if not PRODUCTION:
+    STATIC_ROOT.mkdir(parents=True, exist_ok=True)
+FORMS_URLFIELD_ASSUME_HTTPS = True
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+WHITENOISE_USE_FINDERS = True
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAdminUser"],
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env("LOG_LEVEL", "INFO")},
+}

@@ -1,0 +1,8 @@
+"""WSGI entry, for management tooling only; the gateway serves over ASGI."""
+
+import os
+
+from django.core.wsgi import get_wsgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "gateway_project.settings")
+application = get_wsgi_application()

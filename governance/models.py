@@ -1,0 +1,1 @@
+"""Policy and money: budgets, limits, prices and the usage ledger (to come)."""

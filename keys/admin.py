@@ -1,0 +1,193 @@
+"""The admin pages of the org tree, keys, providers and routes.
+
+Every save goes through ``keys.services``, so the admin changes things the
+same way the API and the configuration file do.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.http import HttpRequest
+
+from keys import services
+from keys.models import Customer, ModelRoute, Provider, ProviderKey, Team, VirtualKey
+
+
+def _changed_fields(form: forms.ModelForm, names: set[str]) -> dict[str, Any]:
+    return {name: form.cleaned_data[name] for name in form.changed_data if name in names}
+
+
+class ServiceAdmin(admin.ModelAdmin):
+    """Routes the admin's saves to service functions (subclasses say which)."""
+
+    identity_fields: tuple[str, ...] = ("name",)
+
+    def delete_model(self, request: HttpRequest, obj: Any) -> None:
+        super().delete_model(request, obj)
+        services.config_revision_bump()
+
+    def delete_queryset(self, request: HttpRequest, queryset: Any) -> None:
+        super().delete_queryset(request, queryset)
+        services.config_revision_bump()
+
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        if change:
+            # The form has already written its values onto ``obj``; the
+            # service compares against what is stored.
+            self.update(self.model.objects.get(pk=obj.pk), form)
+        else:
+            self.create(request, obj, form)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
+        # Names identify objects in the configuration file; they do not change.
+        fixed = tuple(self.identity_fields) if obj else ()
+        return (*fixed, *self.readonly_fields)
+
+    def create(self, request: HttpRequest, obj: Any, form: Any) -> None:
+        raise NotImplementedError
+
+    def update(self, obj: Any, form: Any) -> None:
+        raise NotImplementedError
+
+
+@admin.register(Customer)
+class CustomerAdmin(ServiceAdmin):
+    list_display = ("name", "description", "created_at")
+    search_fields = ("name", "description")
+
+    def create(self, request: HttpRequest, obj: Customer, form: Any) -> None:
+        created = services.customer_create(
+            name=obj.name, description=obj.description, metadata=obj.metadata
+        )
+        obj.pk = created.pk
+
+    def update(self, obj: Customer, form: Any) -> None:
+        services.customer_update(customer=obj, **_changed_fields(form, services.CUSTOMER_FIELDS))
+
+
+@admin.register(Team)
+class TeamAdmin(ServiceAdmin):
+    list_display = ("name", "customer", "description", "created_at")
+    list_filter = ("customer",)
+    search_fields = ("name", "description")
+
+    def create(self, request: HttpRequest, obj: Team, form: Any) -> None:
+        created = services.team_create(
+            name=obj.name, customer=obj.customer, description=obj.description, metadata=obj.metadata
+        )
+        obj.pk = created.pk
+
+    def update(self, obj: Team, form: Any) -> None:
+        services.team_update(team=obj, **_changed_fields(form, services.TEAM_FIELDS))
+
+
+@admin.register(VirtualKey)
+class VirtualKeyAdmin(ServiceAdmin):
+    list_display = ("name", "masked", "team", "is_active", "expires_at", "created_at")
+    list_filter = ("is_active", "team")
+    search_fields = ("name", "prefix")
+    readonly_fields = ("masked", "is_active", "revoked_at", "created_at", "updated_at")
+    fields = ("name", "team", "expires_at", "metadata", *readonly_fields)
+    actions = ("revoke",)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # revoke instead: usage history keeps pointing at the key
+
+    def create(self, request: HttpRequest, obj: VirtualKey, form: Any) -> None:
+        created, secret = services.virtual_key_create(
+            name=obj.name, team=obj.team, expires_at=obj.expires_at, metadata=obj.metadata
+        )
+        obj.pk = created.pk
+        messages.warning(
+            request,
+            f"The key {created.name} was created. Copy it now, it will not be shown again: {secret}",
+        )
+
+    def update(self, obj: VirtualKey, form: Any) -> None:
+        services.virtual_key_update(key=obj, **_changed_fields(form, services.VIRTUAL_KEY_FIELDS))
+
+    @admin.action(description="Revoke the selected keys")
+    def revoke(self, request: HttpRequest, queryset: Any) -> None:
+        for key in queryset:
+            services.virtual_key_revoke(key=key)
+        self.message_user(request, f"{queryset.count()} key(s) revoked.")
+
+
+@admin.register(Provider)
+class ProviderAdmin(ServiceAdmin):
+    list_display = ("name", "kind", "base_url", "is_active")
+    list_filter = ("kind", "is_active")
+    search_fields = ("name", "base_url")
+
+    def create(self, request: HttpRequest, obj: Provider, form: Any) -> None:
+        created = services.provider_create(
+            name=obj.name, kind=obj.kind, base_url=obj.base_url, is_active=obj.is_active
+        )
+        obj.pk = created.pk
+
+    def update(self, obj: Provider, form: Any) -> None:
+        services.provider_update(provider=obj, **_changed_fields(form, services.PROVIDER_FIELDS))
+
+
+class ProviderKeyForm(forms.ModelForm):
+    secret = forms.CharField(
+        label="API key",
+        required=False,
+        strip=True,
+        widget=forms.PasswordInput(render_value=False),
+        help_text="Stored encrypted; never shown again. Leave empty to keep the current key.",
+    )
+
+    class Meta:
+        model = ProviderKey
+        fields = ("provider", "name", "secret", "weight", "is_active")
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        if not self.instance.pk and not data.get("secret"):
+            self.add_error("secret", "A new provider key needs its API key.")
+        return data
+
+
+@admin.register(ProviderKey)
+class ProviderKeyAdmin(ServiceAdmin):
+    form = ProviderKeyForm
+    identity_fields = ("provider", "name")
+    list_display = ("__str__", "provider", "weight", "is_active", "updated_at")
+    list_filter = ("provider", "is_active")
+    readonly_fields = ("last_four", "created_at", "updated_at")
+
+    def create(self, request: HttpRequest, obj: ProviderKey, form: Any) -> None:
+        created = services.provider_key_create(
+            provider=obj.provider,
+            name=obj.name,
+            secret=form.cleaned_data["secret"],
+            weight=obj.weight,
+            is_active=obj.is_active,
+        )
+        obj.pk = created.pk
+
+    def update(self, obj: ProviderKey, form: Any) -> None:
+        services.provider_key_update(key=obj, **_changed_fields(form, services.PROVIDER_KEY_FIELDS))
+        if form.cleaned_data.get("secret"):
+            services.provider_key_replace_secret(key=obj, secret=form.cleaned_data["secret"], secret_env="")
+
+
+@admin.register(ModelRoute)
+class ModelRouteAdmin(ServiceAdmin):
+    list_display = ("name", "provider", "provider_model", "is_active")
+    list_filter = ("provider", "is_active")
+    search_fields = ("name", "provider_model")
+
+    def create(self, request: HttpRequest, obj: ModelRoute, form: Any) -> None:
+        created = services.model_route_create(
+            name=obj.name, provider=obj.provider, provider_model=obj.provider_model,
+            is_active=obj.is_active,
+        )
+        obj.pk = created.pk
+
+    def update(self, obj: ModelRoute, form: Any) -> None:
+        services.model_route_update(route=obj, **_changed_fields(form, services.ROUTE_FIELDS))

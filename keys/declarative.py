@@ -1,0 +1,377 @@
+"""The declarative configuration file: apply it, export it.
+
+One YAML document declares providers (with their keys by environment
+variable), routes, customers, teams and virtual keys. Applying is idempotent
+and goes through ``keys.services`` (so it is audited like any change);
+objects the file does not mention are left alone. Exporting writes the
+current state in the same format, secrets only by reference, so that
+applying an export changes nothing. The format is documented in
+``docs/configuration.md``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils.dateparse import parse_datetime
+
+from keys import crypto, services, tokens
+from keys.models import Customer, ModelRoute, Provider, ProviderKey, Team, VirtualKey
+
+FORMAT_VERSION = 1
+
+
+class ConfigError(ValueError):
+    """The file cannot be applied; the message says where and why."""
+
+
+@dataclass
+class ApplyReport:
+    """What applying a file did, object by object."""
+
+    created: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    # Secrets generated for declared keys without one: shown once, never stored.
+    new_secrets: dict[str, str] = field(default_factory=dict)
+
+    def record(self, outcome: str, label: str) -> None:
+        getattr(self, outcome).append(label)
+
+    @property
+    def is_noop(self) -> bool:
+        return not self.created and not self.changed
+
+    def summary(self) -> str:
+        return (
+            f"{len(self.created)} created, {len(self.changed)} changed, "
+            f"{len(self.unchanged)} unchanged"
+        )
+
+
+# --- reading the file ---------------------------------------------------------------
+
+
+def load_file(path: str) -> dict[str, Any]:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            document = yaml.safe_load(handle)
+    except OSError as exc:
+        raise ConfigError(f"{path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    return document or {}
+
+
+class _Reader:
+    """Typed access to one mapping of the file, with its location for errors."""
+
+    def __init__(self, data: Any, where: str, allowed: set[str]) -> None:
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"{where}: expected a mapping")
+        unknown = set(data) - allowed
+        if unknown:
+            raise ConfigError(f"{where}: unknown field(s) {', '.join(sorted(map(str, unknown)))}")
+        self.data = data
+        self.where = where
+
+    def get(self, name: str, kind: type | tuple[type, ...], default: Any = None, *, required: bool = False) -> Any:
+        if name not in self.data or self.data[name] is None:
+            if required:
+                raise ConfigError(f"{self.where}: '{name}' is required")
+            return default
+        value = self.data[name]
+        if not isinstance(value, kind) or (isinstance(value, bool) and kind is int):
+            raise ConfigError(f"{self.where}.{name}: wrong type ({type(value).__name__})")
+        return value
+
+    def items(self, name: str) -> list[Any]:
+        value = self.get(name, list, [])
+        return value
+
+    def datetime(self, name: str) -> dt.datetime | None:
+        value = self.data.get(name)
+        if value is None:
+            return None
+        if isinstance(value, dt.datetime):
+            parsed = value
+        elif isinstance(value, str):
+            parsed = parse_datetime(value)
+            if parsed is None:
+                raise ConfigError(f"{self.where}.{name}: not an ISO 8601 date-time")
+        else:
+            raise ConfigError(f"{self.where}.{name}: not an ISO 8601 date-time")
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=dt.UTC)
+        return parsed
+
+
+def _env_secret(variable: str, where: str) -> str:
+    value = os.environ.get(variable)
+    if not value:
+        raise ConfigError(f"{where}: the environment variable {variable} is not set")
+    return value
+
+
+# --- applying ---------------------------------------------------------------------
+
+
+def apply_config(document: Any) -> ApplyReport:
+    """Make the database match ``document``; all or nothing."""
+    root = _Reader(
+        document, "config", {"version", "providers", "routes", "customers", "teams"}
+    )
+    version = root.get("version", int, FORMAT_VERSION)
+    if version != FORMAT_VERSION:
+        raise ConfigError(f"config.version: this gateway reads version {FORMAT_VERSION}")
+    report = ApplyReport()
+    try:
+        with transaction.atomic():
+            for index, item in enumerate(root.items("providers")):
+                _apply_provider(item, f"providers[{index}]", report)
+            for index, item in enumerate(root.items("routes")):
+                _apply_route(item, f"routes[{index}]", report)
+            for index, item in enumerate(root.items("customers")):
+                _apply_customer(item, f"customers[{index}]", report)
+            for index, item in enumerate(root.items("teams")):
+                _apply_team(item, f"teams[{index}]", None, report)
+    except (ValidationError, services.ServiceError) as exc:
+        raise ConfigError(_validation_message(exc)) from None
+    return report
+
+
+def _validation_message(exc: Exception) -> str:
+    if isinstance(exc, ValidationError) and hasattr(exc, "message_dict"):
+        return "; ".join(f"{name}: {' '.join(msgs)}" for name, msgs in exc.message_dict.items())
+    return str(exc)
+
+
+def _apply_provider(data: Any, where: str, report: ApplyReport) -> None:
+    item = _Reader(data, where, {"name", "kind", "base_url", "active", "keys"})
+    name = item.get("name", str, required=True)
+    fields = {
+        "kind": item.get("kind", str, required=True),
+        "base_url": item.get("base_url", str, required=True).rstrip("/"),
+        "is_active": item.get("active", bool, True),
+    }
+    provider = Provider.objects.filter(name=name).first()
+    if provider is None:
+        provider = services.provider_create(name=name, **fields)
+        report.record("created", f"provider {name}")
+    else:
+        before = _snapshot_fields(provider, fields)
+        services.provider_update(provider=provider, **fields)
+        report.record("changed" if before != fields else "unchanged", f"provider {name}")
+    for index, key in enumerate(item.items("keys")):
+        _apply_provider_key(provider, key, f"{where}.keys[{index}]", report)
+
+
+def _apply_provider_key(provider: Provider, data: Any, where: str, report: ApplyReport) -> None:
+    item = _Reader(data, where, {"name", "api_key_env", "api_key", "weight", "active"})
+    name = item.get("name", str, required=True)
+    label = f"provider key {provider.name}/{name}"
+    variable = item.get("api_key_env", str, "")
+    literal = item.get("api_key", str)
+    secret = _env_secret(variable, where) if variable else literal
+    fields = {"weight": item.get("weight", int, 1), "is_active": item.get("active", bool, True)}
+    key = ProviderKey.objects.filter(provider=provider, name=name).first()
+    if key is None:
+        if not secret:
+            raise ConfigError(f"{where}: a new provider key needs 'api_key_env' (or 'api_key')")
+        services.provider_key_create(
+            provider=provider, name=name, secret=secret, secret_env=variable, **fields
+        )
+        report.record("created", label)
+        return
+    changed = _snapshot_fields(key, fields) != fields
+    services.provider_key_update(key=key, **fields)
+    if secret and (crypto.decrypt(key.encrypted_secret) != secret or key.secret_env != variable):
+        services.provider_key_replace_secret(key=key, secret=secret, secret_env=variable)
+        changed = True
+    report.record("changed" if changed else "unchanged", label)
+
+
+def _apply_route(data: Any, where: str, report: ApplyReport) -> None:
+    item = _Reader(data, where, {"name", "provider", "model", "active"})
+    name = item.get("name", str, required=True)
+    provider_name = item.get("provider", str, required=True)
+    provider = Provider.objects.filter(name=provider_name).first()
+    if provider is None:
+        raise ConfigError(f"{where}.provider: no provider named {provider_name!r}")
+    fields = {
+        "provider": provider,
+        "provider_model": item.get("model", str, required=True),
+        "is_active": item.get("active", bool, True),
+    }
+    route = ModelRoute.objects.filter(name=name).first()
+    if route is None:
+        services.model_route_create(name=name, **fields)
+        report.record("created", f"route {name}")
+    else:
+        before = _snapshot_fields(route, fields)
+        services.model_route_update(route=route, **fields)
+        report.record("changed" if before != fields else "unchanged", f"route {name}")
+
+
+def _apply_customer(data: Any, where: str, report: ApplyReport) -> None:
+    item = _Reader(data, where, {"name", "description", "metadata", "teams"})
+    name = item.get("name", str, required=True)
+    fields = {
+        "description": item.get("description", str, ""),
+        "metadata": item.get("metadata", dict, {}),
+    }
+    customer = Customer.objects.filter(name=name).first()
+    if customer is None:
+        customer = services.customer_create(name=name, **fields)
+        report.record("created", f"customer {name}")
+    else:
+        before = _snapshot_fields(customer, fields)
+        services.customer_update(customer=customer, **fields)
+        report.record("changed" if before != fields else "unchanged", f"customer {name}")
+    for index, team in enumerate(item.items("teams")):
+        _apply_team(team, f"{where}.teams[{index}]", customer, report)
+
+
+def _apply_team(data: Any, where: str, customer: Customer | None, report: ApplyReport) -> None:
+    item = _Reader(data, where, {"name", "description", "metadata", "virtual_keys"})
+    name = item.get("name", str, required=True)
+    fields = {
+        "customer": customer,
+        "description": item.get("description", str, ""),
+        "metadata": item.get("metadata", dict, {}),
+    }
+    team = Team.objects.filter(name=name).first()
+    if team is None:
+        team = services.team_create(name=name, **fields)
+        report.record("created", f"team {name}")
+    else:
+        before = _snapshot_fields(team, fields)
+        services.team_update(team=team, **fields)
+        report.record("changed" if before != fields else "unchanged", f"team {name}")
+    for index, key in enumerate(item.items("virtual_keys")):
+        _apply_virtual_key(team, key, f"{where}.virtual_keys[{index}]", report)
+
+
+def _apply_virtual_key(team: Team, data: Any, where: str, report: ApplyReport) -> None:
+    item = _Reader(data, where, {"name", "secret_env", "expires_at", "metadata", "active"})
+    name = item.get("name", str, required=True)
+    label = f"virtual key {name}"
+    variable = item.get("secret_env", str, "")
+    secret = _env_secret(variable, where) if variable else None
+    active = item.get("active", bool, True)
+    fields = {
+        "team": team,
+        "expires_at": item.datetime("expires_at"),
+        "metadata": item.get("metadata", dict, {}),
+    }
+    key = VirtualKey.objects.filter(name=name).first()
+    if key is None:
+        key, created_secret = services.virtual_key_create(
+            name=name, secret=secret, secret_env=variable, **fields
+        )
+        if secret is None:
+            report.new_secrets[name] = created_secret
+        if not active:
+            services.virtual_key_revoke(key=key)
+        report.record("created", label)
+        return
+    changed = _snapshot_fields(key, fields) != fields
+    services.virtual_key_update(key=key, **fields)
+    if secret is not None and (
+        not tokens.hashes_match(secret, key.secret_hash) or key.secret_env != variable
+    ):
+        services.virtual_key_replace_secret(key=key, secret=secret, secret_env=variable)
+        changed = True
+    if key.is_active and not active:
+        services.virtual_key_revoke(key=key)
+        changed = True
+    elif active and not key.is_active:
+        raise ConfigError(f"{where}: the key {name} was revoked; revoked keys stay revoked")
+    report.record("changed" if changed else "unchanged", label)
+
+
+def _snapshot_fields(instance: Any, fields: dict[str, Any]) -> dict[str, Any]:
+    return {name: getattr(instance, name) for name in fields}
+
+
+# --- exporting ------------------------------------------------------------------
+
+
+def export_config() -> dict[str, Any]:
+    """The current configuration as a document :func:`apply_config` accepts."""
+    document: dict[str, Any] = {"version": FORMAT_VERSION}
+    document["providers"] = [
+        {
+            "name": provider.name,
+            "kind": provider.kind,
+            "base_url": provider.base_url,
+            "active": provider.is_active,
+            "keys": [_export_provider_key(key) for key in provider.keys.all()],
+        }
+        for provider in Provider.objects.prefetch_related("keys")
+    ]
+    document["routes"] = [
+        {
+            "name": route.name,
+            "provider": route.provider.name,
+            "model": route.provider_model,
+            "active": route.is_active,
+        }
+        for route in ModelRoute.objects.select_related("provider")
+    ]
+    teams = Team.objects.prefetch_related("virtual_keys").order_by("name")
+    document["customers"] = [
+        {
+            "name": customer.name,
+            "description": customer.description,
+            "metadata": customer.metadata,
+            "teams": [_export_team(team) for team in teams if team.customer_id == customer.pk],
+        }
+        for customer in Customer.objects.all()
+    ]
+    document["teams"] = [_export_team(team) for team in teams if team.customer_id is None]
+    return document
+
+
+def _export_provider_key(key: ProviderKey) -> dict[str, Any]:
+    exported: dict[str, Any] = {"name": key.name}
+    # A key typed into the console has no reference to export; applying the
+    # export leaves its stored secret as it is.
+    if key.secret_env:
+        exported["api_key_env"] = key.secret_env
+    exported.update({"weight": key.weight, "active": key.is_active})
+    return exported
+
+
+def _export_team(team: Team) -> dict[str, Any]:
+    return {
+        "name": team.name,
+        "description": team.description,
+        "metadata": team.metadata,
+        "virtual_keys": [_export_virtual_key(key) for key in team.virtual_keys.all()],
+    }
+
+
+def _export_virtual_key(key: VirtualKey) -> dict[str, Any]:
+    exported: dict[str, Any] = {"name": key.name}
+    if key.secret_env:
+        exported["secret_env"] = key.secret_env
+    exported.update(
+        {
+            "expires_at": key.expires_at.isoformat() if key.expires_at else None,
+            "metadata": key.metadata,
+            "active": key.is_active,
+        }
+    )
+    return exported
+
+
+def dump_yaml(document: dict[str, Any]) -> str:
+    return yaml.safe_dump(document, sort_keys=False, allow_unicode=True)

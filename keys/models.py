@@ -1,0 +1,167 @@
+"""Identities and credentials: customers, teams, virtual keys, providers.
+
+Rows are written only through ``keys.services``; the data plane never reads
+them directly but through the in-process snapshot (``proxy.snapshot``).
+"""
+
+from __future__ import annotations
+
+from django.core.validators import MinValueValidator, RegexValidator
+from django.db import models
+
+from keys import tokens
+
+slug_validator = RegexValidator(
+    r"^[a-z0-9][a-z0-9._-]{0,62}$",
+    "Use 1 to 63 lowercase letters, digits, dots, dashes or underscores.",
+)
+model_name_validator = RegexValidator(
+    r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,199}$",
+    "Use letters, digits and . _ : / @ + - (at most 200 characters).",
+)
+
+
+class TimestampedModel(models.Model):
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        abstract = True
+
+
+class Customer(TimestampedModel):
+    """The top of the org tree: a business unit or a client that is billed."""
+
+    name = models.CharField(max_length=63, unique=True, validators=[slug_validator])
+    description = models.CharField(max_length=200, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Team(TimestampedModel):
+    """A group of virtual keys that share a policy, optionally under a customer."""
+
+    name = models.CharField(max_length=63, unique=True, validators=[slug_validator])
+    customer = models.ForeignKey(
+        Customer, null=True, blank=True, on_delete=models.PROTECT, related_name="teams"
+    )
+    description = models.CharField(max_length=200, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class VirtualKey(TimestampedModel):
+    """A credential applications use instead of a provider key.
+
+    Only ``prefix`` (public) and ``secret_hash`` are stored; the secret is
+    shown once, when the key is created.
+    """
+
+    name = models.CharField(max_length=100, unique=True, validators=[slug_validator])
+    team = models.ForeignKey(Team, on_delete=models.PROTECT, related_name="virtual_keys")
+    prefix = models.CharField(max_length=tokens.PREFIX_LENGTH, unique=True, editable=False)
+    secret_hash = models.CharField(max_length=64, unique=True, editable=False)
+    # For keys declared in the configuration file with their secret in an
+    # environment variable: the variable's name, never its value.
+    secret_env = models.CharField(max_length=100, blank=True, editable=False)
+    is_active = models.BooleanField(default=True)
+    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = "virtual key"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.masked})"
+
+    @property
+    def masked(self) -> str:
+        return f"{tokens.KEY_SCHEME}{self.prefix}…"
+
+
+class ProviderKind(models.TextChoices):
+    """Wire formats the gateway speaks to upstreams (one adapter each)."""
+
+    OPENAI = "openai", "OpenAI (and OpenAI-compatible)"
+
+
+class Provider(TimestampedModel):
+    """An upstream: its wire format and where it lives."""
+
+    name = models.CharField(max_length=63, unique=True, validators=[slug_validator])
+    kind = models.CharField(max_length=32, choices=ProviderKind.choices)
+    base_url = models.URLField(max_length=500)
+    is_active = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ProviderKey(TimestampedModel):
+    """An API key of a provider, encrypted at rest (``keys.crypto``)."""
+
+    provider = models.ForeignKey(Provider, on_delete=models.CASCADE, related_name="keys")
+    name = models.CharField(max_length=63, validators=[slug_validator])
+    encrypted_secret = models.TextField(editable=False)
+    last_four = models.CharField(max_length=4, editable=False)
+    # When the key comes from the configuration file: the environment
+    # variable holding it, so that an export can refer to it again.
+    secret_env = models.CharField(max_length=100, blank=True)
+    weight = models.PositiveIntegerField(default=1, validators=[MinValueValidator(0)])
+    is_active = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["provider__name", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["provider", "name"], name="provider_key_unique_name")
+        ]
+        verbose_name = "provider key"
+
+    def __str__(self) -> str:
+        return f"{self.provider.name}/{self.name} (…{self.last_four})"
+
+
+class ModelRoute(TimestampedModel):
+    """A public model name and the provider model that serves it."""
+
+    name = models.CharField(max_length=200, unique=True, validators=[model_name_validator])
+    provider = models.ForeignKey(Provider, on_delete=models.PROTECT, related_name="routes")
+    provider_model = models.CharField(max_length=200, validators=[model_name_validator])
+    is_active = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = "model route"
+
+    def __str__(self) -> str:
+        return f"{self.name} → {self.provider.name}/{self.provider_model}"
+
+
+class ConfigRevision(models.Model):
+    """One row whose ``revision`` changes with every configuration change.
+
+    Each gateway process compares it with its snapshot's revision to know
+    when to rebuild (see ``proxy.snapshot``).
+    """
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1, editable=False)
+    revision = models.CharField(max_length=32)
+    changed_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return self.revision

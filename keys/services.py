@@ -1,0 +1,290 @@
+"""Writes to the org tree, virtual keys, providers and routes.
+
+Every function here is the one way its change happens: the admin, the REST
+API, the declarative configuration and management commands all call them.
+Each change bumps the configuration revision so that every gateway process
+rebuilds its snapshot.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import uuid
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from keys import crypto, tokens
+from keys.models import (
+    ConfigRevision,
+    Customer,
+    ModelRoute,
+    Provider,
+    ProviderKey,
+    Team,
+    VirtualKey,
+)
+
+logger = logging.getLogger(__name__)
+
+
+class ServiceError(ValueError):
+    """A change that cannot be made as asked; the message says why."""
+
+
+# --- configuration revision --------------------------------------------------
+
+
+def config_revision_bump() -> str:
+    """Mark the configuration as changed; notify the data plane after commit."""
+    revision = uuid.uuid4().hex
+    ConfigRevision.objects.update_or_create(id=1, defaults={"revision": revision})
+    transaction.on_commit(lambda: _publish_revision(revision))
+    return revision
+
+
+def _publish_revision(revision: str) -> None:
+    if not settings.REDIS_URL:
+        return  # embedded processes poll the revision row
+    from gateway_project.redis_client import CONFIG_CHANNEL, redis_key, sync_client
+
+    try:
+        sync_client().publish(redis_key(CONFIG_CHANNEL), revision)
+    except Exception:  # the poll will pick the change up; never fail a commit over it
+        logger.warning("could not publish the configuration revision", exc_info=True)
+
+
+def _save(instance: Any) -> None:
+    instance.full_clean()
+    instance.save()
+    config_revision_bump()
+
+
+def _apply_fields(instance: Any, fields: dict[str, Any], allowed: set[str]) -> bool:
+    unknown = set(fields) - allowed
+    if unknown:
+        raise ServiceError(f"cannot change {', '.join(sorted(unknown))}")
+    changed = False
+    for name, value in fields.items():
+        if getattr(instance, name) != value:
+            setattr(instance, name, value)
+            changed = True
+    return changed
+
+
+# --- customers and teams -----------------------------------------------------
+
+CUSTOMER_FIELDS = {"description", "metadata"}
+TEAM_FIELDS = {"customer", "description", "metadata"}
+
+
+@transaction.atomic
+def customer_create(*, name: str, description: str = "", metadata: dict | None = None) -> Customer:
+    customer = Customer(name=name, description=description, metadata=metadata or {})
+    _save(customer)
+    return customer
+
+
+@transaction.atomic
+def customer_update(*, customer: Customer, **fields: Any) -> Customer:
+    if _apply_fields(customer, fields, CUSTOMER_FIELDS):
+        _save(customer)
+    return customer
+
+
+@transaction.atomic
+def team_create(
+    *,
+    name: str,
+    customer: Customer | None = None,
+    description: str = "",
+    metadata: dict | None = None,
+) -> Team:
+    team = Team(name=name, customer=customer, description=description, metadata=metadata or {})
+    _save(team)
+    return team
+
+
+@transaction.atomic
+def team_update(*, team: Team, **fields: Any) -> Team:
+    if _apply_fields(team, fields, TEAM_FIELDS):
+        _save(team)
+    return team
+
+
+# --- virtual keys --------------------------------------------------------------
+
+VIRTUAL_KEY_FIELDS = {"team", "expires_at", "metadata"}
+
+
+@transaction.atomic
+def virtual_key_create(
+    *,
+    name: str,
+    team: Team,
+    expires_at: dt.datetime | None = None,
+    metadata: dict | None = None,
+    secret: str | None = None,
+    secret_env: str = "",
+) -> tuple[VirtualKey, str]:
+    """Create a key; returns it with its secret, which is never available again.
+
+    ``secret`` lets a declared key keep a secret chosen outside the gateway
+    (GitOps); it must have the virtual key format.
+    """
+    if secret is None:
+        secret = tokens.generate_key()
+    elif not tokens.is_well_formed(secret):
+        raise ServiceError(
+            f"a virtual key must be {tokens.KEY_SCHEME} followed by "
+            f"{tokens.PREFIX_LENGTH + tokens.SECRET_LENGTH} letters or digits"
+        )
+    prefix = tokens.key_prefix(secret)
+    if VirtualKey.objects.filter(prefix=prefix).exists():
+        raise ServiceError("a virtual key with the same prefix exists already")
+    key = VirtualKey(
+        name=name,
+        team=team,
+        prefix=prefix,
+        secret_hash=tokens.hash_key(secret),
+        secret_env=secret_env,
+        expires_at=expires_at,
+        metadata=metadata or {},
+    )
+    _save(key)
+    return key, secret
+
+
+@transaction.atomic
+def virtual_key_update(*, key: VirtualKey, **fields: Any) -> VirtualKey:
+    if _apply_fields(key, fields, VIRTUAL_KEY_FIELDS):
+        _save(key)
+    return key
+
+
+@transaction.atomic
+def virtual_key_replace_secret(*, key: VirtualKey, secret: str, secret_env: str = "") -> VirtualKey:
+    """Give a declared key a new secret (its environment variable changed)."""
+    if not tokens.is_well_formed(secret):
+        raise ServiceError(f"the secret of {key.name} does not have the virtual key format")
+    prefix = tokens.key_prefix(secret)
+    if VirtualKey.objects.filter(prefix=prefix).exclude(pk=key.pk).exists():
+        raise ServiceError("a virtual key with the same prefix exists already")
+    key.prefix = prefix
+    key.secret_hash = tokens.hash_key(secret)
+    key.secret_env = secret_env
+    _save(key)
+    return key
+
+
+@transaction.atomic
+def virtual_key_revoke(*, key: VirtualKey) -> VirtualKey:
+    """Stop accepting a key, at once and for good."""
+    if key.is_active:
+        key.is_active = False
+        key.revoked_at = timezone.now()
+        _save(key)
+    return key
+
+
+# --- providers, provider keys, routes --------------------------------------------
+
+PROVIDER_FIELDS = {"kind", "base_url", "is_active"}
+PROVIDER_KEY_FIELDS = {"weight", "is_active"}
+ROUTE_FIELDS = {"provider", "provider_model", "is_active"}
+
+
+@transaction.atomic
+def provider_create(*, name: str, kind: str, base_url: str, is_active: bool = True) -> Provider:
+    provider = Provider(name=name, kind=kind, base_url=base_url.rstrip("/"), is_active=is_active)
+    _save(provider)
+    return provider
+
+
+@transaction.atomic
+def provider_update(*, provider: Provider, **fields: Any) -> Provider:
+    if "base_url" in fields:
+        fields["base_url"] = fields["base_url"].rstrip("/")
+    if _apply_fields(provider, fields, PROVIDER_FIELDS):
+        _save(provider)
+    return provider
+
+
+@transaction.atomic
+def provider_key_create(
+    *,
+    provider: Provider,
+    name: str,
+    secret: str,
+    weight: int = 1,
+    is_active: bool = True,
+    secret_env: str = "",
+) -> ProviderKey:
+    """Store a provider's API key, encrypted; only its last four characters stay readable."""
+    if not secret or secret != secret.strip():
+        raise ServiceError("a provider key must be a non-empty value without surrounding spaces")
+    key = ProviderKey(
+        provider=provider,
+        name=name,
+        encrypted_secret=crypto.encrypt(secret),
+        last_four=secret[-4:],
+        weight=weight,
+        is_active=is_active,
+        secret_env=secret_env,
+    )
+    _save(key)
+    return key
+
+
+@transaction.atomic
+def provider_key_update(*, key: ProviderKey, **fields: Any) -> ProviderKey:
+    if _apply_fields(key, fields, PROVIDER_KEY_FIELDS):
+        _save(key)
+    return key
+
+
+@transaction.atomic
+def provider_key_replace_secret(
+    *, key: ProviderKey, secret: str, secret_env: str | None = None
+) -> ProviderKey:
+    if not secret or secret != secret.strip():
+        raise ServiceError("a provider key must be a non-empty value without surrounding spaces")
+    key.encrypted_secret = crypto.encrypt(secret)
+    key.last_four = secret[-4:]
+    if secret_env is not None:
+        key.secret_env = secret_env
+    _save(key)
+    return key
+
+
+@transaction.atomic
+def provider_key_delete(*, key: ProviderKey) -> None:
+    key.delete()
+    config_revision_bump()
+
+
+@transaction.atomic
+def model_route_create(
+    *, name: str, provider: Provider, provider_model: str, is_active: bool = True
+) -> ModelRoute:
+    route = ModelRoute(
+        name=name, provider=provider, provider_model=provider_model, is_active=is_active
+    )
+    _save(route)
+    return route
+
+
+@transaction.atomic
+def model_route_update(*, route: ModelRoute, **fields: Any) -> ModelRoute:
+    if _apply_fields(route, fields, ROUTE_FIELDS):
+        _save(route)
+    return route
+
+
+@transaction.atomic
+def model_route_delete(*, route: ModelRoute) -> None:
+    route.delete()
+    config_revision_bump()

@@ -1,0 +1,154 @@
+"""The base of every inference endpoint: a lean Channels HTTP consumer.
+
+Channels' own ``AsyncHttpConsumer`` joins a channel layer and closes database
+connections on every message, and cannot notice a client that goes away
+while the response is being produced. This base reads the body with a size
+limit, then runs ``handle`` while watching for the client's disconnect, which
+cancels the handler (and so the upstream request) at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import re
+from typing import Any
+
+from channels.generic.http import AsyncHttpConsumer
+from django.conf import settings
+
+from proxy.errors import GatewayError
+
+logger = logging.getLogger(__name__)
+
+REQUEST_ID_RE = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
+JSON = b"application/json"
+
+
+class ClientDisconnected(Exception):
+    """The client went away before the request body arrived."""
+
+
+class InferenceConsumer(AsyncHttpConsumer):
+    """Reads the body, runs :meth:`handle`, renders :class:`GatewayError`."""
+
+    methods: tuple[str, ...] = ("POST",)
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        self.scope = scope
+        self.base_send = send
+        self.response_started = False
+        self.response_complete = False
+        self.headers: dict[bytes, bytes] = dict(scope["headers"])
+        incoming_id = self.headers.get(b"x-request-id")
+        self.request_id = (
+            incoming_id.decode()
+            if incoming_id and REQUEST_ID_RE.match(incoming_id)
+            else os.urandom(16).hex()
+        )
+        try:
+            if scope["method"] not in self.methods:
+                raise GatewayError(
+                    405,
+                    f"{scope['method']} is not allowed on {scope['path']}",
+                    code="method_not_allowed",
+                    headers=[(b"allow", ", ".join(self.methods).encode())],
+                )
+            body = await self._read_body(receive)
+        except ClientDisconnected:
+            return
+        except GatewayError as error:
+            await self.send_error(error)
+            return
+        await self._run_watching_disconnect(body, receive)
+
+    async def _read_body(self, receive: Any) -> bytes:
+        limit = settings.GATEWAY_MAX_BODY_BYTES
+        declared = self.headers.get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise self._too_large(limit)
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise ClientDisconnected
+            chunk = message.get("body", b"")
+            if chunk:
+                size += len(chunk)
+                if size > limit:
+                    raise self._too_large(limit)
+                chunks.append(chunk)
+            if not message.get("more_body"):
+                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    @staticmethod
+    def _too_large(limit: int) -> GatewayError:
+        return GatewayError(
+            413, f"the request body is larger than {limit} bytes", code="request_too_large"
+        )
+
+    async def _run_watching_disconnect(self, body: bytes, receive: Any) -> None:
+        handler = asyncio.current_task()
+        assert handler is not None  # noqa: S101 - always inside a task under ASGI
+        disconnected = False
+
+        async def watch() -> None:
+            nonlocal disconnected
+            message = await receive()
+            # After the last byte the server reports a disconnect too; only an
+            # early one means the client left.
+            if message["type"] == "http.disconnect" and not self.response_complete:
+                disconnected = True
+                handler.cancel()
+
+        watcher = asyncio.create_task(watch())
+        try:
+            await self.handle(body)
+        except GatewayError as error:
+            await self.send_error(error)
+        except asyncio.CancelledError:
+            if not disconnected:
+                raise
+            # The client left: the handler's own cleanup (finally blocks) ran.
+            handler.uncancel()
+        except Exception:
+            logger.exception("request %s failed", self.request_id)
+            await self.send_error(
+                GatewayError(502, "the gateway could not complete the request", code="gateway_error")
+            )
+        finally:
+            watcher.cancel()
+
+    # --- responses ---------------------------------------------------------------
+
+    def response_headers(self, content_type: bytes = JSON) -> list[tuple[bytes, bytes]]:
+        return [(b"content-type", content_type), (b"x-request-id", self.request_id.encode())]
+
+    async def start_response(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
+        self.response_started = True
+        await self.base_send({"type": "http.response.start", "status": status, "headers": headers})
+
+    async def send_chunk(self, body: bytes, *, more: bool = True) -> None:
+        if not more:
+            self.response_complete = True
+        await self.base_send({"type": "http.response.body", "body": body, "more_body": more})
+
+    async def send_json(self, status: int, body: bytes, extra: list[tuple[bytes, bytes]] | None = None) -> None:
+        headers = self.response_headers()
+        headers.append((b"content-length", str(len(body)).encode()))
+        if extra:
+            headers.extend(extra)
+        await self.start_response(status, headers)
+        await self.send_chunk(body, more=False)
+
+    def error_body(self, error: GatewayError) -> bytes:
+        return error.openai_body()
+
+    async def send_error(self, error: GatewayError) -> None:
+        if self.response_started:
+            # Too late for a status: end the stream with an error event.
+            await self.send_chunk(b"data: " + self.error_body(error) + b"\n\n", more=False)
+            return
+        await self.send_json(error.status, self.error_body(error), error.headers)

@@ -1,0 +1,30 @@
+"""Which inference path goes to which consumer.
+
+A dict lookup on the exact path rather than a URL resolver: this runs for
+every request, and every other path belongs to Django.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from proxy.openai_api import ChatCompletionsConsumer, ModelsConsumer
+
+INFERENCE_ROUTES: dict[str, Any] = {
+    "/v1/chat/completions": ChatCompletionsConsumer.as_asgi(),
+    "/v1/models": ModelsConsumer.as_asgi(),
+}
+# Clients configured with a base URL ending in /openai/v1 reach the same consumers.
+INFERENCE_ROUTES.update({f"/openai{path}": app for path, app in list(INFERENCE_ROUTES.items())})
+
+
+class InferenceRouter:
+    """Sends inference paths to their consumer and everything else to Django."""
+
+    def __init__(self, fallback: Any) -> None:
+        self.fallback = fallback
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        path = scope["path"]
+        app = INFERENCE_ROUTES.get(path.rstrip("/") if path.endswith("/") else path)
+        await (app or self.fallback)(scope, receive, send)

@@ -1,0 +1,106 @@
+"""OpenAI-compatible front door: ``/v1/chat/completions`` and ``/v1/models``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from proxy.auth import authenticate
+from proxy.consumer import InferenceConsumer
+from proxy.errors import GatewayError, bad_request
+from proxy.snapshot import store
+from proxy.streaming import forward
+
+
+def parse_json_object(body: bytes) -> dict[str, Any]:
+    """The request body as a JSON object, or a 400."""
+    if not body:
+        raise bad_request("The request body is empty; send a JSON object.")
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise bad_request(f"The request body is not valid JSON: {exc.msg}.", code="invalid_json") from None
+    if not isinstance(payload, dict):
+        raise bad_request("The request body must be a JSON object.", code="invalid_json")
+    return payload
+
+
+def validate_chat(payload: dict[str, Any]) -> tuple[str, bool]:
+    """The model name and stream flag of a chat request, or a 400."""
+    model = payload.get("model")
+    if not isinstance(model, str) or not model:
+        raise bad_request("'model' is required and must be a non-empty string.", param="model")
+    messages = payload.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise bad_request("'messages' is required and must be a non-empty array.", param="messages")
+    for index, message in enumerate(messages):
+        if not isinstance(message, dict) or not isinstance(message.get("role"), str):
+            raise bad_request(
+                f"messages[{index}] must be an object with a 'role'.", param=f"messages[{index}]"
+            )
+    stream = payload.get("stream", False)
+    if not isinstance(stream, bool) and stream is not None:
+        raise bad_request("'stream' must be a boolean.", param="stream")
+    return model, bool(stream)
+
+
+def model_not_found(model: str) -> GatewayError:
+    return GatewayError(
+        404,
+        f"The model '{model}' does not exist or you do not have access to it.",
+        code="model_not_found",
+        param="model",
+    )
+
+
+class ChatCompletionsConsumer(InferenceConsumer):
+    """``POST /v1/chat/completions``, streaming and not."""
+
+    async def handle(self, body: bytes) -> None:
+        await store.ensure_loaded()
+        await authenticate(self.headers)
+        payload = parse_json_object(body)
+        model, stream = validate_chat(payload)
+        route = store.current.resolve_model(model)
+        if route is None:
+            raise model_not_found(model)
+        provider = route.provider
+        provider_key = provider.pick_key()
+        if provider_key is None:
+            raise GatewayError(
+                503, f"No API key is configured for the provider '{provider.name}'.",
+                code="no_provider_key",
+            )
+        request = provider.adapter.chat_request(
+            base_url=provider.base_url,
+            api_key=provider_key.secret,
+            provider_model=route.provider_model,
+            payload=payload,
+        )
+        served_by = [
+            (b"x-gateway-provider", provider.name.encode()),
+            (b"x-gateway-model", route.provider_model.encode()),
+        ]
+        await forward(self, request, stream=stream, served_by=served_by)
+
+
+class ModelsConsumer(InferenceConsumer):
+    """``GET /v1/models``: the models the caller may address."""
+
+    methods = ("GET",)
+
+    async def handle(self, body: bytes) -> None:
+        await store.ensure_loaded()
+        await authenticate(self.headers)
+        snapshot = store.current
+        data = [
+            {
+                "id": name,
+                "object": "model",
+                "created": int(snapshot.built_at),
+                "owned_by": route.provider.name,
+            }
+            for name, route in sorted(snapshot.routes.items())
+        ]
+        await self.send_json(200, orjson.dumps({"object": "list", "data": data}))

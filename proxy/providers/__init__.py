@@ -1,0 +1,10 @@
+"""Provider adapters, by the ``Provider.kind`` they serve."""
+
+from proxy.providers.base import ProviderAdapter, UpstreamRequest
+from proxy.providers.openai import OpenAIAdapter
+
+REGISTRY: dict[str, ProviderAdapter] = {
+    OpenAIAdapter.kind: OpenAIAdapter(),
+}
+
+__all__ = ["REGISTRY", "ProviderAdapter", "UpstreamRequest"]

@@ -1,0 +1,276 @@
+"""The in-process configuration snapshot the data plane reads.
+
+Each process holds one immutable :class:`Snapshot` (keys, providers, routes)
+and swaps it whole when the configuration revision changes: at once on a
+Redis notification in cluster mode, and on a short poll of the revision row
+everywhere (the net under a lost notification). A virtual key missing from
+the snapshot is looked up in the database once; unknown keys are remembered
+as unknown for a while, so a flood of bad keys does not reach the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import datetime as dt
+import itertools
+import logging
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from channels.db import database_sync_to_async
+from django.conf import settings
+
+from keys import selectors
+from proxy.providers import REGISTRY, ProviderAdapter
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class KeyEntry:
+    id: int
+    name: str
+    prefix: str
+    secret_hash: str
+    is_active: bool
+    expires_at: float | None
+    team_id: int
+    team_name: str
+    customer_id: int | None
+    customer_name: str | None
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> KeyEntry:
+        expires: dt.datetime | None = row["expires_at"]
+        return cls(
+            id=row["id"],
+            name=row["name"],
+            prefix=row["prefix"],
+            secret_hash=row["secret_hash"],
+            is_active=row["is_active"],
+            expires_at=expires.timestamp() if expires else None,
+            team_id=row["team_id"],
+            team_name=row["team__name"],
+            customer_id=row["team__customer_id"],
+            customer_name=row["team__customer__name"],
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderKeyEntry:
+    name: str
+    secret: str = field(repr=False)
+    weight: int
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderEntry:
+    id: int
+    name: str
+    kind: str
+    base_url: str
+    adapter: ProviderAdapter
+    keys: tuple[ProviderKeyEntry, ...]
+    # Running totals of the keys' weights, for weighted choice by bisection.
+    cumulative_weights: tuple[int, ...]
+
+    def pick_key(self) -> ProviderKeyEntry | None:
+        """A key chosen at random in proportion to its weight."""
+        if not self.cumulative_weights or self.cumulative_weights[-1] == 0:
+            return None
+        point = random.random() * self.cumulative_weights[-1]
+        return self.keys[bisect.bisect_right(self.cumulative_weights, point)]
+
+
+@dataclass(frozen=True, slots=True)
+class RouteEntry:
+    name: str
+    provider: ProviderEntry
+    provider_model: str
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    revision: str | None
+    keys_by_prefix: dict[str, KeyEntry]
+    providers: dict[str, ProviderEntry]
+    routes: dict[str, RouteEntry]
+    built_at: float
+
+    def resolve_model(self, model: str) -> RouteEntry | None:
+        """A route by public name, else ``provider/model`` addressed directly."""
+        route = self.routes.get(model)
+        if route is not None:
+            return route
+        provider_name, slash, provider_model = model.partition("/")
+        if slash and provider_model:
+            provider = self.providers.get(provider_name)
+            if provider is not None:
+                return RouteEntry(name=model, provider=provider, provider_model=provider_model)
+        return None
+
+
+EMPTY = Snapshot(revision=None, keys_by_prefix={}, providers={}, routes={}, built_at=0.0)
+
+
+def build_snapshot(rows: dict[str, Any]) -> Snapshot:
+    """An immutable snapshot from :func:`keys.selectors.snapshot_rows`."""
+    keys_by_provider: dict[int, list[ProviderKeyEntry]] = {}
+    for row in rows["provider_keys"]:
+        keys_by_provider.setdefault(row["provider_id"], []).append(
+            ProviderKeyEntry(name=row["name"], secret=row["secret"], weight=row["weight"])
+        )
+    providers: dict[str, ProviderEntry] = {}
+    providers_by_id: dict[int, ProviderEntry] = {}
+    for row in rows["providers"]:
+        adapter = REGISTRY.get(row["kind"])
+        if adapter is None or not row["is_active"]:
+            continue
+        provider_keys = tuple(k for k in keys_by_provider.get(row["id"], ()) if k.weight > 0)
+        entry = ProviderEntry(
+            id=row["id"],
+            name=row["name"],
+            kind=row["kind"],
+            base_url=row["base_url"].rstrip("/"),
+            adapter=adapter,
+            keys=provider_keys,
+            cumulative_weights=tuple(itertools.accumulate(k.weight for k in provider_keys)),
+        )
+        providers[entry.name] = entry
+        providers_by_id[entry.id] = entry
+    routes = {
+        row["name"]: RouteEntry(
+            name=row["name"],
+            provider=providers_by_id[row["provider_id"]],
+            provider_model=row["provider_model"],
+        )
+        for row in rows["routes"]
+        if row["provider_id"] in providers_by_id
+    }
+    return Snapshot(
+        revision=rows["revision"],
+        keys_by_prefix={
+            row["prefix"]: KeyEntry.from_row(row) for row in rows["virtual_keys"]
+        },
+        providers=providers,
+        routes=routes,
+        built_at=time.time(),
+    )
+
+
+class SnapshotStore:
+    """Holds the current snapshot of this process and keeps it fresh."""
+
+    def __init__(self) -> None:
+        self.current: Snapshot = EMPTY
+        self.loaded = False
+        self._unknown_until: dict[str, float] = {}
+        self._late_keys: dict[str, KeyEntry] = {}
+        self._lock = asyncio.Lock()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # --- loading ---------------------------------------------------------
+
+    async def load(self) -> Snapshot:
+        """Rebuild from the database (runs in a worker thread)."""
+        rows = await database_sync_to_async(selectors.snapshot_rows)()
+        snapshot = build_snapshot(rows)
+        self.current = snapshot
+        self.loaded = True
+        self._unknown_until.clear()
+        self._late_keys.clear()
+        logger.info(
+            "configuration snapshot %s loaded: %d keys, %d providers, %d routes",
+            snapshot.revision,
+            len(snapshot.keys_by_prefix),
+            len(snapshot.providers),
+            len(snapshot.routes),
+        )
+        return snapshot
+
+    async def ensure_loaded(self) -> Snapshot:
+        if not self.loaded:
+            async with self._lock:
+                if not self.loaded:
+                    await self.load()
+        return self.current
+
+    async def refresh_if_changed(self) -> None:
+        revision = await database_sync_to_async(selectors.config_revision)()
+        if revision != self.current.revision or not self.loaded:
+            async with self._lock:
+                await self.load()
+
+    # --- keys --------------------------------------------------------------
+
+    async def find_key(self, prefix: str) -> KeyEntry | None:
+        """The key with this prefix; asks the database once on a miss."""
+        entry = self.current.keys_by_prefix.get(prefix) or self._late_keys.get(prefix)
+        if entry is not None:
+            return entry
+        now = time.monotonic()
+        if self._unknown_until.get(prefix, 0.0) > now:
+            return None
+        row = await database_sync_to_async(selectors.virtual_key_row_by_prefix)(prefix)
+        if row is None:
+            if len(self._unknown_until) > 100_000:
+                self._unknown_until.clear()
+            self._unknown_until[prefix] = now + settings.GATEWAY_NEGATIVE_CACHE_SECONDS
+            return None
+        entry = KeyEntry.from_row(row)
+        self._late_keys[prefix] = entry
+        return entry
+
+    # --- background refresh ----------------------------------------------------
+
+    def start(self) -> None:
+        """Start watching for configuration changes (call inside the event loop)."""
+        if self._tasks:
+            return
+        self._tasks.append(asyncio.create_task(self._poll(), name="snapshot-poll"))
+        if settings.REDIS_URL:
+            self._tasks.append(asyncio.create_task(self._listen(), name="snapshot-listen"))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+
+    async def _poll(self) -> None:
+        while True:
+            await asyncio.sleep(settings.GATEWAY_SNAPSHOT_POLL_SECONDS)
+            try:
+                await self.refresh_if_changed()
+            except Exception:  # keep serving from the last good snapshot
+                logger.warning("configuration refresh failed; serving the last snapshot", exc_info=True)
+
+    async def _listen(self) -> None:
+        from gateway_project.redis_client import CONFIG_CHANNEL, async_client, redis_key
+
+        while True:
+            client = async_client()
+            try:
+                async with client.pubsub() as pubsub:
+                    await pubsub.subscribe(redis_key(CONFIG_CHANNEL))
+                    async for message in pubsub.listen():
+                        if message.get("type") != "message":
+                            continue
+                        revision = message["data"].decode()
+                        if revision != self.current.revision:
+                            async with self._lock:
+                                await self.load()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.warning("configuration notifications lost; retrying", exc_info=True)
+                await asyncio.sleep(1.0)
+            finally:
+                await client.aclose()
+
+
+store = SnapshotStore()
+

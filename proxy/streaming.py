@@ -1,0 +1,144 @@
+"""Forwarding a request upstream and relaying the answer as it arrives.
+
+Streams are relayed chunk by chunk, never buffered; a non-streamed answer is
+read whole (it must be, to be sent with a status) up to a size limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+import aiohttp
+import orjson
+from django.conf import settings
+
+from proxy import upstream
+from proxy.errors import GatewayError
+from proxy.providers import UpstreamRequest
+
+if TYPE_CHECKING:
+    from proxy.consumer import InferenceConsumer
+
+SSE = b"text/event-stream; charset=utf-8"
+ERROR_BODY_LIMIT = 64 * 1024
+
+
+async def forward(
+    consumer: InferenceConsumer,
+    request: UpstreamRequest,
+    *,
+    stream: bool,
+    served_by: list[tuple[bytes, bytes]],
+) -> None:
+    """Send ``request`` upstream and relay the answer to ``consumer``'s client."""
+    try:
+        async with upstream.session().request(
+            request.method, request.url, headers=request.headers, data=request.body
+        ) as response:
+            if response.status >= 400:
+                raise await upstream_error(response)
+            if stream and response.content_type == "text/event-stream":
+                await relay_stream(consumer, response, served_by)
+            else:
+                body = await read_limited(response, settings.GATEWAY_MAX_RESPONSE_BYTES)
+                check_json(body)
+                await consumer.send_json(200, body, served_by)
+    except aiohttp.ClientConnectorError as exc:
+        raise GatewayError(
+            502, f"the provider could not be reached ({exc.os_error.strerror or 'connection failed'})",
+            code="upstream_unreachable",
+        ) from None
+    except TimeoutError:
+        raise GatewayError(504, "the provider did not answer in time", code="upstream_timeout") from None
+    except aiohttp.ClientError as exc:
+        raise GatewayError(
+            502, f"the provider's answer broke off ({type(exc).__name__})", code="upstream_error"
+        ) from None
+
+
+async def relay_stream(
+    consumer: InferenceConsumer,
+    response: aiohttp.ClientResponse,
+    served_by: list[tuple[bytes, bytes]],
+) -> None:
+    headers = consumer.response_headers(SSE)
+    headers.append((b"cache-control", b"no-cache"))
+    headers.extend(served_by)
+    await consumer.start_response(200, headers)
+    async for chunk in response.content.iter_any():
+        await consumer.send_chunk(chunk)
+    await consumer.send_chunk(b"", more=False)
+
+
+async def read_limited(response: aiohttp.ClientResponse, limit: int) -> bytes:
+    if response.content_length is not None and response.content_length > limit:
+        raise _too_large(limit)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.content.iter_any():
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def check_json(body: bytes) -> None:
+    """Refuse to relay an answer that is not JSON as if it were a completion."""
+    try:
+        orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise GatewayError(
+            502, "the provider's answer is not valid JSON", code="upstream_invalid_response"
+        ) from None
+
+
+def _too_large(limit: int) -> GatewayError:
+    return GatewayError(
+        502, f"the provider's answer is larger than {limit} bytes", code="upstream_response_too_large"
+    )
+
+
+async def upstream_error(response: aiohttp.ClientResponse) -> GatewayError:
+    """The client-facing error for an upstream error answer.
+
+    Request errors (400, 404, 422…) keep their status and the provider's
+    message; the provider refusing *our* credentials is the gateway's fault
+    (502), not the client's; rate limits stay 429 with ``Retry-After``.
+    """
+    try:
+        raw = await asyncio.wait_for(response.content.read(ERROR_BODY_LIMIT), timeout=5)
+    except (TimeoutError, aiohttp.ClientError):
+        raw = b""
+    message = _provider_message(raw) or f"HTTP {response.status}"
+    status = response.status
+    headers: list[tuple[bytes, bytes]] = []
+    if status == 429:
+        retry_after = response.headers.get("retry-after")
+        if retry_after:
+            headers.append((b"retry-after", retry_after.encode("latin-1")))
+        return GatewayError(429, f"the provider is rate limiting: {message}",
+                            code="upstream_rate_limited", headers=headers)
+    if status in (401, 403):
+        return GatewayError(502, f"the provider refused the gateway's credentials: {message}",
+                            code="upstream_auth_error")
+    if 400 <= status < 500:
+        return GatewayError(status, message, code="upstream_invalid_request")
+    if status == 504:
+        return GatewayError(504, f"the provider timed out: {message}", code="upstream_timeout")
+    return GatewayError(502, f"the provider failed with HTTP {status}: {message}", code="upstream_error")
+
+
+def _provider_message(raw: bytes) -> str | None:
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    if isinstance(data, dict):
+        error = data.get("error")
+        if isinstance(error, dict) and isinstance(error.get("message"), str):
+            return error["message"][:500]
+        if isinstance(error, str):
+            return error[:500]
+    return None

@@ -1,0 +1,95 @@
+"""Fixtures: a real mock provider, a real gateway process, and the org tree.
+
+The gateway runs in its own uvicorn process against the same test database
+(PostgreSQL or the SQLite file), so tests that drive it use committed data
+(``transactional_db``) and wait until the gateway has loaded the revision.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import openai
+import pytest
+from django.conf import settings
+from django.db import connection
+
+from keys import selectors, services
+from keys.models import Provider, Team
+from tests.processes import GatewayProcess, MockProviderProcess
+
+
+@pytest.fixture(scope="session")
+def mock_provider() -> Iterator[MockProviderProcess]:
+    server = MockProviderProcess()
+    yield server
+    server.close()
+
+
+def gateway_env(**extra: str) -> dict[str, str]:
+    """Environment for a gateway process sharing this test run's state."""
+    db = connection.settings_dict
+    if db["ENGINE"] == "django.db.backends.sqlite3":
+        database_url = f"sqlite:///{db['NAME']}"
+    else:
+        database_url = (
+            f"postgres://{db['USER']}:{db['PASSWORD'] or ''}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}"
+        )
+    env = {
+        "DATABASE_URL": database_url,
+        "DJANGO_SECRET_KEY": settings.SECRET_KEY,
+        "GATEWAY_ENCRYPTION_KEY": settings.GATEWAY_ENCRYPTION_KEY,
+        "GATEWAY_SNAPSHOT_POLL_SECONDS": "0.2",
+        "GATEWAY_NEGATIVE_CACHE_SECONDS": "0.5",
+        "GATEWAY_REDIS_PREFIX": settings.GATEWAY_REDIS_PREFIX,
+        "LOG_LEVEL": "WARNING",
+    }
+    if settings.REDIS_URL:
+        env["REDIS_URL"] = settings.REDIS_URL
+    env.update(extra)
+    return env
+
+
+@pytest.fixture(scope="session")
+def gateway(django_db_setup, django_db_blocker) -> Iterator[GatewayProcess]:
+    with django_db_blocker.unblock():
+        server = GatewayProcess(gateway_env())
+    yield server
+    server.close()
+
+
+@dataclass
+class Demo:
+    """A team with a key, and a provider pointing at the mock provider."""
+
+    key: str
+    team: Team
+    provider: Provider
+    gateway: GatewayProcess
+    mock: MockProviderProcess
+
+    def openai(self, key: str | None = None) -> openai.OpenAI:
+        return openai.OpenAI(
+            base_url=f"{self.gateway.url}/v1", api_key=key or self.key, max_retries=0, timeout=20
+        )
+
+    def sync(self) -> None:
+        """Wait until the gateway serves the latest configuration."""
+        self.gateway.wait_for_revision(selectors.config_revision())
+
+
+@pytest.fixture
+def demo(transactional_db, gateway, mock_provider) -> Demo:
+    mock_provider.reset()
+    customer = services.customer_create(name="acme")
+    team = services.team_create(name="platform", customer=customer)
+    _, secret = services.virtual_key_create(name="platform-app", team=team)
+    provider = services.provider_create(
+        name="mock", kind="openai", base_url=f"{mock_provider.url}/v1"
+    )
+    services.provider_key_create(provider=provider, name="primary", secret="sk-mock-primary-0001")
+    services.model_route_create(name="gpt-4o-mini", provider=provider, provider_model="mock-gpt")
+    result = Demo(key=secret, team=team, provider=provider, gateway=gateway, mock=mock_provider)
+    result.sync()
+    return result

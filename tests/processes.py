@@ -1,0 +1,120 @@
+"""Real processes for the tests: the mock provider and gateway servers."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_port(port: int, process: subprocess.Popen, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"process exited with {process.returncode} before listening")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on port {port} after {timeout}s")
+
+
+def stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+class MockProviderProcess:
+    """The project's mock provider in its own process."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "proxy.mock_provider", "--host", "127.0.0.1", "--port", str(self.port)],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+        )
+        wait_for_port(self.port, self.process)
+        self.control = httpx.Client(base_url=self.url, timeout=10)
+
+    def reset(self) -> None:
+        self.control.post("/_mock/reset").raise_for_status()
+
+    def add_rule(self, **rule: Any) -> None:
+        self.control.post("/_mock/rules", json=rule).raise_for_status()
+
+    def requests(self, limit: int = 100) -> list[dict[str, Any]]:
+        response = self.control.get("/_mock/requests", params={"limit": limit})
+        response.raise_for_status()
+        return response.json()["requests"]
+
+    def request_count(self) -> int:
+        return self.control.get("/_mock/stats").json()["requests"]
+
+    def close(self) -> None:
+        self.control.close()
+        stop(self.process)
+
+
+class GatewayProcess:
+    """A real uvicorn process serving the gateway on the tests' database."""
+
+    def __init__(self, env: dict[str, str], workers: int = 1) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = ROOT / "var" / f"gateway-test-{self.port}.log"
+        self.log_path.parent.mkdir(exist_ok=True)
+        self._log = self.log_path.open("wb")
+        self.process = subprocess.Popen(
+            [
+                sys.executable, "-m", "uvicorn", "gateway_project.asgi:application",
+                "--host", "127.0.0.1", "--port", str(self.port),
+                "--loop", "uvloop", "--http", "httptools", "--no-access-log",
+                "--workers", str(workers),
+            ],
+            cwd=ROOT,
+            env={**os.environ, **env},
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+        wait_for_port(self.port, self.process)
+        self.client = httpx.Client(base_url=self.url, timeout=30)
+
+    def wait_for_revision(self, revision: str | None, timeout: float = 15.0) -> None:
+        """Block until the gateway serves configuration ``revision``."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            body = self.client.get("/readyz").json()
+            if body.get("config_revision") == revision:
+                return
+            time.sleep(0.05)
+        raise TimeoutError(f"the gateway did not load revision {revision}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def close(self) -> None:
+        self.client.close()
+        stop(self.process)
+        self._log.close()
