@@ -211,7 +211,6 @@ STATIC_URL = "static/"
 STATIC_ROOT = Path(env("GATEWAY_STATIC_ROOT", str(VAR_DIR / "static")) or VAR_DIR / "static")
 if not PRODUCTION:
     STATIC_ROOT.mkdir(parents=True, exist_ok=True)
-FORMS_URLFIELD_ASSUME_HTTPS = True
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},

@@ -10,6 +10,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.db import models
 from django.http import HttpRequest
 
 from keys import services
@@ -103,7 +104,8 @@ class VirtualKeyAdmin(ServiceAdmin):
         obj.pk = created.pk
         messages.warning(
             request,
-            f"The key {created.name} was created. Copy it now, it will not be shown again: {secret}",
+            f"The key {created.name} was created. "
+            f"Copy it now, it will not be shown again: {secret}",
         )
 
     def update(self, obj: VirtualKey, form: Any) -> None:
@@ -118,6 +120,7 @@ class VirtualKeyAdmin(ServiceAdmin):
 
 @admin.register(Provider)
 class ProviderAdmin(ServiceAdmin):
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
     list_display = ("name", "kind", "base_url", "is_active")
     list_filter = ("kind", "is_active")
     search_fields = ("name", "base_url")
@@ -173,7 +176,9 @@ class ProviderKeyAdmin(ServiceAdmin):
     def update(self, obj: ProviderKey, form: Any) -> None:
         services.provider_key_update(key=obj, **_changed_fields(form, services.PROVIDER_KEY_FIELDS))
         if form.cleaned_data.get("secret"):
-            services.provider_key_replace_secret(key=obj, secret=form.cleaned_data["secret"], secret_env="")
+            services.provider_key_replace_secret(
+                key=obj, secret=form.cleaned_data["secret"], secret_env=""
+            )
 
 
 @admin.register(ModelRoute)
@@ -184,7 +189,9 @@ class ModelRouteAdmin(ServiceAdmin):
 
     def create(self, request: HttpRequest, obj: ModelRoute, form: Any) -> None:
         created = services.model_route_create(
-            name=obj.name, provider=obj.provider, provider_model=obj.provider_model,
+            name=obj.name,
+            provider=obj.provider,
+            provider_model=obj.provider_model,
             is_active=obj.is_active,
         )
         obj.pk = created.pk

@@ -82,7 +82,14 @@ class _Reader:
         self.data = data
         self.where = where
 
-    def get(self, name: str, kind: type | tuple[type, ...], default: Any = None, *, required: bool = False) -> Any:
+    def get(
+        self,
+        name: str,
+        kind: type | tuple[type, ...],
+        default: Any = None,
+        *,
+        required: bool = False,
+    ) -> Any:
         if name not in self.data or self.data[name] is None:
             if required:
                 raise ConfigError(f"{self.where}: '{name}' is required")
@@ -125,9 +132,7 @@ def _env_secret(variable: str, where: str) -> str:
 
 def apply_config(document: Any) -> ApplyReport:
     """Make the database match ``document``; all or nothing."""
-    root = _Reader(
-        document, "config", {"version", "providers", "routes", "customers", "teams"}
-    )
+    root = _Reader(document, "config", {"version", "providers", "routes", "customers", "teams"})
     version = root.get("version", int, FORMAT_VERSION)
     if version != FORMAT_VERSION:
         raise ConfigError(f"config.version: this gateway reads version {FORMAT_VERSION}")

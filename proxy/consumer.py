@@ -91,7 +91,7 @@ class InferenceConsumer(AsyncHttpConsumer):
 
     async def _run_watching_disconnect(self, body: bytes, receive: Any) -> None:
         handler = asyncio.current_task()
-        assert handler is not None  # noqa: S101 - always inside a task under ASGI
+        assert handler is not None
         disconnected = False
 
         async def watch() -> None:
@@ -116,7 +116,9 @@ class InferenceConsumer(AsyncHttpConsumer):
         except Exception:
             logger.exception("request %s failed", self.request_id)
             await self.send_error(
-                GatewayError(502, "the gateway could not complete the request", code="gateway_error")
+                GatewayError(
+                    502, "the gateway could not complete the request", code="gateway_error"
+                )
             )
         finally:
             watcher.cancel()
@@ -135,7 +137,9 @@ class InferenceConsumer(AsyncHttpConsumer):
             self.response_complete = True
         await self.base_send({"type": "http.response.body", "body": body, "more_body": more})
 
-    async def send_json(self, status: int, body: bytes, extra: list[tuple[bytes, bytes]] | None = None) -> None:
+    async def send_json(
+        self, status: int, body: bytes, extra: list[tuple[bytes, bytes]] | None = None
+    ) -> None:
         headers = self.response_headers()
         headers.append((b"content-length", str(len(body)).encode()))
         if extra:

@@ -58,5 +58,7 @@ class GatewayError(Exception):
         )
 
 
-def bad_request(message: str, *, param: str | None = None, code: str = "invalid_request") -> GatewayError:
+def bad_request(
+    message: str, *, param: str | None = None, code: str = "invalid_request"
+) -> GatewayError:
     return GatewayError(400, message, code=code, param=param)

@@ -39,7 +39,6 @@ import logging
 import math
 import random
 import re
-import secrets
 import signal
 import socket
 import struct
@@ -89,7 +88,8 @@ SSE_HEADERS: dict[str, str] = {
     "Cache-Control": "no-cache",
 }
 
-_TOKEN_SPLIT = re.compile(r"\s*\S+|\s+")
+# Trailing whitespace sticks to the last word so "a b " is two tokens, like "a b".
+_TOKEN_SPLIT = re.compile(r"\s*\S+(?:\s+$)?|\s+")
 
 
 # --------------------------------------------------------------------------------------------
@@ -355,11 +355,17 @@ class MockProvider:
         }
 
     def recorded(self, limit: int | None = None) -> list[dict[str, Any]]:
-        """The last ``limit`` recorded requests, oldest first."""
+        """The last ``limit`` recorded requests, oldest first.
+
+        Each is ``{"time", "method", "path", "query", "headers" (lower-cased names, values
+        kept verbatim, including Authorization / x-api-key / api-key), "api_key" (the key found
+        in those headers), "body" (parsed JSON or null), "raw_body" (text when the body was not
+        JSON), "rule" (id of the rule applied, if any)}``.
+        """
         items = list(self.requests)
         if limit is not None:
             items = items[-limit:] if limit > 0 else []
-        return items
+        return [_public_record(item) for item in items]
 
     def note(self, request: web.Request, body: Any, raw: bytes) -> dict[str, Any] | None:
         """Count a provider request and record it in the ring buffer."""
@@ -368,21 +374,39 @@ class MockProvider:
         self.by_path[path] = self.by_path.get(path, 0) + 1
         if self.record_limit <= 0:
             return None
-        headers = {k.lower(): v for k, v in request.headers.items()}
-        keys = _api_keys(request.headers)
+        # Raw pieces only: decoding headers is deferred to the (rare) control-API read.
         record = {
             "time": time.time(),
             "method": request.method,
             "path": path,
             "query": request.query_string,
-            "headers": headers,
-            "api_key": keys[0] if keys else None,
+            "raw_headers": request.raw_headers,
             "body": body,
-            "raw_body": None if body is not None or not raw else raw.decode("utf-8", "replace"),
+            "raw": raw if body is None else b"",
             "rule": None,
         }
         self.requests.append(record)
         return record
+
+
+def _public_record(record: dict[str, Any]) -> dict[str, Any]:
+    headers = {k.decode("latin-1").lower(): v.decode("latin-1")
+               for k, v in record["raw_headers"]}
+    keys = _api_keys({"Authorization": headers.get("authorization", ""),
+                      "x-api-key": headers.get("x-api-key", ""),
+                      "api-key": headers.get("api-key", "")})
+    raw: bytes = record["raw"]
+    return {
+        "time": record["time"],
+        "method": record["method"],
+        "path": record["path"],
+        "query": record["query"],
+        "headers": headers,
+        "api_key": keys[0] if keys else None,
+        "body": record["body"],
+        "raw_body": raw.decode("utf-8", "replace") if raw else None,
+        "rule": record["rule"],
+    }
 
 
 def _api_keys(headers: Mapping[str, str]) -> list[str]:
@@ -408,6 +432,11 @@ def _api_keys(headers: Mapping[str, str]) -> list[str]:
 @lru_cache(maxsize=256)
 def _tokens(count: int) -> tuple[str, ...]:
     return tuple(f"word{i}" if i == 0 else f" word{i}" for i in range(count))
+
+
+@lru_cache(maxsize=256)
+def _joined(tokens: tuple[str, ...]) -> str:
+    return "".join(tokens)
 
 
 def _words(content: Any) -> int:
@@ -446,7 +475,7 @@ def _answer_tokens(
     capped = cap is not None and wanted > cap
     tokens = _tokens(cap if capped and cap is not None else wanted)
     if stops:
-        text = "".join(tokens)
+        text = _joined(tokens)
         hit: tuple[int, str] | None = None
         for stop in stops:
             pos = text.find(stop) if stop else -1
@@ -590,7 +619,7 @@ _OPENAI_ERRORS: dict[int, tuple[str, str | None]] = {
     400: ("invalid_request_error", None),
     401: ("authentication_error", "invalid_api_key"),
     403: ("permission_error", None),
-    404: ("invalid_request_error", "not_found"),
+    404: ("invalid_request_error", None),
     429: ("rate_limit_error", "rate_limit_exceeded"),
 }
 _ANTHROPIC_ERRORS: dict[int, str] = {
@@ -615,8 +644,14 @@ def _phrase(status: int) -> str:
         return "Error"
 
 
+def _rand_id(prefix: str) -> str:
+    # Ids only need to be unique-looking, not unguessable; getrandbits is ~20x cheaper than
+    # secrets on the hot path.
+    return f"{prefix}{random.getrandbits(96):024x}"
+
+
 def _request_id() -> str:
-    return "req_" + secrets.token_hex(12)
+    return _rand_id("req_")
 
 
 def openai_error(
@@ -639,7 +674,7 @@ def openai_error(
         "code": code if code is not None else default_code,
     }}
     return web.Response(
-        body=orjson.dumps(payload), status=status,
+        body=orjson.dumps(payload), status=status, reason=_phrase(status),
         headers={**JSON_HEADERS, "x-request-id": _request_id(), **(headers or {})},
     )
 
@@ -660,7 +695,7 @@ def anthropic_error(
         "message": message or f"Mock provider error: {status} {_phrase(status)}.",
     }}
     return web.Response(
-        body=orjson.dumps(payload), status=status,
+        body=orjson.dumps(payload), status=status, reason=_phrase(status),
         headers={**JSON_HEADERS, "request-id": _request_id(), **(headers or {})},
     )
 
@@ -801,21 +836,23 @@ class _Routes:
             headers["Retry-After"] = _retry_after_value(b.retry_after)
         return web.Response(body=data, headers=headers)
 
-    async def _open_stream(self, request: web.Request, call: _Call,
-                           extra: Mapping[str, str]) -> web.StreamResponse:
+    @staticmethod
+    def _sse_response(call: _Call, extra: Mapping[str, str]) -> web.StreamResponse:
         headers = {**SSE_HEADERS, **extra}
         if call.behaviour.retry_after is not None:
             headers["Retry-After"] = _retry_after_value(call.behaviour.retry_after)
-        resp = web.StreamResponse(headers=headers)
-        await resp.prepare(request)
-        return resp
+        return web.StreamResponse(headers=headers)
 
     async def _hang(self, request: web.Request) -> None:
         """Keep a stream open without sending anything until the client or server gives up."""
-        while not self.closing:
+        while True:
             transport = request.transport
             if transport is None or transport.is_closing():
                 raise ConnectionResetError("client went away during stall")
+            if self.closing:
+                # A clean end would pass for a complete (if truncated) stream; cut it instead.
+                transport.abort()
+                return
             await asyncio.sleep(STALL_POLL_S)
 
     @staticmethod
@@ -871,7 +908,7 @@ class _Routes:
             "completion_tokens_details": {"reasoning_tokens": 0},
         }
         extra = {"x-request-id": _request_id()}
-        completion_id = "chatcmpl-" + secrets.token_hex(12)
+        completion_id = _rand_id("chatcmpl-")
         if body.get("stream") is True:
             options = body.get("stream_options")
             include_usage = isinstance(options, dict) and options.get("include_usage") is True
@@ -887,7 +924,7 @@ class _Routes:
                     "role": "assistant",
                     "content": None,
                     "tool_calls": [{
-                        "id": "call_" + secrets.token_hex(12),
+                        "id": _rand_id("call_"),
                         "type": "function",
                         "function": {"name": tool.name, "arguments": tool.arguments_json},
                     }],
@@ -897,7 +934,7 @@ class _Routes:
                 "finish_reason": finish,
             } for i in range(n)]
         else:
-            text = self._pad("".join(units), b.body_bytes)
+            text = self._pad(_joined(units), b.body_bytes)
             choices = [{
                 "index": i,
                 "message": {"role": "assistant", "content": text, "refusal": None},
@@ -945,14 +982,15 @@ class _Routes:
 
         if tool is not None:
             first = [{"role": "assistant", "content": None, "refusal": None, "tool_calls": [{
-                "index": 0, "id": "call_" + secrets.token_hex(12), "type": "function",
+                "index": 0, "id": _rand_id("call_"), "type": "function",
                 "function": {"name": tool.name, "arguments": ""}}]} for _ in range(n)]
         else:
             first = [{"role": "assistant", "content": ""} for _ in range(n)]
 
-        resp = await self._open_stream(request, call, extra)
+        resp = self._sse_response(call, extra)
         self.p.streams_open += 1
         try:
+            await resp.prepare(request)
             if b.ttft_ms:
                 await _sleep(b.ttft_ms)
             for i in range(n):
@@ -1098,7 +1136,7 @@ class _Routes:
                 b.output_tokens, cap, _stop_list(body.get("stop_sequences")))
             stop_reason = {"length": "max_tokens", "stop": "stop_sequence"}.get(
                 why or "", "end_turn")
-        message_id = "msg_" + secrets.token_hex(12)
+        message_id = _rand_id("msg_")
         extra = {"request-id": _request_id()}
         if body.get("stream") is True:
             return await self._stream_messages(request, call, message_id, model, tool, units,
@@ -1107,10 +1145,10 @@ class _Routes:
             await _sleep(b.latency_ms)
         if tool is not None:
             content: list[dict[str, Any]] = [{"type": "tool_use",
-                                              "id": "toolu_" + secrets.token_hex(12),
+                                              "id": _rand_id("toolu_"),
                                               "name": tool.name, "input": tool.arguments}]
         else:
-            content = [{"type": "text", "text": self._pad("".join(units), b.body_bytes)}]
+            content = [{"type": "text", "text": self._pad(_joined(units), b.body_bytes)}]
         payload = {
             "id": message_id,
             "type": "message",
@@ -1142,7 +1180,7 @@ class _Routes:
             return b"event: " + name.encode() + b"\ndata: " + orjson.dumps(payload) + b"\n\n"
 
         if tool is not None:
-            block: dict[str, Any] = {"type": "tool_use", "id": "toolu_" + secrets.token_hex(12),
+            block: dict[str, Any] = {"type": "tool_use", "id": _rand_id("toolu_"),
                                      "name": tool.name, "input": {}}
             delta_head = (b'event: content_block_delta\ndata: {"type":"content_block_delta",'
                           b'"index":0,"delta":{"type":"input_json_delta","partial_json":')
@@ -1151,9 +1189,10 @@ class _Routes:
             delta_head = (b'event: content_block_delta\ndata: {"type":"content_block_delta",'
                           b'"index":0,"delta":{"type":"text_delta","text":')
 
-        resp = await self._open_stream(request, call, extra)
+        resp = self._sse_response(call, extra)
         self.p.streams_open += 1
         try:
+            await resp.prepare(request)
             if b.ttft_ms:
                 await _sleep(b.ttft_ms)
             await resp.write(event("message_start", {"type": "message_start", "message": {

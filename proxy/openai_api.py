@@ -20,7 +20,9 @@ def parse_json_object(body: bytes) -> dict[str, Any]:
     try:
         payload = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        raise bad_request(f"The request body is not valid JSON: {exc.msg}.", code="invalid_json") from None
+        raise bad_request(
+            f"The request body is not valid JSON: {exc.msg}.", code="invalid_json"
+        ) from None
     if not isinstance(payload, dict):
         raise bad_request("The request body must be a JSON object.", code="invalid_json")
     return payload
@@ -69,7 +71,8 @@ class ChatCompletionsConsumer(InferenceConsumer):
         provider_key = provider.pick_key()
         if provider_key is None:
             raise GatewayError(
-                503, f"No API key is configured for the provider '{provider.name}'.",
+                503,
+                f"No API key is configured for the provider '{provider.name}'.",
                 code="no_provider_key",
             )
         request = provider.adapter.chat_request(

@@ -152,9 +152,7 @@ def build_snapshot(rows: dict[str, Any]) -> Snapshot:
     }
     return Snapshot(
         revision=rows["revision"],
-        keys_by_prefix={
-            row["prefix"]: KeyEntry.from_row(row) for row in rows["virtual_keys"]
-        },
+        keys_by_prefix={row["prefix"]: KeyEntry.from_row(row) for row in rows["virtual_keys"]},
         providers=providers,
         routes=routes,
         built_at=time.time(),
@@ -246,7 +244,9 @@ class SnapshotStore:
             try:
                 await self.refresh_if_changed()
             except Exception:  # keep serving from the last good snapshot
-                logger.warning("configuration refresh failed; serving the last snapshot", exc_info=True)
+                logger.warning(
+                    "configuration refresh failed; serving the last snapshot", exc_info=True
+                )
 
     async def _listen(self) -> None:
         from gateway_project.redis_client import CONFIG_CHANNEL, async_client, redis_key
@@ -273,4 +273,3 @@ class SnapshotStore:
 
 
 store = SnapshotStore()
-

@@ -46,11 +46,14 @@ async def forward(
                 await consumer.send_json(200, body, served_by)
     except aiohttp.ClientConnectorError as exc:
         raise GatewayError(
-            502, f"the provider could not be reached ({exc.os_error.strerror or 'connection failed'})",
+            502,
+            f"the provider could not be reached ({exc.os_error.strerror or 'connection failed'})",
             code="upstream_unreachable",
         ) from None
     except TimeoutError:
-        raise GatewayError(504, "the provider did not answer in time", code="upstream_timeout") from None
+        raise GatewayError(
+            504, "the provider did not answer in time", code="upstream_timeout"
+        ) from None
     except aiohttp.ClientError as exc:
         raise GatewayError(
             502, f"the provider's answer broke off ({type(exc).__name__})", code="upstream_error"
@@ -96,7 +99,9 @@ def check_json(body: bytes) -> None:
 
 def _too_large(limit: int) -> GatewayError:
     return GatewayError(
-        502, f"the provider's answer is larger than {limit} bytes", code="upstream_response_too_large"
+        502,
+        f"the provider's answer is larger than {limit} bytes",
+        code="upstream_response_too_large",
     )
 
 
@@ -118,16 +123,25 @@ async def upstream_error(response: aiohttp.ClientResponse) -> GatewayError:
         retry_after = response.headers.get("retry-after")
         if retry_after:
             headers.append((b"retry-after", retry_after.encode("latin-1")))
-        return GatewayError(429, f"the provider is rate limiting: {message}",
-                            code="upstream_rate_limited", headers=headers)
+        return GatewayError(
+            429,
+            f"the provider is rate limiting: {message}",
+            code="upstream_rate_limited",
+            headers=headers,
+        )
     if status in (401, 403):
-        return GatewayError(502, f"the provider refused the gateway's credentials: {message}",
-                            code="upstream_auth_error")
+        return GatewayError(
+            502,
+            f"the provider refused the gateway's credentials: {message}",
+            code="upstream_auth_error",
+        )
     if 400 <= status < 500:
         return GatewayError(status, message, code="upstream_invalid_request")
     if status == 504:
         return GatewayError(504, f"the provider timed out: {message}", code="upstream_timeout")
-    return GatewayError(502, f"the provider failed with HTTP {status}: {message}", code="upstream_error")
+    return GatewayError(
+        502, f"the provider failed with HTTP {status}: {message}", code="upstream_error"
+    )
 
 
 def _provider_message(raw: bytes) -> str | None:

@@ -33,9 +33,8 @@ def gateway_env(**extra: str) -> dict[str, str]:
     if db["ENGINE"] == "django.db.backends.sqlite3":
         database_url = f"sqlite:///{db['NAME']}"
     else:
-        database_url = (
-            f"postgres://{db['USER']}:{db['PASSWORD'] or ''}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}"
-        )
+        credentials = f"{db['USER']}:{db['PASSWORD'] or ''}"
+        database_url = f"postgres://{credentials}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}"
     env = {
         "DATABASE_URL": database_url,
         "DJANGO_SECRET_KEY": settings.SECRET_KEY,

@@ -51,7 +51,15 @@ class MockProviderProcess:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "proxy.mock_provider", "--host", "127.0.0.1", "--port", str(self.port)],
+            [
+                sys.executable,
+                "-m",
+                "proxy.mock_provider",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+            ],
             cwd=ROOT,
             stdout=subprocess.DEVNULL,
         )
@@ -88,10 +96,21 @@ class GatewayProcess:
         self._log = self.log_path.open("wb")
         self.process = subprocess.Popen(
             [
-                sys.executable, "-m", "uvicorn", "gateway_project.asgi:application",
-                "--host", "127.0.0.1", "--port", str(self.port),
-                "--loop", "uvloop", "--http", "httptools", "--no-access-log",
-                "--workers", str(workers),
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "gateway_project.asgi:application",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--loop",
+                "uvloop",
+                "--http",
+                "httptools",
+                "--no-access-log",
+                "--workers",
+                str(workers),
             ],
             cwd=ROOT,
             env={**os.environ, **env},

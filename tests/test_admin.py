@@ -46,12 +46,23 @@ def test_saving_in_the_admin_bumps_the_configuration_revision(admin_client):
 def test_a_provider_key_typed_in_the_admin_is_stored_encrypted(admin_client):
     admin_client.post(
         "/admin/keys/provider/add/",
-        {"name": "openai", "kind": "openai", "base_url": "https://api.example/v1", "is_active": "on"},
+        {
+            "name": "openai",
+            "kind": "openai",
+            "base_url": "https://api.example/v1",
+            "is_active": "on",
+        },
     )
     provider_id = selectors.snapshot_rows()["providers"][0]["id"]
     admin_client.post(
         "/admin/keys/providerkey/add/",
-        {"provider": provider_id, "name": "main", "secret": "sk-typed-in-0042", "weight": 2, "is_active": "on"},
+        {
+            "provider": provider_id,
+            "name": "main",
+            "secret": "sk-typed-in-0042",
+            "weight": 2,
+            "is_active": "on",
+        },
     )
     key = ProviderKey.objects.get(name="main")
     assert crypto.decrypt(key.encrypted_secret) == "sk-typed-in-0042"
@@ -75,8 +86,6 @@ def test_the_revoke_action_revokes(admin_client):
     from keys import services
 
     key, _ = services.virtual_key_create(name="k1", team=team)
-    admin_client.post(
-        "/admin/keys/virtualkey/", {"action": "revoke", "_selected_action": [key.pk]}
-    )
+    admin_client.post("/admin/keys/virtualkey/", {"action": "revoke", "_selected_action": [key.pk]})
     key.refresh_from_db()
     assert not key.is_active and key.revoked_at is not None

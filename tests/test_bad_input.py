@@ -22,7 +22,15 @@ def assert_openai_error(response, status: int, code: str) -> dict:
 
 @pytest.mark.parametrize(
     "body",
-    [b"{not json", b"", b"[1, 2]", b'"text"', b"\xff\xfe\x00", b'{"model": "gpt-4o-mini", "messages": [', b"null"],
+    [
+        b"{not json",
+        b"",
+        b"[1, 2]",
+        b'"text"',
+        b"\xff\xfe\x00",
+        b'{"model": "gpt-4o-mini", "messages": [',
+        b"null",
+    ],
 )
 def test_it_refuses_a_body_that_is_not_a_json_object(demo, body):
     response = post(demo, body)
@@ -56,12 +64,18 @@ def test_an_unknown_model_is_a_404_the_sdk_understands(demo):
 
 
 def test_an_unknown_provider_prefix_is_a_404(demo):
-    response = post(demo, b'{"model": "nowhere/gpt", "messages": [{"role": "user", "content": "hi"}]}')
+    response = post(
+        demo, b'{"model": "nowhere/gpt", "messages": [{"role": "user", "content": "hi"}]}'
+    )
     assert_openai_error(response, 404, "model_not_found")
 
 
 def test_a_body_over_the_limit_is_a_413(demo):
-    big = b'{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "' + b"x" * (5 * 1024 * 1024) + b'"}]}'
+    big = (
+        b'{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "'
+        + b"x" * (5 * 1024 * 1024)
+        + b'"}]}'
+    )
     assert_openai_error(post(demo, big), 413, "request_too_large")
     assert demo.mock.request_count() == 0
 

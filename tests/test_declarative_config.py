@@ -114,7 +114,9 @@ def test_a_changed_environment_secret_is_applied(config_file, monkeypatch):
     assert ProviderKey.objects.get(name="primary").last_four == "9999"
 
 
-def test_a_missing_environment_variable_is_an_error_and_nothing_is_written(config_file, monkeypatch):
+def test_a_missing_environment_variable_is_an_error_and_nothing_is_written(
+    config_file, monkeypatch
+):
     monkeypatch.delenv("TEST_SEARCH_KEY")
     with pytest.raises(CommandError, match="TEST_SEARCH_KEY is not set"):
         call_command("apply_config", str(config_file))
@@ -126,11 +128,17 @@ def test_a_missing_environment_variable_is_an_error_and_nothing_is_written(confi
     [
         ({"version": 2}, "version"),
         ({"providers": [{"name": "x"}]}, "'kind' is required"),
-        ({"providers": [{"name": "x", "kind": "openai", "base_url": "u", "colour": 1}]}, "unknown field"),
+        (
+            {"providers": [{"name": "x", "kind": "openai", "base_url": "u", "colour": 1}]},
+            "unknown field",
+        ),
         ({"routes": [{"name": "r", "provider": "ghost", "model": "m"}]}, "no provider named"),
         ({"providers": [{"name": "Bad Name", "kind": "openai", "base_url": "http://x"}]}, "name"),
         ({"providers": [{"name": "p", "kind": "carrier-pigeon", "base_url": "http://x"}]}, "kind"),
-        ({"teams": [{"name": "t", "virtual_keys": [{"name": "k", "expires_at": "soon"}]}]}, "ISO 8601"),
+        (
+            {"teams": [{"name": "t", "virtual_keys": [{"name": "k", "expires_at": "soon"}]}]},
+            "ISO 8601",
+        ),
         ({"teams": "lab"}, "wrong type"),
         ([1, 2], "mapping"),
     ],
@@ -143,7 +151,9 @@ def test_invalid_documents_are_refused_with_their_location(document, message):
 def test_a_declared_key_with_a_malformed_secret_is_refused(monkeypatch):
     monkeypatch.setenv("BAD_KEY", "not-a-gateway-key")
     with pytest.raises(ConfigError, match="virtual key must be"):
-        apply_config({"teams": [{"name": "t", "virtual_keys": [{"name": "k", "secret_env": "BAD_KEY"}]}]})
+        apply_config(
+            {"teams": [{"name": "t", "virtual_keys": [{"name": "k", "secret_env": "BAD_KEY"}]}]}
+        )
 
 
 def test_a_revoked_key_cannot_be_declared_active_again(config_file):

@@ -15,10 +15,18 @@ def load_settings(**env: str) -> subprocess.CompletedProcess:
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "GATEWAY_"))}
     clean.pop("DEBUG", None)
     return subprocess.run(
-        [sys.executable, "-c", "import django; django.setup(); from django.conf import settings; "
-         "print(settings.DEBUG, settings.PRODUCTION, settings.SECRET_KEY[:6], settings.ALLOWED_HOSTS)"],
-        cwd=ROOT, env={**clean, "DJANGO_SETTINGS_MODULE": "gateway_project.settings", **env},
-        capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-c",
+            "import django; django.setup(); from django.conf import settings; "
+            "print(settings.DEBUG, settings.PRODUCTION, settings.SECRET_KEY[:6], "
+            "settings.ALLOWED_HOSTS)",
+        ],
+        cwd=ROOT,
+        env={**clean, "DJANGO_SETTINGS_MODULE": "gateway_project.settings", **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 
@@ -44,7 +52,11 @@ def test_production_refuses_to_start_without_an_encryption_key():
 
 
 def test_production_refuses_debug_and_wildcard_hosts():
-    base = {"GATEWAY_ENV": "production", "DJANGO_SECRET_KEY": GOOD_SECRET, "GATEWAY_ENCRYPTION_KEY": GOOD_SECRET}
+    base = {
+        "GATEWAY_ENV": "production",
+        "DJANGO_SECRET_KEY": GOOD_SECRET,
+        "GATEWAY_ENCRYPTION_KEY": GOOD_SECRET,
+    }
     assert "DEBUG must be off" in load_settings(**base, DEBUG="true").stderr
     assert "ALLOWED_HOSTS" in load_settings(**base, ALLOWED_HOSTS="*").stderr
 

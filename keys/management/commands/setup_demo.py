@@ -46,7 +46,9 @@ class Command(BaseCommand):
         user_model = get_user_model()
         admin = user_model.objects.filter(username="admin").first()
         if admin is None:
-            user_model.objects.create_superuser("admin", "admin@example.com", credentials["admin_password"])
+            user_model.objects.create_superuser(
+                "admin", "admin@example.com", credentials["admin_password"]
+            )
         elif not admin.check_password(credentials["admin_password"]):
             admin.set_password(credentials["admin_password"])
             admin.save(update_fields=["password"])
@@ -60,12 +62,14 @@ class Command(BaseCommand):
                     "admin user:   admin",
                     f"password:     {credentials['admin_password']}",
                     f"virtual key:  {credentials['virtual_key']}",
-                    f"models:       gpt-4o-mini, demo-chat (mock provider at {options['mock_url']})",
+                    "models:       gpt-4o-mini, demo-chat "
+                    f"(mock provider at {options['mock_url']})",
                     "try it:",
                     f"  curl {url}v1/chat/completions \\",
                     f"    -H 'Authorization: Bearer {credentials['virtual_key']}' \\",
                     "    -H 'Content-Type: application/json' \\",
-                    "    -d '{\"model\": \"gpt-4o-mini\", \"messages\": [{\"role\": \"user\", \"content\": \"Hello\"}]}'",
+                    "    -d '{\"model\": \"gpt-4o-mini\", "
+                    "\"messages\": [{\"role\": \"user\", \"content\": \"Hello\"}]}'",
                 ]
             )
         )
