@@ -231,3 +231,11 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", "INFO")},
 }
+
+# --- Governance -------------------------------------------------------------
+
+# Calendar budget periods (day, week, month...) start at midnight here.
+GATEWAY_BUDGET_TIMEZONE = env("GATEWAY_BUDGET_TIMEZONE", "UTC") or "UTC"
+# Output tokens assumed for a budget reservation when the request sets no
+# max_tokens and the model's price names no output cap.
+GATEWAY_DEFAULT_MAX_OUTPUT_TOKENS = env_int("GATEWAY_DEFAULT_MAX_OUTPUT_TOKENS", 4096)

@@ -1,1 +1,125 @@
-"""Policy and money: budgets, limits, prices and the usage ledger (to come)."""
+"""Policy and money: budgets, rate limits and prices.
+
+Money is integer micro-units of the account currency (1 USD = 1,000,000),
+never float. Budgets and limits attach to exactly one level of the org tree.
+"""
+
+from __future__ import annotations
+
+from django.core.validators import MinValueValidator
+from django.db import models
+from django.db.models import Q
+
+from keys.models import Customer, Team, TimestampedModel, VirtualKey
+
+MICROS = 1_000_000
+
+
+class ScopedModel(TimestampedModel):
+    """Attached to exactly one of a customer, a team or a virtual key."""
+
+    customer = models.ForeignKey(Customer, null=True, blank=True, on_delete=models.CASCADE)
+    team = models.ForeignKey(Team, null=True, blank=True, on_delete=models.CASCADE)
+    virtual_key = models.ForeignKey(VirtualKey, null=True, blank=True, on_delete=models.CASCADE)
+
+    class Meta:
+        abstract = True
+
+    @property
+    def scope(self) -> tuple[str, int]:
+        if self.customer_id:
+            return "customer", self.customer_id
+        if self.team_id:
+            return "team", self.team_id
+        return "key", self.virtual_key_id
+
+    @property
+    def scope_label(self) -> str:
+        owner = self.customer or self.team or self.virtual_key
+        return f"{self.scope[0]} {getattr(owner, 'name', owner)}"
+
+
+def one_scope_constraint(name: str) -> models.CheckConstraint:
+    return models.CheckConstraint(
+        condition=(
+            Q(customer__isnull=False, team__isnull=True, virtual_key__isnull=True)
+            | Q(customer__isnull=True, team__isnull=False, virtual_key__isnull=True)
+            | Q(customer__isnull=True, team__isnull=True, virtual_key__isnull=False)
+        ),
+        name=name,
+    )
+
+
+class BudgetPeriod(models.TextChoices):
+    MINUTE = "1m", "per minute"
+    HOUR = "1h", "per hour"
+    DAY = "1d", "per day"
+    WEEK = "1w", "per week"
+    MONTH = "1M", "per month"
+    QUARTER = "1Q", "per quarter"
+    YEAR = "1Y", "per year"
+
+
+class Budget(ScopedModel):
+    """A spending cap over a recurring period."""
+
+    amount_micros = models.BigIntegerField(validators=[MinValueValidator(0)])
+    period = models.CharField(max_length=2, choices=BudgetPeriod.choices)
+    # Calendar periods start at the top of the minute/hour/day, on Monday, on
+    # the 1st...; rolling periods start at the budget's anchor.
+    calendar_aligned = models.BooleanField(default=True)
+    anchor = models.DateTimeField(help_text="start of the first rolling period")
+
+    class Meta:
+        constraints = [one_scope_constraint("budget_one_scope")]
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"{self.scope_label}: {self.amount_micros / MICROS:.2f} {self.get_period_display()}"
+
+
+class LimitMetric(models.TextChoices):
+    REQUESTS = "requests", "requests"
+    TOKENS = "tokens", "tokens"
+
+
+class RateLimit(ScopedModel):
+    """At most ``limit`` requests (or tokens) per window of ``window_seconds``."""
+
+    metric = models.CharField(max_length=10, choices=LimitMetric.choices)
+    limit = models.PositiveBigIntegerField()
+    window_seconds = models.PositiveIntegerField(default=60, validators=[MinValueValidator(1)])
+
+    class Meta:
+        constraints = [one_scope_constraint("rate_limit_one_scope")]
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"{self.scope_label}: {self.limit} {self.metric} / {self.window_seconds}s"
+
+
+class ModelPrice(TimestampedModel):
+    """What a provider charges for a model, per million tokens, from a date."""
+
+    provider_kind = models.CharField(
+        max_length=32, help_text="the provider's kind, or a provider's name for a specific one"
+    )
+    model = models.CharField(max_length=200)
+    input_micros_per_mtok = models.BigIntegerField(validators=[MinValueValidator(0)])
+    output_micros_per_mtok = models.BigIntegerField(validators=[MinValueValidator(0)])
+    cached_input_micros_per_mtok = models.BigIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(0)]
+    )
+    max_output_tokens = models.PositiveIntegerField(null=True, blank=True)
+    effective_from = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["provider_kind", "model", "effective_from"], name="model_price_unique"
+            )
+        ]
+        ordering = ["provider_kind", "model", "-effective_from"]
+
+    def __str__(self) -> str:
+        return f"{self.provider_kind}/{self.model} from {self.effective_from:%Y-%m-%d}"

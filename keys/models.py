@@ -6,6 +6,7 @@ them directly but through the in-process snapshot (``proxy.snapshot``).
 
 from __future__ import annotations
 
+from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
 
@@ -29,7 +30,28 @@ class TimestampedModel(models.Model):
         abstract = True
 
 
-class Customer(TimestampedModel):
+def validate_model_patterns(value: object) -> None:
+    if not isinstance(value, list) or not all(isinstance(p, str) and p for p in value):
+        raise ValidationError("Give a list of model names or patterns such as gpt-4o* or openai/*.")
+
+
+class PolicyFields(models.Model):
+    """Access rules every level of the org tree can carry (customer, team, key).
+
+    A request must satisfy the rules of its key, its team and its customer.
+    """
+
+    # Model names or patterns (``gpt-4o*``, ``openai/*``); empty allows all.
+    allowed_models = models.JSONField(
+        default=list, blank=True, validators=[validate_model_patterns]
+    )
+    max_concurrent_requests = models.PositiveIntegerField(null=True, blank=True)
+
+    class Meta:
+        abstract = True
+
+
+class Customer(TimestampedModel, PolicyFields):
     """The top of the org tree: a business unit or a client that is billed."""
 
     name = models.CharField(max_length=63, unique=True, validators=[slug_validator])
@@ -43,7 +65,7 @@ class Customer(TimestampedModel):
         return self.name
 
 
-class Team(TimestampedModel):
+class Team(TimestampedModel, PolicyFields):
     """A group of virtual keys that share a policy, optionally under a customer."""
 
     name = models.CharField(max_length=63, unique=True, validators=[slug_validator])
@@ -60,7 +82,7 @@ class Team(TimestampedModel):
         return self.name
 
 
-class VirtualKey(TimestampedModel):
+class VirtualKey(TimestampedModel, PolicyFields):
     """A credential applications use instead of a provider key.
 
     Only ``prefix`` (public) and ``secret_hash`` are stored; the secret is

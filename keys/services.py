@@ -77,8 +77,10 @@ def _apply_fields(instance: Any, fields: dict[str, Any], allowed: set[str]) -> b
 
 # --- customers and teams -----------------------------------------------------
 
-CUSTOMER_FIELDS = {"description", "metadata"}
-TEAM_FIELDS = {"customer", "description", "metadata"}
+# Access rules every level carries (see ``keys.models.PolicyFields``).
+POLICY_FIELDS = {"allowed_models", "max_concurrent_requests"}
+CUSTOMER_FIELDS = {"description", "metadata", *POLICY_FIELDS}
+TEAM_FIELDS = {"customer", "description", "metadata", *POLICY_FIELDS}
 
 
 @transaction.atomic
@@ -117,7 +119,7 @@ def team_update(*, team: Team, **fields: Any) -> Team:
 
 # --- virtual keys --------------------------------------------------------------
 
-VIRTUAL_KEY_FIELDS = {"team", "expires_at", "metadata"}
+VIRTUAL_KEY_FIELDS = {"team", "expires_at", "metadata", *POLICY_FIELDS}
 
 
 @transaction.atomic

@@ -63,15 +63,17 @@ __all__ = [
     "MockServerThread",
     "Rule",
     "add_cli_arguments",
+    "anthropic_error",
+    "count_input_tokens",
     "main",
     "make_app",
+    "openai_error",
+    "parse_overrides",
     "provider_from_options",
     "run_from_options",
     "serve",
     "start_in_loop",
 ]
-
-log = logging.getLogger(__name__)
 
 PREFIXES: tuple[str, ...] = ("", "/openai", "/anthropic")
 MODELS: tuple[str, ...] = ("mock-gpt", "mock-gpt-mini", "mock-claude", "mock-embed")
@@ -173,13 +175,17 @@ def parse_overrides(overrides: Mapping[str, Any]) -> dict[str, Any]:
 class Behaviour:
     """How the mock answers one request.
 
-    Delays are in milliseconds. ``status`` answers with that HTTP error and the provider's
-    error envelope (``error_message`` replaces the default message); ``retry_after`` adds a
-    ``Retry-After`` header; ``reset`` aborts the TCP connection (RST) without answering;
-    ``stall_after_tokens`` makes a stream hang after that many tokens (or after all of them
-    if the answer is shorter); ``malformed`` is ``"json"`` (truncated non-stream body, status
-    200) or ``"sse"`` (a non-JSON ``data:`` event after the first token); ``body_bytes`` pads
-    the non-stream text content to at least that many bytes.
+    Delays are in milliseconds. ``latency_ms`` delays non-streamed answers, injected errors
+    and resets; ``ttft_ms`` delays the first streamed event (headers go out at once);
+    ``inter_token_ms`` separates streamed tokens; ``slow_first_byte_ms`` delays everything,
+    response headers included. ``output_tokens`` is the answer length before ``max_tokens``.
+    ``status`` answers with that HTTP error in the provider's envelope (``error_message``
+    replaces the default message); ``retry_after`` adds a ``Retry-After`` header; ``reset``
+    aborts the TCP connection (RST) without answering; ``stall_after_tokens`` makes a stream
+    hang after that many tokens (after all of them if the answer is shorter) until the client
+    leaves; ``malformed`` is ``"json"`` (truncated non-stream body, status 200) or ``"sse"`` (a
+    non-JSON ``data:`` event after the first token); ``body_bytes`` pads non-stream text
+    content to at least that many bytes.
     """
 
     latency_ms: float = 0.0
@@ -233,8 +239,9 @@ class Rule:
             if value is not None and not isinstance(value, str):
                 raise ValueError(f"match.{key} must be a string")
         times = obj.pop("times", None)
-        if times is not None and (isinstance(times, bool) or not isinstance(times, int)
-                                  or times < 1):
+        if times is not None and (
+            isinstance(times, bool) or not isinstance(times, int) or times < 1
+        ):
             raise ValueError("'times' must be a positive integer")
         overrides = obj.pop("behaviour", None) or {}
         if not isinstance(overrides, dict):
@@ -260,10 +267,18 @@ class Rule:
 
     def to_json(self) -> dict[str, Any]:
         """JSON view used by the control API."""
-        match = {k: v for k, v in (("path", self.path), ("model", self.model),
-                                    ("api_key", self.api_key)) if v is not None}
-        return {"id": self.id, "match": match, "times": self.remaining, "hits": self.hits,
-                **self.overrides}
+        match = {
+            k: v
+            for k, v in (("path", self.path), ("model", self.model), ("api_key", self.api_key))
+            if v is not None
+        }
+        return {
+            "id": self.id,
+            "match": match,
+            "times": self.remaining,
+            "hits": self.hits,
+            **self.overrides,
+        }
 
 
 # --------------------------------------------------------------------------------------------
@@ -337,12 +352,13 @@ class MockProvider:
     # -- counters and recording ------------------------------------------------------------
 
     def reset(self) -> None:
-        """Clear counters, recorded requests and rules (defaults are kept)."""
+        """Clear counters, recorded requests and rules, restarting rule ids (defaults stay)."""
         self.total = 0
         self.by_path.clear()
         self.disconnects = 0
         self.requests.clear()
         self.rules.clear()
+        self._rule_seq = 0
 
     def stats(self) -> dict[str, Any]:
         """Counters as returned by ``GET /_mock/stats``."""
@@ -390,11 +406,14 @@ class MockProvider:
 
 
 def _public_record(record: dict[str, Any]) -> dict[str, Any]:
-    headers = {k.decode("latin-1").lower(): v.decode("latin-1")
-               for k, v in record["raw_headers"]}
-    keys = _api_keys({"Authorization": headers.get("authorization", ""),
-                      "x-api-key": headers.get("x-api-key", ""),
-                      "api-key": headers.get("api-key", "")})
+    headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in record["raw_headers"]}
+    keys = _api_keys(
+        {
+            "Authorization": headers.get("authorization", ""),
+            "x-api-key": headers.get("x-api-key", ""),
+            "api-key": headers.get("api-key", ""),
+        }
+    )
     raw: bytes = record["raw"]
     return {
         "time": record["time"],
@@ -502,8 +521,14 @@ def _placeholder(schema: Any, depth: int = 0) -> Any:
     kind = schema.get("type")
     if isinstance(kind, list):
         kind = next((k for k in kind if k != "null"), "null")
-    simple = {"string": "mock", "integer": 1, "number": 1, "boolean": True, "array": [],
-              "null": None}
+    simple = {
+        "string": "mock",
+        "integer": 1,
+        "number": 1,
+        "boolean": True,
+        "array": [],
+        "null": None,
+    }
     if kind in simple:
         return simple[kind]
     if kind == "object" or "properties" in schema:
@@ -519,8 +544,9 @@ def _required_arguments(schema: Any, depth: int = 0) -> dict[str, Any]:
     required = schema.get("required")
     if not isinstance(required, list):
         return {}
-    return {name: _placeholder(props.get(name), depth) for name in required
-            if isinstance(name, str)}
+    return {
+        name: _placeholder(props.get(name), depth) for name in required if isinstance(name, str)
+    }
 
 
 class _ToolCall:
@@ -533,7 +559,7 @@ class _ToolCall:
         self.arguments: dict[str, Any] = _required_arguments(schema)
         text = orjson.dumps(self.arguments).decode()
         self.fragments: tuple[str, ...] = tuple(
-            text[i:i + TOOL_FRAGMENT_CHARS] for i in range(0, len(text), TOOL_FRAGMENT_CHARS)
+            text[i : i + TOOL_FRAGMENT_CHARS] for i in range(0, len(text), TOOL_FRAGMENT_CHARS)
         )
 
     @property
@@ -556,8 +582,11 @@ def _openai_tool(body: dict[str, Any]) -> _ToolCall | None:
     if isinstance(choice, dict):
         function = choice.get("function")
         wanted = function.get("name") if isinstance(function, dict) else None
-    functions = [t.get("function") for t in tools
-                 if isinstance(t, dict) and isinstance(t.get("function"), dict)]
+    functions = [
+        t.get("function")
+        for t in tools
+        if isinstance(t, dict) and isinstance(t.get("function"), dict)
+    ]
     functions = [f for f in functions if isinstance(f.get("name"), str)]
     if not functions:
         return None
@@ -667,14 +696,18 @@ def openai_error(
     default_type, default_code = _OPENAI_ERRORS.get(
         status, ("server_error" if status >= 500 else "invalid_request_error", None)
     )
-    payload = {"error": {
-        "message": message or f"Mock provider error: {status} {_phrase(status)}.",
-        "type": type_ or default_type,
-        "param": param,
-        "code": code if code is not None else default_code,
-    }}
+    payload = {
+        "error": {
+            "message": message or f"Mock provider error: {status} {_phrase(status)}.",
+            "type": type_ or default_type,
+            "param": param,
+            "code": code if code is not None else default_code,
+        }
+    }
     return web.Response(
-        body=orjson.dumps(payload), status=status, reason=_phrase(status),
+        body=orjson.dumps(payload),
+        status=status,
+        reason=_phrase(status),
         headers={**JSON_HEADERS, "x-request-id": _request_id(), **(headers or {})},
     )
 
@@ -690,18 +723,24 @@ def anthropic_error(
     default_type = _ANTHROPIC_ERRORS.get(
         status, "api_error" if status >= 500 else "invalid_request_error"
     )
-    payload = {"type": "error", "error": {
-        "type": type_ or default_type,
-        "message": message or f"Mock provider error: {status} {_phrase(status)}.",
-    }}
+    payload = {
+        "type": "error",
+        "error": {
+            "type": type_ or default_type,
+            "message": message or f"Mock provider error: {status} {_phrase(status)}.",
+        },
+    }
     return web.Response(
-        body=orjson.dumps(payload), status=status, reason=_phrase(status),
+        body=orjson.dumps(payload),
+        status=status,
+        reason=_phrase(status),
         headers={**JSON_HEADERS, "request-id": _request_id(), **(headers or {})},
     )
 
 
-def _error(anthropic: bool, status: int, message: str, param: str | None = None,
-           code: str | None = None) -> web.Response:
+def _error(
+    anthropic: bool, status: int, message: str, param: str | None = None, code: str | None = None
+) -> web.Response:
     if anthropic:
         return anthropic_error(status, message)
     return openai_error(status, message, param=param, code=code)
@@ -766,8 +805,10 @@ class _Routes:
             try:
                 body = orjson.loads(raw)
             except orjson.JSONDecodeError:
-                problem = ("We could not parse the JSON body of your request. "
-                           "(The mock expects a JSON object.)")
+                problem = (
+                    "We could not parse the JSON body of your request. "
+                    "(The mock expects a JSON object.)"
+                )
         if request.method == "POST" and problem is None and not isinstance(body, dict):
             problem = "The request body must be a JSON object."
         record = self.p.note(request, body, raw)
@@ -820,8 +861,7 @@ class _Routes:
             if sock is not None:
                 # Linger 0 turns close() into an RST, so clients see a genuine reset.
                 with contextlib.suppress(OSError, AttributeError):
-                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
-                                    struct.pack("ii", 1, 0))
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             transport.abort()
         # aiohttp's attempt to send this fails silently on the closed transport.
         return web.Response(status=500)
@@ -876,19 +916,28 @@ class _Routes:
         if not isinstance(model, str) or not model:
             return openai_error(400, "you must provide a model parameter", param="model")
         if not isinstance(messages, list) or not messages:
-            return openai_error(400, "Missing required parameter: 'messages'.",
-                                param="messages", code="missing_required_parameter")
+            return openai_error(
+                400,
+                "Missing required parameter: 'messages'.",
+                param="messages",
+                code="missing_required_parameter",
+            )
         try:
             n = _int_param(body, "n") or 1
             cap = _int_param(body, "max_completion_tokens")
             if cap is None:
                 cap = _int_param(body, "max_tokens")
         except ValueError as exc:
-            return openai_error(400, f"Invalid '{exc}': expected an integer >= 1.",
-                                param=str(exc), code="invalid_value")
+            return openai_error(
+                400,
+                f"Invalid '{exc}': expected an integer >= 1.",
+                param=str(exc),
+                code="invalid_value",
+            )
         if n > 128:
-            return openai_error(400, "Invalid 'n': must be <= 128.", param="n",
-                                code="invalid_value")
+            return openai_error(
+                400, "Invalid 'n': must be <= 128.", param="n", code="invalid_value"
+            )
 
         b = call.behaviour
         prompt_tokens = count_input_tokens(messages)
@@ -912,35 +961,53 @@ class _Routes:
         if body.get("stream") is True:
             options = body.get("stream_options")
             include_usage = isinstance(options, dict) and options.get("include_usage") is True
-            return await self._stream_chat(request, call, completion_id, model, n, tool, units,
-                                           finish, usage if include_usage else None, extra)
+            return await self._stream_chat(
+                request,
+                call,
+                completion_id,
+                model,
+                n,
+                tool,
+                units,
+                finish,
+                usage if include_usage else None,
+                extra,
+            )
 
         if b.latency_ms:
             await _sleep(b.latency_ms)
         if tool is not None:
-            choices = [{
-                "index": i,
-                "message": {
-                    "role": "assistant",
-                    "content": None,
-                    "tool_calls": [{
-                        "id": _rand_id("call_"),
-                        "type": "function",
-                        "function": {"name": tool.name, "arguments": tool.arguments_json},
-                    }],
-                    "refusal": None,
-                },
-                "logprobs": None,
-                "finish_reason": finish,
-            } for i in range(n)]
+            choices = [
+                {
+                    "index": i,
+                    "message": {
+                        "role": "assistant",
+                        "content": None,
+                        "tool_calls": [
+                            {
+                                "id": _rand_id("call_"),
+                                "type": "function",
+                                "function": {"name": tool.name, "arguments": tool.arguments_json},
+                            }
+                        ],
+                        "refusal": None,
+                    },
+                    "logprobs": None,
+                    "finish_reason": finish,
+                }
+                for i in range(n)
+            ]
         else:
             text = self._pad(_joined(units), b.body_bytes)
-            choices = [{
-                "index": i,
-                "message": {"role": "assistant", "content": text, "refusal": None},
-                "logprobs": None,
-                "finish_reason": finish,
-            } for i in range(n)]
+            choices = [
+                {
+                    "index": i,
+                    "message": {"role": "assistant", "content": text, "refusal": None},
+                    "logprobs": None,
+                    "finish_reason": finish,
+                }
+                for i in range(n)
+            ]
         payload = {
             "id": completion_id,
             "object": "chat.completion",
@@ -967,23 +1034,54 @@ class _Routes:
     ) -> web.StreamResponse:
         b = call.behaviour
         # Every chunk shares the same envelope; only "choices" varies.
-        head = b"data: " + orjson.dumps({
-            "id": completion_id,
-            "object": "chat.completion.chunk",
-            "created": int(time.time()),
-            "model": model,
-            "system_fingerprint": "fp_mock",
-        })[:-1] + b',"choices":'
+        head = (
+            b"data: "
+            + orjson.dumps(
+                {
+                    "id": completion_id,
+                    "object": "chat.completion.chunk",
+                    "created": int(time.time()),
+                    "model": model,
+                    "system_fingerprint": "fp_mock",
+                }
+            )[:-1]
+            + b',"choices":'
+        )
         tail = b',"usage":null}\n\n' if usage is not None else b"}\n\n"
 
         def chunk(index: int, delta: dict[str, Any], finish_reason: str | None = None) -> bytes:
-            return head + orjson.dumps([{"index": index, "delta": delta, "logprobs": None,
-                                         "finish_reason": finish_reason}]) + tail
+            return (
+                head
+                + orjson.dumps(
+                    [
+                        {
+                            "index": index,
+                            "delta": delta,
+                            "logprobs": None,
+                            "finish_reason": finish_reason,
+                        }
+                    ]
+                )
+                + tail
+            )
 
         if tool is not None:
-            first = [{"role": "assistant", "content": None, "refusal": None, "tool_calls": [{
-                "index": 0, "id": _rand_id("call_"), "type": "function",
-                "function": {"name": tool.name, "arguments": ""}}]} for _ in range(n)]
+            first = [
+                {
+                    "role": "assistant",
+                    "content": None,
+                    "refusal": None,
+                    "tool_calls": [
+                        {
+                            "index": 0,
+                            "id": _rand_id("call_"),
+                            "type": "function",
+                            "function": {"name": tool.name, "arguments": ""},
+                        }
+                    ],
+                }
+                for _ in range(n)
+            ]
         else:
             first = [{"role": "assistant", "content": ""} for _ in range(n)]
 
@@ -1002,8 +1100,9 @@ class _Routes:
                 if position and b.inter_token_ms:
                     await _sleep(b.inter_token_ms)
                 if tool is not None:
-                    delta: dict[str, Any] = {"tool_calls": [
-                        {"index": 0, "function": {"arguments": unit}}]}
+                    delta: dict[str, Any] = {
+                        "tool_calls": [{"index": 0, "function": {"arguments": unit}}]
+                    }
                 else:
                     delta = {"content": unit}
                 for i in range(n):
@@ -1040,18 +1139,33 @@ class _Routes:
             return openai_error(400, "you must provide a model parameter", param="model")
         items = _embedding_inputs(body.get("input"))
         if items is None:
-            return openai_error(400, "'input' must be a non-empty string, array of strings, "
-                                "array of tokens or array of token arrays.", param="input",
-                                code="invalid_value")
+            return openai_error(
+                400,
+                "'input' must be a non-empty string, array of strings, "
+                "array of tokens or array of token arrays.",
+                param="input",
+                code="invalid_value",
+            )
         dims = body.get("dimensions", DEFAULT_EMBEDDING_DIMS)
-        if (isinstance(dims, bool) or not isinstance(dims, int)
-                or not 1 <= dims <= MAX_EMBEDDING_DIMS):
-            return openai_error(400, "Invalid 'dimensions': expected a positive integer.",
-                                param="dimensions", code="invalid_value")
+        if (
+            isinstance(dims, bool)
+            or not isinstance(dims, int)
+            or not 1 <= dims <= MAX_EMBEDDING_DIMS
+        ):
+            return openai_error(
+                400,
+                "Invalid 'dimensions': expected a positive integer.",
+                param="dimensions",
+                code="invalid_value",
+            )
         encoding = body.get("encoding_format") or "float"
         if encoding not in ("float", "base64"):
-            return openai_error(400, "Invalid 'encoding_format': expected 'float' or 'base64'.",
-                                param="encoding_format", code="invalid_value")
+            return openai_error(
+                400,
+                "Invalid 'encoding_format': expected 'float' or 'base64'.",
+                param="encoding_format",
+                code="invalid_value",
+            )
         if call.behaviour.latency_ms:
             await _sleep(call.behaviour.latency_ms)
         data = []
@@ -1063,11 +1177,18 @@ class _Routes:
                 key, count = " ".join(map(str, item)), len(item)
             tokens += max(count, 1)
             vector = _embedding(key, dims)
-            value: Any = (base64.b64encode(vector.tobytes()).decode() if encoding == "base64"
-                          else _embedding_values(vector))
+            value: Any = (
+                base64.b64encode(vector.tobytes()).decode()
+                if encoding == "base64"
+                else _embedding_values(vector)
+            )
             data.append({"object": "embedding", "index": index, "embedding": value})
-        payload = {"object": "list", "data": data, "model": model,
-                   "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+        payload = {
+            "object": "list",
+            "data": data,
+            "model": model,
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        }
         return self._json(call, payload, {"x-request-id": _request_id()})
 
     async def models(self, request: web.Request) -> web.StreamResponse:
@@ -1082,19 +1203,37 @@ class _Routes:
             await _sleep(call.behaviour.latency_ms)
         wanted = request.match_info.get("model")
         if wanted is not None and wanted not in MODELS:
-            return _error(anthropic, 404, f"The model '{wanted}' does not exist",
-                          param="model", code="model_not_found")
+            return _error(
+                anthropic,
+                404,
+                f"The model '{wanted}' does not exist",
+                param="model",
+                code="model_not_found",
+            )
         if anthropic:
-            entries = [{"type": "model", "id": m, "display_name": m.replace("-", " ").title(),
-                        "created_at": "2023-11-14T22:13:20Z"} for m in MODELS]
+            entries = [
+                {
+                    "type": "model",
+                    "id": m,
+                    "display_name": m.replace("-", " ").title(),
+                    "created_at": "2023-11-14T22:13:20Z",
+                }
+                for m in MODELS
+            ]
             if wanted is not None:
                 payload: Any = next(e for e in entries if e["id"] == wanted)
             else:
-                payload = {"data": entries, "has_more": False, "first_id": MODELS[0],
-                           "last_id": MODELS[-1]}
+                payload = {
+                    "data": entries,
+                    "has_more": False,
+                    "first_id": MODELS[0],
+                    "last_id": MODELS[-1],
+                }
             return self._json(call, payload, {"request-id": _request_id()})
-        entries = [{"id": m, "object": "model", "created": MODEL_CREATED, "owned_by": "mock"}
-                   for m in MODELS]
+        entries = [
+            {"id": m, "object": "model", "created": MODEL_CREATED, "owned_by": "mock"}
+            for m in MODELS
+        ]
         if wanted is not None:
             payload = next(e for e in entries if e["id"] == wanted)
         else:
@@ -1133,20 +1272,37 @@ class _Routes:
             stop_reason = "tool_use"
         else:
             units, why, stop_sequence = _answer_tokens(
-                b.output_tokens, cap, _stop_list(body.get("stop_sequences")))
+                b.output_tokens, cap, _stop_list(body.get("stop_sequences"))
+            )
             stop_reason = {"length": "max_tokens", "stop": "stop_sequence"}.get(
-                why or "", "end_turn")
+                why or "", "end_turn"
+            )
         message_id = _rand_id("msg_")
         extra = {"request-id": _request_id()}
         if body.get("stream") is True:
-            return await self._stream_messages(request, call, message_id, model, tool, units,
-                                               stop_reason, stop_sequence, input_tokens, extra)
+            return await self._stream_messages(
+                request,
+                call,
+                message_id,
+                model,
+                tool,
+                units,
+                stop_reason,
+                stop_sequence,
+                input_tokens,
+                extra,
+            )
         if b.latency_ms:
             await _sleep(b.latency_ms)
         if tool is not None:
-            content: list[dict[str, Any]] = [{"type": "tool_use",
-                                              "id": _rand_id("toolu_"),
-                                              "name": tool.name, "input": tool.arguments}]
+            content: list[dict[str, Any]] = [
+                {
+                    "type": "tool_use",
+                    "id": _rand_id("toolu_"),
+                    "name": tool.name,
+                    "input": tool.arguments,
+                }
+            ]
         else:
             content = [{"type": "text", "text": self._pad(_joined(units), b.body_bytes)}]
         payload = {
@@ -1180,14 +1336,22 @@ class _Routes:
             return b"event: " + name.encode() + b"\ndata: " + orjson.dumps(payload) + b"\n\n"
 
         if tool is not None:
-            block: dict[str, Any] = {"type": "tool_use", "id": _rand_id("toolu_"),
-                                     "name": tool.name, "input": {}}
-            delta_head = (b'event: content_block_delta\ndata: {"type":"content_block_delta",'
-                          b'"index":0,"delta":{"type":"input_json_delta","partial_json":')
+            block: dict[str, Any] = {
+                "type": "tool_use",
+                "id": _rand_id("toolu_"),
+                "name": tool.name,
+                "input": {},
+            }
+            delta_head = (
+                b'event: content_block_delta\ndata: {"type":"content_block_delta",'
+                b'"index":0,"delta":{"type":"input_json_delta","partial_json":'
+            )
         else:
             block = {"type": "text", "text": ""}
-            delta_head = (b'event: content_block_delta\ndata: {"type":"content_block_delta",'
-                          b'"index":0,"delta":{"type":"text_delta","text":')
+            delta_head = (
+                b'event: content_block_delta\ndata: {"type":"content_block_delta",'
+                b'"index":0,"delta":{"type":"text_delta","text":'
+            )
 
         resp = self._sse_response(call, extra)
         self.p.streams_open += 1
@@ -1195,12 +1359,30 @@ class _Routes:
             await resp.prepare(request)
             if b.ttft_ms:
                 await _sleep(b.ttft_ms)
-            await resp.write(event("message_start", {"type": "message_start", "message": {
-                "id": message_id, "type": "message", "role": "assistant", "model": model,
-                "content": [], "stop_reason": None, "stop_sequence": None,
-                "usage": _anthropic_usage(input_tokens, 1)}}))
-            await resp.write(event("content_block_start", {
-                "type": "content_block_start", "index": 0, "content_block": block}))
+            await resp.write(
+                event(
+                    "message_start",
+                    {
+                        "type": "message_start",
+                        "message": {
+                            "id": message_id,
+                            "type": "message",
+                            "role": "assistant",
+                            "model": model,
+                            "content": [],
+                            "stop_reason": None,
+                            "stop_sequence": None,
+                            "usage": _anthropic_usage(input_tokens, 1),
+                        },
+                    },
+                )
+            )
+            await resp.write(
+                event(
+                    "content_block_start",
+                    {"type": "content_block_start", "index": 0, "content_block": block},
+                )
+            )
             await resp.write(b'event: ping\ndata: {"type":"ping"}\n\n')
             stall = b.stall_after_tokens
             for position, unit in enumerate(units):
@@ -1216,12 +1398,19 @@ class _Routes:
                 return resp
             if not units and b.malformed == "sse":
                 await resp.write(b"event: content_block_delta\ndata: {not valid json\n\n")
-            await resp.write(b'event: content_block_stop\ndata: {"type":"content_block_stop",'
-                             b'"index":0}\n\n')
-            await resp.write(event("message_delta", {
-                "type": "message_delta",
-                "delta": {"stop_reason": stop_reason, "stop_sequence": stop_sequence},
-                "usage": {"output_tokens": len(units)}}))
+            await resp.write(
+                b'event: content_block_stop\ndata: {"type":"content_block_stop","index":0}\n\n'
+            )
+            await resp.write(
+                event(
+                    "message_delta",
+                    {
+                        "type": "message_delta",
+                        "delta": {"stop_reason": stop_reason, "stop_sequence": stop_sequence},
+                        "usage": {"output_tokens": len(units)},
+                    },
+                )
+            )
             await resp.write(b'event: message_stop\ndata: {"type":"message_stop"}\n\n')
             await resp.write_eof()
         except ConnectionError:
@@ -1313,8 +1502,12 @@ class _Routes:
 
 
 def _anthropic_usage(input_tokens: int, output_tokens: int) -> dict[str, int]:
-    return {"input_tokens": input_tokens, "output_tokens": output_tokens,
-            "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}
+    return {
+        "input_tokens": input_tokens,
+        "output_tokens": output_tokens,
+        "cache_creation_input_tokens": 0,
+        "cache_read_input_tokens": 0,
+    }
 
 
 def _embedding_inputs(value: Any) -> list[str | list[int]] | None:
@@ -1329,8 +1522,11 @@ def _embedding_inputs(value: Any) -> list[str | list[int]] | None:
     for item in value:
         if isinstance(item, str) and item:
             items.append(item)
-        elif (isinstance(item, list) and item
-              and all(isinstance(v, int) and not isinstance(v, bool) for v in item)):
+        elif (
+            isinstance(item, list)
+            and item
+            and all(isinstance(v, int) and not isinstance(v, bool) for v in item)
+        ):
             items.append(item)
         else:
             return None
@@ -1447,8 +1643,9 @@ class MockServerThread:
     ``with MockServerThread() as mock: requests.get(mock.url + "/v1/models")``.
     """
 
-    def __init__(self, provider: MockProvider | None = None, host: str = "127.0.0.1",
-                 port: int = 0) -> None:
+    def __init__(
+        self, provider: MockProvider | None = None, host: str = "127.0.0.1", port: int = 0
+    ) -> None:
         self.provider = provider or MockProvider()
         self.host = host
         self.port = port
@@ -1512,28 +1709,44 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     """Add ``--host``, ``--port`` and the behaviour flags (shared with the manage.py command)."""
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=9100, help="0 picks a free port")
-    parser.add_argument("--latency-ms", type=float, default=0.0,
-                        help="delay before a non-streamed answer")
-    parser.add_argument("--ttft-ms", type=float, default=0.0,
-                        help="delay before the first streamed event")
-    parser.add_argument("--inter-token-ms", type=float, default=0.0,
-                        help="delay between streamed tokens")
+    parser.add_argument(
+        "--latency-ms", type=float, default=0.0, help="delay before a non-streamed answer"
+    )
+    parser.add_argument(
+        "--ttft-ms", type=float, default=0.0, help="delay before the first streamed event"
+    )
+    parser.add_argument(
+        "--inter-token-ms", type=float, default=0.0, help="delay between streamed tokens"
+    )
     parser.add_argument("--output-tokens", type=int, default=16)
-    parser.add_argument("--status", type=int, default=None,
-                        help="answer every request with this HTTP error status")
-    parser.add_argument("--retry-after", type=float, default=None,
-                        help="seconds sent as a Retry-After header")
-    parser.add_argument("--reset", action="store_true",
-                        help="abort every connection without answering")
-    parser.add_argument("--stall-after-tokens", type=int, default=None,
-                        help="streams hang after this many tokens")
+    parser.add_argument(
+        "--status", type=int, default=None, help="answer every request with this HTTP error status"
+    )
+    parser.add_argument(
+        "--retry-after", type=float, default=None, help="seconds sent as a Retry-After header"
+    )
+    parser.add_argument(
+        "--reset", action="store_true", help="abort every connection without answering"
+    )
+    parser.add_argument(
+        "--stall-after-tokens", type=int, default=None, help="streams hang after this many tokens"
+    )
     parser.add_argument("--malformed", choices=("json", "sse"), default=None)
-    parser.add_argument("--slow-first-byte-ms", type=float, default=0.0,
-                        help="delay before the response headers")
-    parser.add_argument("--body-bytes", type=int, default=0,
-                        help="pad non-stream text answers to at least this many bytes")
-    parser.add_argument("--record-limit", type=int, default=1000,
-                        help="recorded-request ring buffer size (0 disables recording)")
+    parser.add_argument(
+        "--slow-first-byte-ms", type=float, default=0.0, help="delay before the response headers"
+    )
+    parser.add_argument(
+        "--body-bytes",
+        type=int,
+        default=0,
+        help="pad non-stream text answers to at least this many bytes",
+    )
+    parser.add_argument(
+        "--record-limit",
+        type=int,
+        default=1000,
+        help="recorded-request ring buffer size (0 disables recording)",
+    )
     parser.add_argument("--access-log", action="store_true", help="log every request")
 
 
@@ -1550,8 +1763,12 @@ def run_from_options(options: Mapping[str, Any]) -> None:
     Raises ``ValueError`` for invalid behaviour values.
     """
     provider = provider_from_options(options)
-    serve(str(options["host"]), int(options["port"]), provider,
-          access_log=bool(options.get("access_log")))
+    serve(
+        str(options["host"]),
+        int(options["port"]),
+        provider,
+        access_log=bool(options.get("access_log")),
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> None:

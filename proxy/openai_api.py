@@ -6,11 +6,13 @@ from typing import Any
 
 import orjson
 
+from proxy import admission
 from proxy.auth import authenticate
 from proxy.consumer import InferenceConsumer
 from proxy.errors import GatewayError, bad_request
 from proxy.snapshot import store
-from proxy.streaming import forward
+from proxy.streaming import Exchange, forward
+from proxy.usage import OpenAIStreamScanner
 
 
 def parse_json_object(body: bytes) -> dict[str, Any]:
@@ -47,6 +49,22 @@ def validate_chat(payload: dict[str, Any]) -> tuple[str, bool]:
     return model, bool(stream)
 
 
+def wants_usage(payload: dict[str, Any]) -> bool:
+    options = payload.get("stream_options")
+    return isinstance(options, dict) and options.get("include_usage") is True
+
+
+def with_usage_requested(payload: dict[str, Any]) -> dict[str, Any]:
+    """The payload asking for the final usage chunk, which accounting needs."""
+    if wants_usage(payload):
+        return payload
+    options = payload.get("stream_options")
+    return {
+        **payload,
+        "stream_options": {**(options if isinstance(options, dict) else {}), "include_usage": True},
+    }
+
+
 def model_not_found(model: str) -> GatewayError:
     return GatewayError(
         404,
@@ -61,12 +79,15 @@ class ChatCompletionsConsumer(InferenceConsumer):
 
     async def handle(self, body: bytes) -> None:
         await store.ensure_loaded()
-        await authenticate(self.headers)
+        key = await authenticate(self.headers)
         payload = parse_json_object(body)
         model, stream = validate_chat(payload)
-        route = store.current.resolve_model(model)
+        snapshot = store.current
+        route = snapshot.resolve_model(model)
         if route is None:
             raise model_not_found(model)
+        levels = snapshot.policy_levels(key)
+        admission.check_access(levels, model, route)
         provider = route.provider
         provider_key = provider.pick_key()
         if provider_key is None:
@@ -75,6 +96,11 @@ class ChatCompletionsConsumer(InferenceConsumer):
                 f"No API key is configured for the provider '{provider.name}'.",
                 code="no_provider_key",
             )
+        ticket = await admission.admit(levels, route, snapshot.price(route), payload, len(body))
+        exchange = Exchange()
+        if stream:
+            exchange.scanner = OpenAIStreamScanner(drop_usage_event=not wants_usage(payload))
+            payload = with_usage_requested(payload)
         request = provider.adapter.chat_request(
             base_url=provider.base_url,
             api_key=provider_key.secret,
@@ -85,7 +111,13 @@ class ChatCompletionsConsumer(InferenceConsumer):
             (b"x-gateway-provider", provider.name.encode()),
             (b"x-gateway-model", route.provider_model.encode()),
         ]
-        await forward(self, request, stream=stream, served_by=served_by)
+        if ticket is not None:
+            served_by += ticket.headers
+        try:
+            await forward(self, request, stream=stream, served_by=served_by, exchange=exchange)
+        finally:
+            if ticket is not None:
+                await admission.settle(ticket, exchange.usage, exchange.delta_events)
 
 
 class ModelsConsumer(InferenceConsumer):

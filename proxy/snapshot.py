@@ -23,6 +23,14 @@ from typing import Any
 from channels.db import database_sync_to_async
 from django.conf import settings
 
+from governance import selectors as governance_selectors
+from governance.enforcement import (
+    FREE,
+    Price,
+    ScopePolicy,
+    policies_from_rows,
+    prices_from_rows,
+)
 from keys import selectors
 from proxy.providers import REGISTRY, ProviderAdapter
 
@@ -99,6 +107,26 @@ class Snapshot:
     providers: dict[str, ProviderEntry]
     routes: dict[str, RouteEntry]
     built_at: float
+    policies: dict[tuple[str, int], ScopePolicy] = field(default_factory=dict)
+    prices: dict[tuple[str, str], Price] = field(default_factory=dict)
+
+    def policy_levels(self, key: KeyEntry) -> list[ScopePolicy]:
+        """The policies a request with ``key`` must satisfy, key first."""
+        levels = []
+        for scope in (("key", key.id), ("team", key.team_id), ("customer", key.customer_id)):
+            policy = self.policies.get(scope)  # type: ignore[arg-type]
+            if policy is not None:
+                levels.append(policy)
+        return levels
+
+    def price(self, route: RouteEntry) -> Price:
+        """The price of the served model: by provider name, else by provider kind."""
+        provider = route.provider
+        return (
+            self.prices.get((provider.name, route.provider_model))
+            or self.prices.get((provider.kind, route.provider_model))
+            or FREE
+        )
 
     def resolve_model(self, model: str) -> RouteEntry | None:
         """A route by public name, else ``provider/model`` addressed directly."""
@@ -151,12 +179,18 @@ def build_snapshot(rows: dict[str, Any]) -> Snapshot:
         if row["provider_id"] in providers_by_id
     }
     return Snapshot(
+        policies=policies_from_rows(rows.get("policies", {})),
+        prices=prices_from_rows(rows.get("prices", {})),
         revision=rows["revision"],
         keys_by_prefix={row["prefix"]: KeyEntry.from_row(row) for row in rows["virtual_keys"]},
         providers=providers,
         routes=routes,
         built_at=time.time(),
     )
+
+
+def _all_rows() -> dict[str, Any]:
+    return {**selectors.snapshot_rows(), **governance_selectors.snapshot_rows()}
 
 
 class SnapshotStore:
@@ -174,7 +208,7 @@ class SnapshotStore:
 
     async def load(self) -> Snapshot:
         """Rebuild from the database (runs in a worker thread)."""
-        rows = await database_sync_to_async(selectors.snapshot_rows)()
+        rows = await database_sync_to_async(_all_rows)()
         snapshot = build_snapshot(rows)
         self.current = snapshot
         self.loaded = True

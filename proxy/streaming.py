@@ -16,6 +16,7 @@ from django.conf import settings
 from proxy import upstream
 from proxy.errors import GatewayError
 from proxy.providers import UpstreamRequest
+from proxy.usage import OpenAIStreamScanner, Usage, usage_from_openai
 
 if TYPE_CHECKING:
     from proxy.consumer import InferenceConsumer
@@ -24,12 +25,29 @@ SSE = b"text/event-stream; charset=utf-8"
 ERROR_BODY_LIMIT = 64 * 1024
 
 
+class Exchange:
+    """What the relay learnt of the answer: its usage, or how much streamed."""
+
+    __slots__ = ("delta_events", "scanner", "usage")
+
+    def __init__(self, scanner: OpenAIStreamScanner | None = None) -> None:
+        self.scanner = scanner
+        self.usage: Usage | None = None
+        self.delta_events = 0
+
+    def finish(self) -> None:
+        if self.scanner is not None:
+            self.usage = self.usage or self.scanner.usage
+            self.delta_events = self.scanner.delta_events
+
+
 async def forward(
     consumer: InferenceConsumer,
     request: UpstreamRequest,
     *,
     stream: bool,
     served_by: list[tuple[bytes, bytes]],
+    exchange: Exchange,
 ) -> None:
     """Send ``request`` upstream and relay the answer to ``consumer``'s client."""
     try:
@@ -39,10 +57,10 @@ async def forward(
             if response.status >= 400:
                 raise await upstream_error(response)
             if stream and response.content_type == "text/event-stream":
-                await relay_stream(consumer, response, served_by)
+                await relay_stream(consumer, response, served_by, exchange)
             else:
                 body = await read_limited(response, settings.GATEWAY_MAX_RESPONSE_BYTES)
-                check_json(body)
+                exchange.usage = usage_from_openai(parse_json(body))
                 await consumer.send_json(200, body, served_by)
     except aiohttp.ClientConnectorError as exc:
         raise GatewayError(
@@ -64,14 +82,23 @@ async def relay_stream(
     consumer: InferenceConsumer,
     response: aiohttp.ClientResponse,
     served_by: list[tuple[bytes, bytes]],
+    exchange: Exchange,
 ) -> None:
     headers = consumer.response_headers(SSE)
     headers.append((b"cache-control", b"no-cache"))
     headers.extend(served_by)
     await consumer.start_response(200, headers)
-    async for chunk in response.content.iter_any():
-        await consumer.send_chunk(chunk)
-    await consumer.send_chunk(b"", more=False)
+    scanner = exchange.scanner
+    try:
+        async for chunk in response.content.iter_any():
+            if scanner is not None:
+                chunk = scanner.feed(chunk)
+                if not chunk:
+                    continue
+            await consumer.send_chunk(chunk)
+        await consumer.send_chunk(scanner.flush() if scanner else b"", more=False)
+    finally:
+        exchange.finish()
 
 
 async def read_limited(response: aiohttp.ClientResponse, limit: int) -> bytes:
@@ -87,10 +114,10 @@ async def read_limited(response: aiohttp.ClientResponse, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def check_json(body: bytes) -> None:
-    """Refuse to relay an answer that is not JSON as if it were a completion."""
+def parse_json(body: bytes) -> object:
+    """The answer's JSON; one that is not JSON is not relayed as a completion."""
     try:
-        orjson.loads(body)
+        return orjson.loads(body)
     except orjson.JSONDecodeError:
         raise GatewayError(
             502, "the provider's answer is not valid JSON", code="upstream_invalid_response"

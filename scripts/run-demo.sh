@@ -8,6 +8,7 @@ MOCK_PORT=${MOCK_PORT:-9100}
 
 $BIN/python manage.py migrate --noinput -v 0
 $BIN/python manage.py collectstatic --noinput -v 0
+$BIN/python manage.py load_prices >/dev/null
 $BIN/python -m proxy.mock_provider --host 127.0.0.1 --port "$MOCK_PORT" &
 MOCK_PID=$!
 trap 'kill $MOCK_PID 2>/dev/null || true' EXIT INT TERM

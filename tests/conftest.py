@@ -7,6 +7,7 @@ The gateway runs in its own uvicorn process against the same test database
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -18,6 +19,12 @@ from django.db import connection
 from keys import selectors, services
 from keys.models import Provider, Team
 from tests.processes import GatewayProcess, MockProviderProcess
+
+
+@pytest.fixture(scope="session", autouse=True)
+def redis_namespace() -> None:
+    """Counters of earlier runs (same ids, same windows) must not leak in."""
+    settings.GATEWAY_REDIS_PREFIX = f"gwtest-{uuid.uuid4().hex[:8]}"
 
 
 @pytest.fixture(scope="session")

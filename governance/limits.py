@@ -1,0 +1,214 @@
+"""Admission and settlement: every limit checked and taken in one atomic step.
+
+An :class:`AdmissionPlan` lists what a request must take: counter increments
+(requests and tokens per window, budget reservations) against their limits,
+and concurrency slots. :meth:`LimitsBackend.admit` takes all of them or none
+of them; :meth:`LimitsBackend.settle` replaces reservations by actual
+amounts and releases the slots.
+
+Two backends behind one interface: Redis (one Lua script, one round trip;
+exact across any number of processes) and in-process memory (embedded mode,
+one process). Counter keys carry the start of their window or period, so
+nothing needs resetting.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Protocol
+
+# A concurrency slot held by a process that died is freed after this long.
+SLOT_LEASE_SECONDS = 900
+
+
+@dataclass(slots=True)
+class CounterCheck:
+    """Add ``amount`` to ``key`` unless that would pass ``limit``."""
+
+    key: str
+    limit: int
+    amount: int
+    expires_at: int  # epoch seconds: the end of the window or period
+    kind: str  # "requests", "tokens" or "budget": which refusal it causes
+    label: str  # which limit, for the error message
+
+    @property
+    def retry_after(self) -> int:
+        return max(1, math.ceil(self.expires_at - time.time()))
+
+
+@dataclass(slots=True)
+class SlotCheck:
+    """Hold one of ``limit`` concurrent slots under ``key``."""
+
+    key: str
+    limit: int
+    label: str
+
+
+@dataclass(slots=True)
+class AdmissionPlan:
+    counters: list[CounterCheck] = field(default_factory=list)
+    slots: list[SlotCheck] = field(default_factory=list)
+    lease: str = field(default_factory=lambda: os.urandom(8).hex())
+
+    def __bool__(self) -> bool:
+        return bool(self.counters or self.slots)
+
+
+@dataclass(slots=True)
+class Admission:
+    """The outcome of :meth:`LimitsBackend.admit`."""
+
+    admitted: bool
+    # After admission: each counter's value, in plan order (for headers).
+    values: list[int] = field(default_factory=list)
+    refused_counter: CounterCheck | None = None
+    refused_slot: SlotCheck | None = None
+
+
+class LimitsBackend(Protocol):
+    async def admit(self, plan: AdmissionPlan, now: float) -> Admission: ...
+
+    async def settle(self, plan: AdmissionPlan, adjustments: dict[str, int], now: float) -> None:
+        """Add ``adjustments`` (key → delta) and release the plan's slots."""
+        ...
+
+
+class MemoryLimits:
+    """Embedded mode: the same semantics in this process's memory.
+
+    Admission has no ``await`` between check and take, so on one event loop
+    it is atomic.
+    """
+
+    def __init__(self) -> None:
+        self.counters: dict[str, tuple[int, float]] = {}
+        self.slots: dict[str, dict[str, float]] = {}
+
+    def _value(self, key: str, now: float) -> int:
+        entry = self.counters.get(key)
+        if entry is None or entry[1] <= now:
+            return 0
+        return entry[0]
+
+    async def admit(self, plan: AdmissionPlan, now: float) -> Admission:
+        for check in plan.counters:
+            if check.amount > 0 and self._value(check.key, now) + check.amount > check.limit:
+                return Admission(False, refused_counter=check)
+        for slot in plan.slots:
+            holders = self.slots.setdefault(slot.key, {})
+            for lease in [lease for lease, until in holders.items() if until <= now]:
+                del holders[lease]
+            if len(holders) >= slot.limit:
+                return Admission(False, refused_slot=slot)
+        values = []
+        for check in plan.counters:
+            value = self._value(check.key, now) + check.amount
+            self.counters[check.key] = (value, check.expires_at)
+            values.append(value)
+        for slot in plan.slots:
+            self.slots[slot.key][plan.lease] = now + SLOT_LEASE_SECONDS
+        if len(self.counters) > 50_000:
+            self.counters = {k: v for k, v in self.counters.items() if v[1] > now}
+        return Admission(True, values=values)
+
+    async def settle(self, plan: AdmissionPlan, adjustments: dict[str, int], now: float) -> None:
+        for key, delta in adjustments.items():
+            value, expires = self.counters.get(key, (0, now))
+            if expires > now:
+                self.counters[key] = (value + delta, expires)
+        for slot in plan.slots:
+            self.slots.get(slot.key, {}).pop(plan.lease, None)
+
+
+# KEYS: counter keys, then slot keys.
+# ARGV: now, lease, lease_until, n_counters, then per counter (limit, amount,
+# expires_at), then per slot (limit).
+# Returns {1, value...} when admitted, {0, "c"|"s", index} when refused.
+ADMIT_SCRIPT = """
+local now = tonumber(ARGV[1])
+local lease = ARGV[2]
+local lease_until = tonumber(ARGV[3])
+local n = tonumber(ARGV[4])
+local slot_base = 5 + 3 * n
+for i = 1, n do
+  local limit = tonumber(ARGV[2 + 3 * i])
+  local amount = tonumber(ARGV[3 + 3 * i])
+  if amount > 0 and (tonumber(redis.call('GET', KEYS[i]) or '0') + amount) > limit then
+    return {0, 'c', i}
+  end
+end
+for j = n + 1, #KEYS do
+  redis.call('ZREMRANGEBYSCORE', KEYS[j], '-inf', now)
+  if redis.call('ZCARD', KEYS[j]) >= tonumber(ARGV[slot_base + j - n - 1]) then
+    return {0, 's', j - n}
+  end
+end
+local result = {1}
+for i = 1, n do
+  local value = redis.call('INCRBY', KEYS[i], tonumber(ARGV[3 + 3 * i]))
+  redis.call('EXPIREAT', KEYS[i], tonumber(ARGV[4 + 3 * i]) + 60)
+  result[#result + 1] = value
+end
+for j = n + 1, #KEYS do
+  redis.call('ZADD', KEYS[j], lease_until, lease)
+  redis.call('EXPIRE', KEYS[j], SLOT_KEY_TTL)
+end
+return result
+""".replace("SLOT_KEY_TTL", str(SLOT_LEASE_SECONDS * 2))
+
+
+SETTLE_SCRIPT = """
+local n = tonumber(ARGV[1])
+for i = 1, n do
+  if redis.call('EXISTS', KEYS[i]) == 1 then
+    redis.call('INCRBY', KEYS[i], tonumber(ARGV[1 + i]))
+  end
+end
+for j = n + 1, #KEYS do
+  redis.call('ZREM', KEYS[j], ARGV[n + 2])
+end
+return 1
+"""
+
+
+class RedisLimits:
+    """Cluster mode: exact across every process sharing the Redis server."""
+
+    def __init__(self, client) -> None:  # type: ignore[no-untyped-def]
+        self.client = client
+        self.admit_script = client.register_script(ADMIT_SCRIPT)
+        self.settle_script = client.register_script(SETTLE_SCRIPT)
+
+    async def admit(self, plan: AdmissionPlan, now: float) -> Admission:
+        keys = [c.key for c in plan.counters] + [s.key for s in plan.slots]
+        args: list[int | str] = [
+            int(now),
+            plan.lease,
+            int(now) + SLOT_LEASE_SECONDS,
+            len(plan.counters),
+        ]
+        for check in plan.counters:
+            args.extend((check.limit, check.amount, check.expires_at))
+        args.extend(slot.limit for slot in plan.slots)
+        result = await self.admit_script(keys=keys, args=args)
+        if result[0] == 1:
+            return Admission(True, values=[int(v) for v in result[1:]])
+        kind = result[1].decode() if isinstance(result[1], bytes) else result[1]
+        index = int(result[2]) - 1
+        if kind == "c":
+            return Admission(False, refused_counter=plan.counters[index])
+        return Admission(False, refused_slot=plan.slots[index])
+
+    async def settle(self, plan: AdmissionPlan, adjustments: dict[str, int], now: float) -> None:
+        changed = {key: delta for key, delta in adjustments.items() if delta}
+        if not changed and not plan.slots:
+            return
+        # A counter whose period already ended is left alone (not recreated
+        # without an expiry).
+        keys = [*changed, *(slot.key for slot in plan.slots)]
+        await self.settle_script(keys=keys, args=[len(changed), *changed.values(), plan.lease])

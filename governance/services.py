@@ -1,0 +1,142 @@
+"""Writes of budgets, rate limits, access rules and prices.
+
+Like ``keys.services``, every change bumps the configuration revision so the
+data plane picks it up.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from governance.models import MICROS, Budget, ModelPrice, RateLimit
+from keys.models import Customer, Team, VirtualKey
+from keys.services import ServiceError, config_revision_bump
+
+Owner = Customer | Team | VirtualKey
+
+
+def _scope_fields(owner: Owner) -> dict[str, Any]:
+    if isinstance(owner, Customer):
+        return {"customer": owner}
+    if isinstance(owner, Team):
+        return {"team": owner}
+    if isinstance(owner, VirtualKey):
+        return {"virtual_key": owner}
+    raise ServiceError(f"budgets and limits attach to a customer, team or key, not {owner!r}")
+
+
+def money_to_micros(amount: Decimal | int | str) -> int:
+    """Micro-units from a decimal amount (``"12.50"`` → 12,500,000)."""
+    value = Decimal(str(amount)) * MICROS
+    if value != value.to_integral_value():
+        raise ServiceError(f"{amount} has more than six decimal places")
+    if value < 0:
+        raise ServiceError("an amount cannot be negative")
+    return int(value)
+
+
+@transaction.atomic
+def budget_create(
+    *,
+    owner: Owner,
+    amount_micros: int,
+    period: str,
+    calendar_aligned: bool = True,
+    anchor: dt.datetime | None = None,
+) -> Budget:
+    budget = Budget(
+        **_scope_fields(owner),
+        amount_micros=amount_micros,
+        period=period,
+        calendar_aligned=calendar_aligned,
+        anchor=anchor or timezone.now(),
+    )
+    budget.full_clean()
+    budget.save()
+    config_revision_bump()
+    return budget
+
+
+@transaction.atomic
+def budget_update(*, budget: Budget, amount_micros: int) -> Budget:
+    if budget.amount_micros != amount_micros:
+        budget.amount_micros = amount_micros
+        budget.full_clean()
+        budget.save(update_fields=["amount_micros", "updated_at"])
+        config_revision_bump()
+    return budget
+
+
+@transaction.atomic
+def budget_delete(*, budget: Budget) -> None:
+    budget.delete()
+    config_revision_bump()
+
+
+@transaction.atomic
+def rate_limit_create(
+    *, owner: Owner, metric: str, limit: int, window_seconds: int = 60
+) -> RateLimit:
+    rate_limit = RateLimit(
+        **_scope_fields(owner), metric=metric, limit=limit, window_seconds=window_seconds
+    )
+    rate_limit.full_clean()
+    rate_limit.save()
+    config_revision_bump()
+    return rate_limit
+
+
+@transaction.atomic
+def rate_limit_update(*, rate_limit: RateLimit, limit: int) -> RateLimit:
+    if rate_limit.limit != limit:
+        rate_limit.limit = limit
+        rate_limit.full_clean()
+        rate_limit.save(update_fields=["limit", "updated_at"])
+        config_revision_bump()
+    return rate_limit
+
+
+@transaction.atomic
+def rate_limit_delete(*, rate_limit: RateLimit) -> None:
+    rate_limit.delete()
+    config_revision_bump()
+
+
+@transaction.atomic
+def model_price_set(
+    *,
+    provider_kind: str,
+    model: str,
+    input_micros_per_mtok: int,
+    output_micros_per_mtok: int,
+    cached_input_micros_per_mtok: int | None = None,
+    max_output_tokens: int | None = None,
+    effective_from: dt.datetime | None = None,
+) -> tuple[ModelPrice, bool]:
+    """Create or change the price of a model from a date; returns (price, changed)."""
+    effective_from = effective_from or dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
+    values = {
+        "input_micros_per_mtok": input_micros_per_mtok,
+        "output_micros_per_mtok": output_micros_per_mtok,
+        "cached_input_micros_per_mtok": cached_input_micros_per_mtok,
+        "max_output_tokens": max_output_tokens,
+    }
+    price = ModelPrice.objects.filter(
+        provider_kind=provider_kind, model=model, effective_from=effective_from
+    ).first()
+    if price is not None and all(getattr(price, name) == value for name, value in values.items()):
+        return price, False
+    price = price or ModelPrice(
+        provider_kind=provider_kind, model=model, effective_from=effective_from
+    )
+    for name, value in values.items():
+        setattr(price, name, value)
+    price.full_clean()
+    price.save()
+    config_revision_bump()
+    return price, True

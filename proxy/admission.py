@@ -1,0 +1,185 @@
+"""Admission and settlement of one inference request (hot path glue).
+
+Access rules first (no I/O), then one call to the limits backend that takes
+every rate limit, concurrency slot and budget reservation at once, and after
+the answer one call that replaces the reservations by what was used.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from governance.enforcement import (
+    Price,
+    ScopePolicy,
+    backend,
+    model_allowed,
+    output_bound,
+    plan_for,
+)
+from governance.limits import Admission, AdmissionPlan
+from proxy.errors import GatewayError
+from proxy.snapshot import RouteEntry
+from proxy.usage import Usage
+
+logger = logging.getLogger(__name__)
+
+
+def check_access(levels: list[ScopePolicy], model: str, route: RouteEntry) -> None:
+    names = (model, f"{route.provider.name}/{route.provider_model}")
+    for policy in levels:
+        if not model_allowed(policy, names):
+            raise GatewayError(
+                403,
+                f"This key is not allowed to use the model '{model}'.",
+                code="model_not_allowed",
+                param="model",
+            )
+
+
+@dataclass(slots=True)
+class Ticket:
+    """What a request took at admission, to be settled after the answer."""
+
+    plan: AdmissionPlan
+    price: Price
+    tokens_bound: int
+    cost_bound: int
+    body_size: int
+    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+    cost: int = 0
+    usage: Usage | None = None
+
+
+async def admit(
+    levels: list[ScopePolicy],
+    route: RouteEntry,
+    price: Price,
+    payload: dict[str, Any],
+    body_size: int,
+) -> Ticket | None:
+    """Take every limit of every level at once, or raise the refusal."""
+    # Input tokens never exceed the body's bytes: a safe bound for reservations.
+    max_output = output_bound(payload, price)
+    tokens_bound = body_size + max_output
+    cost_bound = price.cost(body_size, max_output)
+    now = time.time()
+    plan = plan_for(levels, now=now, tokens_bound=tokens_bound, cost_bound=cost_bound)
+    if not plan:
+        return None
+    try:
+        admission = await backend().admit(plan, now)
+    except Exception:
+        logger.warning("limits backend unavailable", exc_info=True)
+        raise GatewayError(
+            503,
+            "Limits cannot be checked right now; try again shortly.",
+            code="limits_unavailable",
+            headers=[(b"retry-after", b"1")],
+        ) from None
+    if not admission.admitted:
+        raise refusal(admission)
+    return Ticket(
+        plan=plan,
+        price=price,
+        tokens_bound=tokens_bound,
+        cost_bound=cost_bound,
+        body_size=body_size,
+        headers=limit_headers(plan, admission, now),
+    )
+
+
+def refusal(admission: Admission) -> GatewayError:
+    counter = admission.refused_counter
+    if counter is not None:
+        retry = str(counter.retry_after).encode()
+        if counter.kind == "budget":
+            return GatewayError(
+                402,
+                f"Budget exhausted: {counter.label}.",
+                code="budget_exceeded",
+                headers=[(b"retry-after", retry)],
+            )
+        suffix = counter.kind
+        return GatewayError(
+            429,
+            f"Rate limit reached: {counter.label}. Retry in {counter.retry_after}s.",
+            code="rate_limit_exceeded",
+            headers=[
+                (b"retry-after", retry),
+                (f"x-ratelimit-limit-{suffix}".encode(), str(counter.limit).encode()),
+                (f"x-ratelimit-remaining-{suffix}".encode(), b"0"),
+                (f"x-ratelimit-reset-{suffix}".encode(), retry + b"s"),
+            ],
+        )
+    slot = admission.refused_slot
+    assert slot is not None
+    return GatewayError(
+        429,
+        f"Too many concurrent requests: {slot.label}.",
+        code="concurrency_limit_exceeded",
+        headers=[(b"retry-after", b"1")],
+    )
+
+
+def limit_headers(
+    plan: AdmissionPlan, admission: Admission, now: float
+) -> list[tuple[bytes, bytes]]:
+    """OpenAI's ``x-ratelimit-*`` headers for the tightest limits, and the budget left."""
+    tightest: dict[str, tuple[int, int, int]] = {}
+    for check, value in zip(plan.counters, admission.values, strict=True):
+        remaining = max(0, check.limit - value)
+        current = tightest.get(check.kind)
+        if current is None or remaining < current[1]:
+            tightest[check.kind] = (check.limit, remaining, check.expires_at)
+    headers = []
+    for kind in ("requests", "tokens"):
+        if kind in tightest:
+            limit, remaining, expires_at = tightest[kind]
+            headers += [
+                (f"x-ratelimit-limit-{kind}".encode(), str(limit).encode()),
+                (f"x-ratelimit-remaining-{kind}".encode(), str(remaining).encode()),
+                (
+                    f"x-ratelimit-reset-{kind}".encode(),
+                    f"{max(0, int(expires_at - now))}s".encode(),
+                ),
+            ]
+    if "budget" in tightest:
+        remaining_micros = tightest["budget"][1]
+        headers.append(
+            (b"x-gateway-budget-remaining", f"{remaining_micros / 1_000_000:.6f}".encode())
+        )
+    return headers
+
+
+async def settle(ticket: Ticket, usage: Usage | None, delta_events: int) -> None:
+    """Replace reservations by actual use (estimated when the answer broke off)."""
+    if usage is None:
+        # No usage reported (client left, upstream failed mid-stream): count
+        # what was streamed; never more than was reserved.
+        usage = Usage(
+            input_tokens=ticket.body_size // 4 if delta_events else 0,
+            output_tokens=delta_events,
+            estimated=True,
+        )
+    tokens = min(usage.input_tokens + usage.output_tokens, ticket.tokens_bound)
+    cost = min(
+        ticket.price.cost(usage.input_tokens, usage.output_tokens, usage.cached_tokens),
+        ticket.cost_bound,
+    )
+    ticket.usage, ticket.cost = usage, cost
+    adjustments: dict[str, int] = {}
+    for check in ticket.plan.counters:
+        if check.kind == "tokens":
+            adjustments[check.key] = adjustments.get(check.key, 0) + tokens - ticket.tokens_bound
+        elif check.kind == "budget":
+            adjustments[check.key] = adjustments.get(check.key, 0) + cost - ticket.cost_bound
+    try:
+        await asyncio.shield(backend().settle(ticket.plan, adjustments, time.time()))
+    except Exception:
+        # Slots expire with their lease; reservations stay counted (safe side).
+        logger.warning("settlement failed; reservations stand", exc_info=True)

@@ -1,0 +1,85 @@
+"""Token usage read from provider answers, streamed or not.
+
+A stream is scanned event by event as it passes: complete events are
+forwarded at once, only a partial event waits for its end. The usage event
+the gateway asked for on the client's behalf is dropped from the relay when
+the client did not ask for it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+
+@dataclass(slots=True)
+class Usage:
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_tokens: int = 0
+    estimated: bool = False
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
+def usage_from_openai(data: Any) -> Usage | None:
+    """Usage from an OpenAI completion or chunk, if it carries one."""
+    if not isinstance(data, dict):
+        return None
+    usage = data.get("usage")
+    if not isinstance(usage, dict):
+        return None
+    details = usage.get("prompt_tokens_details")
+    cached = _int(details.get("cached_tokens")) if isinstance(details, dict) else 0
+    return Usage(
+        input_tokens=_int(usage.get("prompt_tokens")),
+        output_tokens=_int(usage.get("completion_tokens")),
+        cached_tokens=cached,
+    )
+
+
+class OpenAIStreamScanner:
+    """Follows an OpenAI chat completion stream for its usage."""
+
+    def __init__(self, *, drop_usage_event: bool) -> None:
+        self.drop_usage_event = drop_usage_event
+        self.usage: Usage | None = None
+        self.delta_events = 0
+        self._pending = b""
+
+    def feed(self, chunk: bytes) -> bytes:
+        """What of ``chunk`` (plus what was pending) can be forwarded now."""
+        data = self._pending + chunk if self._pending else chunk
+        end = data.rfind(b"\n\n")
+        if end < 0:
+            self._pending = data
+            return b""
+        complete, self._pending = data[: end + 2], data[end + 2 :]
+        self.delta_events += complete.count(b'"delta"')
+        if b'"usage":{' not in complete and b'"usage": {' not in complete:
+            return complete
+        return self._take_usage(complete)
+
+    def flush(self) -> bytes:
+        rest, self._pending = self._pending, b""
+        return rest
+
+    def _take_usage(self, complete: bytes) -> bytes:
+        kept = []
+        for event in complete.split(b"\n\n"):
+            if event.startswith(b"data: {") and b'"usage"' in event:
+                try:
+                    data = orjson.loads(event[6:])
+                except orjson.JSONDecodeError:
+                    data = None
+                usage = usage_from_openai(data)
+                if usage is not None:
+                    self.usage = usage
+                    if self.drop_usage_event and data.get("choices") == []:
+                        continue
+            kept.append(event)
+        return b"\n\n".join(kept)

@@ -1,0 +1,129 @@
+"""Budgets: reservations at admission, actual cost at settlement, never overspent."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+import openai
+import pytest
+from django.conf import settings
+
+from gateway_project.redis_client import redis_key, sync_client
+from governance import services as governance
+from governance.models import Budget
+from keys.models import VirtualKey
+
+# The mock answers 4 input tokens (1 word + 3 per message) and max_tokens output.
+CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 16}
+INPUT_PRICE, OUTPUT_PRICE = 1_000_000, 2_000_000  # micro-units per million tokens
+REQUEST_COST = 4 * 1 + 16 * 2  # micro-units
+
+
+@pytest.fixture
+def priced(demo):
+    governance.model_price_set(
+        provider_kind="openai",
+        model="mock-gpt",
+        input_micros_per_mtok=INPUT_PRICE,
+        output_micros_per_mtok=OUTPUT_PRICE,
+    )
+    return demo
+
+
+def spent(budget: Budget) -> int:
+    """The budget's live counter for its current period (cluster mode)."""
+    import time
+
+    start, _ = __import__("governance.periods", fromlist=["period_bounds"]).period_bounds(
+        budget.period, time.time()
+    )
+    return int(sync_client().get(redis_key("budget", str(budget.id), str(start))) or 0)
+
+
+def test_an_exhausted_budget_answers_402_with_its_code(priced):
+    governance.budget_create(owner=priced.team, amount_micros=REQUEST_COST * 40, period="1d")
+    priced.sync()
+    client = priced.openai()
+    refused = None
+    for _ in range(60):
+        try:
+            client.chat.completions.create(**CHAT)
+        except openai.APIStatusError as error:
+            refused = error
+            break
+    assert refused is not None and refused.status_code == 402
+    assert refused.body["code"] == "budget_exceeded"
+
+
+def test_successful_answers_say_how_much_budget_is_left(priced):
+    governance.budget_create(
+        owner=VirtualKey.objects.get(name="platform-app"), amount_micros=5_000_000, period="1M"
+    )
+    priced.sync()
+    response = priced.gateway.client.post(
+        "/v1/chat/completions", json=CHAT, headers={"authorization": f"Bearer {priced.key}"}
+    )
+    assert response.status_code == 200
+    remaining = float(response.headers["x-gateway-budget-remaining"])
+    assert 4.99 < remaining < 5.0
+
+
+async def _streams(url: str, key: str, count: int, disconnect_every: int) -> dict[str, int]:
+    outcome = {"complete": 0, "refused": 0, "disconnected": 0}
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=count)) as session:
+
+        async def one(index: int) -> None:
+            body = {**CHAT, "stream": True}
+            async with session.post(
+                f"{url}/v1/chat/completions", json=body, headers={"authorization": f"Bearer {key}"}
+            ) as response:
+                if response.status != 200:
+                    outcome["refused"] += 1
+                    await response.read()
+                    return
+                if disconnect_every and index % disconnect_every == 0:
+                    await response.content.readline()
+                    response.close()  # leave mid-stream
+                    outcome["disconnected"] += 1
+                    return
+                data = await response.read()
+                assert data.endswith(b"data: [DONE]\n\n")
+                outcome["complete"] += 1
+
+        await asyncio.gather(*(one(i) for i in range(count)))
+    return outcome
+
+
+@pytest.mark.skipif(not settings.REDIS_URL, reason="reads the live counter in Redis")
+def test_concurrent_streams_never_overspend_and_settle_to_the_actual_cost(priced):
+    budget = governance.budget_create(
+        owner=priced.team, amount_micros=REQUEST_COST * 50, period="1d"
+    )
+    priced.sync()
+    priced.mock.add_rule(match={}, inter_token_ms=5)
+    outcome = asyncio.run(_streams(priced.gateway.url, priced.key, 200, disconnect_every=0))
+    assert outcome["complete"] + outcome["refused"] == 200
+    assert outcome["complete"] >= 1
+    assert spent(budget) == REQUEST_COST * outcome["complete"]
+    assert spent(budget) <= budget.amount_micros
+
+
+@pytest.mark.skipif(not settings.REDIS_URL, reason="reads the live counter in Redis")
+def test_streams_cut_off_by_their_clients_are_settled_within_the_budget(priced):
+    budget = governance.budget_create(
+        owner=priced.team, amount_micros=REQUEST_COST * 50, period="1d"
+    )
+    priced.sync()
+    priced.mock.add_rule(match={}, inter_token_ms=20)
+    total = {"complete": 0, "refused": 0, "disconnected": 0}
+    for _ in range(3):
+        outcome = asyncio.run(_streams(priced.gateway.url, priced.key, 200, disconnect_every=3))
+        for name, value in outcome.items():
+            total[name] += value
+    import time
+
+    time.sleep(0.5)  # settlement of the last disconnects
+    assert total["disconnected"] > 0
+    assert spent(budget) <= budget.amount_micros
+    assert spent(budget) >= REQUEST_COST * total["complete"]
