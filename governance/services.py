@@ -20,7 +20,8 @@ from keys.services import ServiceError, config_revision_bump
 Owner = Customer | Team | VirtualKey
 
 
-def _scope_fields(owner: Owner) -> dict[str, Any]:
+def scope_filter(owner: Owner) -> dict[str, Any]:
+    """The fields (and lookup) attaching a budget or limit to ``owner``."""
     if isinstance(owner, Customer):
         return {"customer": owner}
     if isinstance(owner, Team):
@@ -40,6 +41,12 @@ def money_to_micros(amount: Decimal | int | str) -> int:
     return int(value)
 
 
+def micros_to_money(micros: int) -> str:
+    """A decimal amount from micro-units (12,500,000 → ``"12.5"``)."""
+    text = f"{Decimal(micros) / MICROS:f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
 @transaction.atomic
 def budget_create(
     *,
@@ -50,7 +57,7 @@ def budget_create(
     anchor: dt.datetime | None = None,
 ) -> Budget:
     budget = Budget(
-        **_scope_fields(owner),
+        **scope_filter(owner),
         amount_micros=amount_micros,
         period=period,
         calendar_aligned=calendar_aligned,
@@ -83,7 +90,7 @@ def rate_limit_create(
     *, owner: Owner, metric: str, limit: int, window_seconds: int = 60
 ) -> RateLimit:
     rate_limit = RateLimit(
-        **_scope_fields(owner), metric=metric, limit=limit, window_seconds=window_seconds
+        **scope_filter(owner), metric=metric, limit=limit, window_seconds=window_seconds
     )
     rate_limit.full_clean()
     rate_limit.save()

@@ -22,6 +22,8 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils.dateparse import parse_datetime
 
+from governance import services as governance_services
+from governance.models import Budget, RateLimit
 from keys import crypto, services, tokens
 from keys.models import Customer, ModelRoute, Provider, ProviderKey, Team, VirtualKey
 
@@ -226,11 +228,12 @@ def _apply_route(data: Any, where: str, report: ApplyReport) -> None:
 
 
 def _apply_customer(data: Any, where: str, report: ApplyReport) -> None:
-    item = _Reader(data, where, {"name", "description", "metadata", "teams"})
+    item = _Reader(data, where, {"name", "description", "metadata", "teams", *POLICY_KEYS})
     name = item.get("name", str, required=True)
     fields = {
         "description": item.get("description", str, ""),
         "metadata": item.get("metadata", dict, {}),
+        **_policy_fields(item),
     }
     customer = Customer.objects.filter(name=name).first()
     if customer is None:
@@ -240,17 +243,19 @@ def _apply_customer(data: Any, where: str, report: ApplyReport) -> None:
         before = _snapshot_fields(customer, fields)
         services.customer_update(customer=customer, **fields)
         report.record("changed" if before != fields else "unchanged", f"customer {name}")
+    _apply_limits(customer, item, report)
     for index, team in enumerate(item.items("teams")):
         _apply_team(team, f"{where}.teams[{index}]", customer, report)
 
 
 def _apply_team(data: Any, where: str, customer: Customer | None, report: ApplyReport) -> None:
-    item = _Reader(data, where, {"name", "description", "metadata", "virtual_keys"})
+    item = _Reader(data, where, {"name", "description", "metadata", "virtual_keys", *POLICY_KEYS})
     name = item.get("name", str, required=True)
     fields = {
         "customer": customer,
         "description": item.get("description", str, ""),
         "metadata": item.get("metadata", dict, {}),
+        **_policy_fields(item),
     }
     team = Team.objects.filter(name=name).first()
     if team is None:
@@ -260,12 +265,15 @@ def _apply_team(data: Any, where: str, customer: Customer | None, report: ApplyR
         before = _snapshot_fields(team, fields)
         services.team_update(team=team, **fields)
         report.record("changed" if before != fields else "unchanged", f"team {name}")
+    _apply_limits(team, item, report)
     for index, key in enumerate(item.items("virtual_keys")):
         _apply_virtual_key(team, key, f"{where}.virtual_keys[{index}]", report)
 
 
 def _apply_virtual_key(team: Team, data: Any, where: str, report: ApplyReport) -> None:
-    item = _Reader(data, where, {"name", "secret_env", "expires_at", "metadata", "active"})
+    item = _Reader(
+        data, where, {"name", "secret_env", "expires_at", "metadata", "active", *POLICY_KEYS}
+    )
     name = item.get("name", str, required=True)
     label = f"virtual key {name}"
     variable = item.get("secret_env", str, "")
@@ -275,6 +283,7 @@ def _apply_virtual_key(team: Team, data: Any, where: str, report: ApplyReport) -
         "team": team,
         "expires_at": item.datetime("expires_at"),
         "metadata": item.get("metadata", dict, {}),
+        **_policy_fields(item),
     }
     key = VirtualKey.objects.filter(name=name).first()
     if key is None:
@@ -286,6 +295,7 @@ def _apply_virtual_key(team: Team, data: Any, where: str, report: ApplyReport) -
         if not active:
             services.virtual_key_revoke(key=key)
         report.record("created", label)
+        _apply_limits(key, item, report)
         return
     changed = _snapshot_fields(key, fields) != fields
     services.virtual_key_update(key=key, **fields)
@@ -300,6 +310,111 @@ def _apply_virtual_key(team: Team, data: Any, where: str, report: ApplyReport) -
     elif active and not key.is_active:
         raise ConfigError(f"{where}: the key {name} was revoked; revoked keys stay revoked")
     report.record("changed" if changed else "unchanged", label)
+    _apply_limits(key, item, report)
+
+
+# --- access rules, budgets and rate limits (any level of the org tree) ------------
+
+POLICY_KEYS = {"allowed_models", "max_concurrent_requests", "budgets", "rate_limits"}
+
+
+def _policy_fields(item: _Reader) -> dict[str, Any]:
+    models = item.get("allowed_models", list, [])
+    if not all(isinstance(name, str) and name for name in models):
+        raise ConfigError(f"{item.where}.allowed_models: a list of model names or patterns")
+    return {
+        "allowed_models": models,
+        "max_concurrent_requests": item.get("max_concurrent_requests", int),
+    }
+
+
+def _apply_limits(owner: Customer | Team | VirtualKey, item: _Reader, report: ApplyReport) -> None:
+    """Make the owner's budgets and rate limits exactly the declared ones.
+
+    A level without a ``budgets`` (``rate_limits``) entry keeps its own.
+    """
+    owner_label = f"{owner._meta.model_name} {owner.name}"
+    scope = governance_services.scope_filter(owner)
+    if "budgets" in item.data:
+        existing = {(b.period, b.calendar_aligned): b for b in Budget.objects.filter(**scope)}
+        for index, data in enumerate(item.items("budgets")):
+            entry = _Reader(
+                data,
+                f"{item.where}.budgets[{index}]",
+                {"amount", "period", "calendar_aligned", "anchor"},
+            )
+            period = entry.get("period", str, required=True)
+            aligned = entry.get("calendar_aligned", bool, True)
+            amount = _micros(entry.get("amount", (str, int, float), required=True), entry.where)
+            label = f"budget {owner_label} {period}"
+            budget = existing.pop((period, aligned), None)
+            if budget is None:
+                governance_services.budget_create(
+                    owner=owner,
+                    amount_micros=amount,
+                    period=period,
+                    calendar_aligned=aligned,
+                    anchor=entry.datetime("anchor"),
+                )
+                report.record("created", label)
+            else:
+                changed = budget.amount_micros != amount
+                governance_services.budget_update(budget=budget, amount_micros=amount)
+                report.record("changed" if changed else "unchanged", label)
+        for budget in existing.values():
+            governance_services.budget_delete(budget=budget)
+            report.record("changed", f"budget {owner_label} {budget.period} (removed)")
+    if "rate_limits" in item.data:
+        limits = {(r.metric, r.window_seconds): r for r in RateLimit.objects.filter(**scope)}
+        for index, data in enumerate(item.items("rate_limits")):
+            entry = _Reader(
+                data, f"{item.where}.rate_limits[{index}]", {"metric", "limit", "window_seconds"}
+            )
+            metric = entry.get("metric", str, required=True)
+            window = entry.get("window_seconds", int, 60)
+            limit = entry.get("limit", int, required=True)
+            label = f"rate limit {owner_label} {metric}/{window}s"
+            rate_limit = limits.pop((metric, window), None)
+            if rate_limit is None:
+                governance_services.rate_limit_create(
+                    owner=owner, metric=metric, limit=limit, window_seconds=window
+                )
+                report.record("created", label)
+            else:
+                changed = rate_limit.limit != limit
+                governance_services.rate_limit_update(rate_limit=rate_limit, limit=limit)
+                report.record("changed" if changed else "unchanged", label)
+        for rate_limit in limits.values():
+            governance_services.rate_limit_delete(rate_limit=rate_limit)
+            report.record("changed", f"rate limit {owner_label} {rate_limit.metric} (removed)")
+
+
+def _micros(amount: str | int | float, where: str) -> int:
+    try:
+        return governance_services.money_to_micros(amount)
+    except (ArithmeticError, ValueError) as exc:
+        raise ConfigError(f"{where}.amount: {exc}") from None
+
+
+def _export_policy(owner: Customer | Team | VirtualKey) -> dict[str, Any]:
+    scope = governance_services.scope_filter(owner)
+    return {
+        "allowed_models": owner.allowed_models,
+        "max_concurrent_requests": owner.max_concurrent_requests,
+        "budgets": [
+            {
+                "amount": governance_services.micros_to_money(budget.amount_micros),
+                "period": budget.period,
+                "calendar_aligned": budget.calendar_aligned,
+                **({} if budget.calendar_aligned else {"anchor": budget.anchor.isoformat()}),
+            }
+            for budget in Budget.objects.filter(**scope).order_by("id")
+        ],
+        "rate_limits": [
+            {"metric": r.metric, "limit": r.limit, "window_seconds": r.window_seconds}
+            for r in RateLimit.objects.filter(**scope).order_by("id")
+        ],
+    }
 
 
 def _snapshot_fields(instance: Any, fields: dict[str, Any]) -> dict[str, Any]:
@@ -337,6 +452,7 @@ def export_config() -> dict[str, Any]:
             "name": customer.name,
             "description": customer.description,
             "metadata": customer.metadata,
+            **_export_policy(customer),
             "teams": [_export_team(team) for team in teams if team.customer_id == customer.pk],
         }
         for customer in Customer.objects.all()
@@ -360,6 +476,7 @@ def _export_team(team: Team) -> dict[str, Any]:
         "name": team.name,
         "description": team.description,
         "metadata": team.metadata,
+        **_export_policy(team),
         "virtual_keys": [_export_virtual_key(key) for key in team.virtual_keys.all()],
     }
 
@@ -373,6 +490,7 @@ def _export_virtual_key(key: VirtualKey) -> dict[str, Any]:
             "expires_at": key.expires_at.isoformat() if key.expires_at else None,
             "metadata": key.metadata,
             "active": key.is_active,
+            **_export_policy(key),
         }
     )
     return exported

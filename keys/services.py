@@ -84,8 +84,21 @@ TEAM_FIELDS = {"customer", "description", "metadata", *POLICY_FIELDS}
 
 
 @transaction.atomic
-def customer_create(*, name: str, description: str = "", metadata: dict | None = None) -> Customer:
-    customer = Customer(name=name, description=description, metadata=metadata or {})
+def customer_create(
+    *,
+    name: str,
+    description: str = "",
+    metadata: dict | None = None,
+    allowed_models: list[str] | None = None,
+    max_concurrent_requests: int | None = None,
+) -> Customer:
+    customer = Customer(
+        name=name,
+        description=description,
+        metadata=metadata or {},
+        allowed_models=allowed_models or [],
+        max_concurrent_requests=max_concurrent_requests,
+    )
     _save(customer)
     return customer
 
@@ -104,8 +117,17 @@ def team_create(
     customer: Customer | None = None,
     description: str = "",
     metadata: dict | None = None,
+    allowed_models: list[str] | None = None,
+    max_concurrent_requests: int | None = None,
 ) -> Team:
-    team = Team(name=name, customer=customer, description=description, metadata=metadata or {})
+    team = Team(
+        name=name,
+        customer=customer,
+        description=description,
+        metadata=metadata or {},
+        allowed_models=allowed_models or [],
+        max_concurrent_requests=max_concurrent_requests,
+    )
     _save(team)
     return team
 
@@ -131,6 +153,8 @@ def virtual_key_create(
     metadata: dict | None = None,
     secret: str | None = None,
     secret_env: str = "",
+    allowed_models: list[str] | None = None,
+    max_concurrent_requests: int | None = None,
 ) -> tuple[VirtualKey, str]:
     """Create a key; returns it with its secret, which is never available again.
 
@@ -155,6 +179,8 @@ def virtual_key_create(
         secret_env=secret_env,
         expires_at=expires_at,
         metadata=metadata or {},
+        allowed_models=allowed_models or [],
+        max_concurrent_requests=max_concurrent_requests,
     )
     _save(key)
     return key, secret

@@ -39,13 +39,26 @@ CONFIG = textwrap.dedent(
       - name: acme
         description: ACME Corp
         metadata: {cost_center: "42"}
+        budgets:
+          - {amount: "1000", period: 1M}
         teams:
           - name: search
+            allowed_models: ["gpt-4o*", "openai/*"]
+            max_concurrent_requests: 20
+            budgets:
+              - {amount: "12.50", period: 1d}
+              - {amount: 100, period: 1w, calendar_aligned: false,
+                 anchor: "2026-01-05T09:00:00+00:00"}
+            rate_limits:
+              - {metric: requests, limit: 600}
+              - {metric: tokens, limit: 200000, window_seconds: 3600}
             virtual_keys:
               - name: search-prod
                 secret_env: TEST_SEARCH_KEY
                 expires_at: "2030-01-01T00:00:00+00:00"
                 metadata: {owner: alice}
+                rate_limits:
+                  - {metric: requests, limit: 60}
               - name: search-dev
     teams:
       - name: lab
@@ -71,7 +84,7 @@ def config_file(tmp_path):
 def test_applying_creates_everything_declared(config_file, capsys):
     call_command("apply_config", str(config_file))
     out = capsys.readouterr().out
-    assert "9 created, 0 changed, 0 unchanged" in out
+    assert "15 created, 0 changed, 0 unchanged" in out
     assert "new secret for virtual key search-dev" in out
     key = ProviderKey.objects.get(name="primary")
     assert crypto.decrypt(key.encrypted_secret) == "sk-openai-secret-1234"
@@ -86,7 +99,7 @@ def test_applying_twice_changes_nothing(config_file):
     call_command("apply_config", str(config_file))
     report = apply_config(yaml.safe_load(config_file.read_text()))
     assert report.is_noop
-    assert len(report.unchanged) == 9
+    assert len(report.unchanged) == 15
 
 
 def test_an_export_applied_again_changes_nothing(config_file, tmp_path):
@@ -96,6 +109,46 @@ def test_an_export_applied_again_changes_nothing(config_file, tmp_path):
     report = apply_config(yaml.safe_load(exported.read_text()))
     assert report.is_noop, report.changed
     assert export_config() == yaml.safe_load(exported.read_text())
+
+
+def test_budgets_and_limits_are_declared_per_level(config_file):
+    from governance.models import Budget, RateLimit
+    from keys.models import Team
+
+    call_command("apply_config", str(config_file))
+    team = Team.objects.get(name="search")
+    assert team.allowed_models == ["gpt-4o*", "openai/*"]
+    assert team.max_concurrent_requests == 20
+    daily = Budget.objects.get(team=team, period="1d")
+    assert daily.amount_micros == 12_500_000 and daily.calendar_aligned
+    assert not Budget.objects.get(team=team, period="1w").calendar_aligned
+    assert Budget.objects.get(customer__name="acme").amount_micros == 1_000_000_000
+    assert RateLimit.objects.get(virtual_key__name="search-prod").limit == 60
+    assert RateLimit.objects.filter(team=team).count() == 2
+
+
+def test_a_removed_budget_is_deleted_and_a_changed_limit_updated(config_file):
+    from governance.models import Budget, RateLimit
+
+    call_command("apply_config", str(config_file))
+    document = yaml.safe_load(config_file.read_text())
+    team = document["customers"][0]["teams"][0]
+    team["budgets"] = team["budgets"][:1]
+    team["rate_limits"][0]["limit"] = 300
+    report = apply_config(document)
+    assert sorted(report.changed) == [
+        "budget team search 1w (removed)",
+        "rate limit team search requests/60s",
+    ]
+    assert Budget.objects.filter(team__name="search").count() == 1
+    assert RateLimit.objects.get(team__name="search", metric="requests").limit == 300
+
+
+def test_an_amount_with_more_than_six_decimals_is_refused(config_file):
+    document = yaml.safe_load(config_file.read_text())
+    document["customers"][0]["budgets"][0]["amount"] = "0.0000001"
+    with pytest.raises(ConfigError, match="six decimal places"):
+        apply_config(document)
 
 
 def test_the_export_holds_no_secret(config_file):
