@@ -10,9 +10,10 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
-from django.db import models
+from django.db import models, transaction
 from django.http import HttpRequest
 
+from audit.services import audit_deletions
 from keys import services
 from keys.models import Customer, ModelRoute, Provider, ProviderKey, Team, VirtualKey
 
@@ -27,12 +28,14 @@ class ServiceAdmin(admin.ModelAdmin):
     identity_fields: tuple[str, ...] = ("name",)
 
     def delete_model(self, request: HttpRequest, obj: Any) -> None:
-        super().delete_model(request, obj)
-        services.config_revision_bump()
+        with transaction.atomic(), audit_deletions([obj]):
+            super().delete_model(request, obj)
+            services.config_revision_bump()
 
     def delete_queryset(self, request: HttpRequest, queryset: Any) -> None:
-        super().delete_queryset(request, queryset)
-        services.config_revision_bump()
+        with transaction.atomic(), audit_deletions(queryset):
+            super().delete_queryset(request, queryset)
+            services.config_revision_bump()
 
     def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
         if change:

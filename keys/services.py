@@ -17,6 +17,8 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from audit.services import audit_event_record
+from audit.snapshots import audit_snapshot
 from keys import crypto, tokens
 from keys.models import (
     ConfigRevision,
@@ -100,13 +102,20 @@ def customer_create(
         max_concurrent_requests=max_concurrent_requests,
     )
     _save(customer)
+    audit_event_record(
+        action="create", instance=customer, before=None, after=audit_snapshot(customer)
+    )
     return customer
 
 
 @transaction.atomic
 def customer_update(*, customer: Customer, **fields: Any) -> Customer:
+    before = audit_snapshot(customer)
     if _apply_fields(customer, fields, CUSTOMER_FIELDS):
         _save(customer)
+        audit_event_record(
+            action="update", instance=customer, before=before, after=audit_snapshot(customer)
+        )
     return customer
 
 
@@ -129,13 +138,18 @@ def team_create(
         max_concurrent_requests=max_concurrent_requests,
     )
     _save(team)
+    audit_event_record(action="create", instance=team, before=None, after=audit_snapshot(team))
     return team
 
 
 @transaction.atomic
 def team_update(*, team: Team, **fields: Any) -> Team:
+    before = audit_snapshot(team)
     if _apply_fields(team, fields, TEAM_FIELDS):
         _save(team)
+        audit_event_record(
+            action="update", instance=team, before=before, after=audit_snapshot(team)
+        )
     return team
 
 
@@ -183,13 +197,16 @@ def virtual_key_create(
         max_concurrent_requests=max_concurrent_requests,
     )
     _save(key)
+    audit_event_record(action="create", instance=key, before=None, after=audit_snapshot(key))
     return key, secret
 
 
 @transaction.atomic
 def virtual_key_update(*, key: VirtualKey, **fields: Any) -> VirtualKey:
+    before = audit_snapshot(key)
     if _apply_fields(key, fields, VIRTUAL_KEY_FIELDS):
         _save(key)
+        audit_event_record(action="update", instance=key, before=before, after=audit_snapshot(key))
     return key
 
 
@@ -201,10 +218,12 @@ def virtual_key_replace_secret(*, key: VirtualKey, secret: str, secret_env: str 
     prefix = tokens.key_prefix(secret)
     if VirtualKey.objects.filter(prefix=prefix).exclude(pk=key.pk).exists():
         raise ServiceError("a virtual key with the same prefix exists already")
+    before = audit_snapshot(key)
     key.prefix = prefix
     key.secret_hash = tokens.hash_key(secret)
     key.secret_env = secret_env
     _save(key)
+    audit_event_record(action="rotate", instance=key, before=before, after=audit_snapshot(key))
     return key
 
 
@@ -212,9 +231,11 @@ def virtual_key_replace_secret(*, key: VirtualKey, secret: str, secret_env: str 
 def virtual_key_revoke(*, key: VirtualKey) -> VirtualKey:
     """Stop accepting a key, at once and for good."""
     if key.is_active:
+        before = audit_snapshot(key)
         key.is_active = False
         key.revoked_at = timezone.now()
         _save(key)
+        audit_event_record(action="revoke", instance=key, before=before, after=audit_snapshot(key))
     return key
 
 
@@ -229,6 +250,9 @@ ROUTE_FIELDS = {"provider", "provider_model", "is_active"}
 def provider_create(*, name: str, kind: str, base_url: str, is_active: bool = True) -> Provider:
     provider = Provider(name=name, kind=kind, base_url=base_url.rstrip("/"), is_active=is_active)
     _save(provider)
+    audit_event_record(
+        action="create", instance=provider, before=None, after=audit_snapshot(provider)
+    )
     return provider
 
 
@@ -236,8 +260,12 @@ def provider_create(*, name: str, kind: str, base_url: str, is_active: bool = Tr
 def provider_update(*, provider: Provider, **fields: Any) -> Provider:
     if "base_url" in fields:
         fields["base_url"] = fields["base_url"].rstrip("/")
+    before = audit_snapshot(provider)
     if _apply_fields(provider, fields, PROVIDER_FIELDS):
         _save(provider)
+        audit_event_record(
+            action="update", instance=provider, before=before, after=audit_snapshot(provider)
+        )
     return provider
 
 
@@ -264,13 +292,16 @@ def provider_key_create(
         secret_env=secret_env,
     )
     _save(key)
+    audit_event_record(action="create", instance=key, before=None, after=audit_snapshot(key))
     return key
 
 
 @transaction.atomic
 def provider_key_update(*, key: ProviderKey, **fields: Any) -> ProviderKey:
+    before = audit_snapshot(key)
     if _apply_fields(key, fields, PROVIDER_KEY_FIELDS):
         _save(key)
+        audit_event_record(action="update", instance=key, before=before, after=audit_snapshot(key))
     return key
 
 
@@ -280,18 +311,22 @@ def provider_key_replace_secret(
 ) -> ProviderKey:
     if not secret or secret != secret.strip():
         raise ServiceError("a provider key must be a non-empty value without surrounding spaces")
+    before = audit_snapshot(key)
     key.encrypted_secret = crypto.encrypt(secret)
     key.last_four = secret[-4:]
     if secret_env is not None:
         key.secret_env = secret_env
     _save(key)
+    audit_event_record(action="rotate", instance=key, before=before, after=audit_snapshot(key))
     return key
 
 
 @transaction.atomic
 def provider_key_delete(*, key: ProviderKey) -> None:
+    before = audit_snapshot(key)
     key.delete()
     config_revision_bump()
+    audit_event_record(action="delete", instance=key, before=before, after=None)
 
 
 @transaction.atomic
@@ -302,17 +337,24 @@ def model_route_create(
         name=name, provider=provider, provider_model=provider_model, is_active=is_active
     )
     _save(route)
+    audit_event_record(action="create", instance=route, before=None, after=audit_snapshot(route))
     return route
 
 
 @transaction.atomic
 def model_route_update(*, route: ModelRoute, **fields: Any) -> ModelRoute:
+    before = audit_snapshot(route)
     if _apply_fields(route, fields, ROUTE_FIELDS):
         _save(route)
+        audit_event_record(
+            action="update", instance=route, before=before, after=audit_snapshot(route)
+        )
     return route
 
 
 @transaction.atomic
 def model_route_delete(*, route: ModelRoute) -> None:
+    before = audit_snapshot(route)
     route.delete()
     config_revision_bump()
+    audit_event_record(action="delete", instance=route, before=before, after=None)

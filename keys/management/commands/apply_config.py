@@ -6,6 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
+from audit.context import system_actor
 from keys.declarative import ConfigError, apply_config, load_file
 
 
@@ -15,6 +16,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument("file", help="path of the YAML file")
 
+    @system_actor("apply_config")
     def handle(self, *args: Any, **options: Any) -> None:
         try:
             report = apply_config(load_file(options["file"]))

@@ -17,6 +17,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
+from audit.context import system_actor
 from keys import tokens
 from keys.declarative import ConfigError, apply_config, load_file
 
@@ -30,6 +31,7 @@ class Command(BaseCommand):
         parser.add_argument("--mock-url", default="http://127.0.0.1:9100/v1")
         parser.add_argument("--console-url", default="http://127.0.0.1:8000/")
 
+    @system_actor("setup_demo")
     def handle(self, *args: Any, **options: Any) -> None:
         if settings.PRODUCTION:
             raise CommandError("the demo is for development; GATEWAY_ENV is production")
