@@ -1,0 +1,71 @@
+"""The audit trail as JSON Lines or CSV, one event at a time.
+
+Both formats carry every field, hashes included, so that an export can be
+checked against the chain outside the gateway.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from audit.models import AuditEvent
+
+CONTENT_TYPES = {"jsonl": "application/x-ndjson", "csv": "text/csv"}
+COLUMNS = (
+    "sequence",
+    "time",
+    "actor_kind",
+    "actor_id",
+    "actor_name",
+    "action",
+    "object_type",
+    "object_id",
+    "object_repr",
+    "before",
+    "after",
+    "request_id",
+    "client_ip",
+    "user_agent",
+    "previous_hash",
+    "hash",
+)
+
+
+def export_record(event: AuditEvent) -> dict[str, Any]:
+    record = {name: getattr(event, name) for name in COLUMNS}
+    record["time"] = event.time.isoformat()
+    return record
+
+
+def export_lines(events: Iterable[AuditEvent], fmt: str) -> Iterator[str]:
+    """Lines of ``events`` in format ``fmt`` (``jsonl`` or ``csv``), each ending in a newline."""
+    if fmt == "jsonl":
+        for event in events:
+            yield json.dumps(export_record(event), ensure_ascii=False) + "\n"
+    elif fmt == "csv":
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        yield _csv_line(buffer, writer, COLUMNS)
+        for event in events:
+            record = export_record(event)
+            for name in ("before", "after"):
+                if record[name] is not None:
+                    record[name] = json.dumps(record[name], ensure_ascii=False, sort_keys=True)
+            yield _csv_line(buffer, writer, [_csv_value(record[name]) for name in COLUMNS])
+    else:
+        raise ValueError(f"unknown format {fmt!r}; use one of {', '.join(CONTENT_TYPES)}")
+
+
+def _csv_value(value: Any) -> Any:
+    return "" if value is None else value
+
+
+def _csv_line(buffer: io.StringIO, writer: Any, row: Iterable[Any]) -> str:
+    buffer.seek(0)
+    buffer.truncate()
+    writer.writerow(row)
+    return buffer.getvalue()
