@@ -41,6 +41,7 @@ def audit_event_record(
     instance: models.Model,
     before: Snapshot | None,
     after: Snapshot | None,
+    object_repr: str | None = None,
 ) -> AuditEvent | None:
     """Append the event "``action`` on ``instance``, from ``before`` to ``after``".
 
@@ -48,7 +49,9 @@ def audit_event_record(
     (``None`` before a creation and after a deletion). Nothing is written
     when they hold the same values, ``auto_now`` fields aside. Secrets are
     redacted here, so no caller can forget to. The actor and request come
-    from the audit context (``audit.context``).
+    from the audit context (``audit.context``). ``object_repr`` replaces
+    ``str(instance)`` when that no longer works (an object deleted with
+    what its ``__str__`` reads).
     """
     if before is None and after is None:
         raise ValueError("an audit event needs a before or an after")
@@ -72,7 +75,7 @@ def audit_event_record(
         action=action,
         object_type=model._meta.label_lower,
         object_id=str(object_id),
-        object_repr=str(instance)[:200],
+        object_repr=(str(instance) if object_repr is None else object_repr)[:200],
         before=before,
         after=after,
         request_id=context.request_id[:128],
@@ -98,10 +101,14 @@ def audit_deletions(objects: Iterable[models.Model]) -> Iterator[None]:
     Use inside the deletion's transaction; nothing is recorded if the block
     raises.
     """
-    doomed = [(instance, audit_snapshot(instance)) for instance in _deleted_with(objects)]
+    doomed = [
+        (instance, audit_snapshot(instance), str(instance)) for instance in _deleted_with(objects)
+    ]
     yield
-    for instance, before in doomed:
-        audit_event_record(action="delete", instance=instance, before=before, after=None)
+    for instance, before, description in doomed:
+        audit_event_record(
+            action="delete", instance=instance, before=before, after=None, object_repr=description
+        )
 
 
 def _deleted_with(objects: Iterable[models.Model]) -> list[models.Model]:
