@@ -12,27 +12,11 @@ import json
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from audit.chain import CONTENT_FIELDS
 from audit.models import AuditEvent
 
 CONTENT_TYPES = {"jsonl": "application/x-ndjson", "csv": "text/csv"}
-COLUMNS = (
-    "sequence",
-    "time",
-    "actor_kind",
-    "actor_id",
-    "actor_name",
-    "action",
-    "object_type",
-    "object_id",
-    "object_repr",
-    "before",
-    "after",
-    "request_id",
-    "client_ip",
-    "user_agent",
-    "previous_hash",
-    "hash",
-)
+COLUMNS = (*CONTENT_FIELDS, "previous_hash", "hash")
 
 
 def export_record(event: AuditEvent) -> dict[str, Any]:
