@@ -68,7 +68,6 @@ def audit_event_record(
     context = audit_context_current()
     actor = context.resolve_actor()  # may query (a request's user): before the lock
     event = AuditEvent(
-        time=timezone.now(),
         actor_kind=actor.kind,
         actor_id=actor.id,
         actor_name=actor.name[:150],
@@ -88,6 +87,7 @@ def audit_event_record(
     newest = AuditEvent.objects.using(using).order_by("-sequence")
     head = newest.values_list("sequence", "hash").first()
     event.sequence, event.previous_hash = (head[0] + 1, head[1]) if head else (1, GENESIS_HASH)
+    event.time = timezone.now()  # taken under the lock: times follow the chain's order
     event.hash = event_hash(event)
     event.save(using=using)
     return event
