@@ -78,4 +78,3 @@ def audit_context_middleware(
         return response
 
     return middleware
-

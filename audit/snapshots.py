@@ -47,8 +47,7 @@ def _json_default(value: Any) -> Any:
 def audit_snapshot(instance: models.Model) -> Snapshot:
     """The current field values of ``instance``, JSON-safe (secrets still in)."""
     values = {
-        field.attname: field.value_from_object(instance)
-        for field in instance._meta.concrete_fields
+        field.attname: field.value_from_object(instance) for field in instance._meta.concrete_fields
     }
     # A round trip through JSON gives exactly what the database will return.
     return json.loads(json.dumps(values, default=_json_default))
@@ -57,9 +56,7 @@ def audit_snapshot(instance: models.Model) -> Snapshot:
 def volatile_fields(model: type[models.Model]) -> frozenset[str]:
     """Fields that change on every save (``auto_now``): not a change by themselves."""
     return frozenset(
-        field.attname
-        for field in model._meta.concrete_fields
-        if getattr(field, "auto_now", False)
+        field.attname for field in model._meta.concrete_fields if getattr(field, "auto_now", False)
     )
 
 

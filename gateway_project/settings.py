@@ -235,8 +235,19 @@ LOGGING = {
 
 # --- Governance -------------------------------------------------------------
 
+# The seed's enforceGovernanceHeader: when on, a request without a virtual key
+# is refused (401); when off, it is served under GATEWAY_DEFAULT_TEAM's policy.
+GATEWAY_ENFORCE_GOVERNANCE_HEADER = env_bool("GATEWAY_ENFORCE_GOVERNANCE_HEADER", default=True)
+GATEWAY_DEFAULT_TEAM = env("GATEWAY_DEFAULT_TEAM", "") or ""
+
 # Calendar budget periods (day, week, month...) start at midnight here.
 GATEWAY_BUDGET_TIMEZONE = env("GATEWAY_BUDGET_TIMEZONE", "UTC") or "UTC"
 # Output tokens assumed for a budget reservation when the request sets no
 # max_tokens and the model's price names no output cap.
 GATEWAY_DEFAULT_MAX_OUTPUT_TOKENS = env_int("GATEWAY_DEFAULT_MAX_OUTPUT_TOKENS", 4096)
+
+if not GATEWAY_ENFORCE_GOVERNANCE_HEADER and not GATEWAY_DEFAULT_TEAM:
+    raise ImproperlyConfigured(
+        "GATEWAY_ENFORCE_GOVERNANCE_HEADER=false needs GATEWAY_DEFAULT_TEAM: the team whose "
+        "policy applies to requests without a virtual key"
+    )

@@ -272,7 +272,9 @@ def _apply_team(data: Any, where: str, customer: Customer | None, report: ApplyR
 
 def _apply_virtual_key(team: Team, data: Any, where: str, report: ApplyReport) -> None:
     item = _Reader(
-        data, where, {"name", "secret_env", "expires_at", "metadata", "active", *POLICY_KEYS}
+        data,
+        where,
+        {"name", "secret_env", "expires_at", "metadata", "active", "allowed_ips", *POLICY_KEYS},
     )
     name = item.get("name", str, required=True)
     label = f"virtual key {name}"
@@ -283,6 +285,7 @@ def _apply_virtual_key(team: Team, data: Any, where: str, report: ApplyReport) -
         "team": team,
         "expires_at": item.datetime("expires_at"),
         "metadata": item.get("metadata", dict, {}),
+        "allowed_ips": item.get("allowed_ips", list, []),
         **_policy_fields(item),
     }
     key = VirtualKey.objects.filter(name=name).first()
@@ -489,6 +492,7 @@ def _export_virtual_key(key: VirtualKey) -> dict[str, Any]:
         {
             "expires_at": key.expires_at.isoformat() if key.expires_at else None,
             "metadata": key.metadata,
+            "allowed_ips": key.allowed_ips,
             "active": key.is_active,
             **_export_policy(key),
         }

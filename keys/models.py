@@ -6,6 +6,8 @@ them directly but through the in-process snapshot (``proxy.snapshot``).
 
 from __future__ import annotations
 
+import ipaddress
+
 from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
@@ -33,6 +35,16 @@ class TimestampedModel(models.Model):
 def validate_model_patterns(value: object) -> None:
     if not isinstance(value, list) or not all(isinstance(p, str) and p for p in value):
         raise ValidationError("Give a list of model names or patterns such as gpt-4o* or openai/*.")
+
+
+def validate_networks(value: object) -> None:
+    if not isinstance(value, list):
+        raise ValidationError("Give a list of addresses or networks such as 10.0.0.0/8.")
+    for item in value:
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except (TypeError, ValueError):
+            raise ValidationError(f"{item!r} is not an IP address or network.") from None
 
 
 class PolicyFields(models.Model):
@@ -100,6 +112,12 @@ class VirtualKey(TimestampedModel, PolicyFields):
     revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
     expires_at = models.DateTimeField(null=True, blank=True)
     metadata = models.JSONField(default=dict, blank=True)
+    # Client addresses or networks (CIDR) the key may be used from; empty: any.
+    allowed_ips = models.JSONField(default=list, blank=True, validators=[validate_networks])
+    # After a rotation the previous secret keeps working until this moment.
+    previous_prefix = models.CharField(max_length=tokens.PREFIX_LENGTH, blank=True, editable=False)
+    previous_secret_hash = models.CharField(max_length=64, blank=True, editable=False)
+    previous_valid_until = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["name"]

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
+
 from keys import crypto
-from keys.models import ConfigRevision, ModelRoute, Provider, ProviderKey, VirtualKey
+from keys.models import ConfigRevision, ModelRoute, Provider, ProviderKey, Team, VirtualKey
 
 
 def config_revision() -> str | None:
@@ -26,13 +28,19 @@ def _virtual_key_rows(queryset: Any) -> list[dict[str, Any]]:
             "team__name",
             "team__customer_id",
             "team__customer__name",
+            "allowed_ips",
+            "previous_prefix",
+            "previous_secret_hash",
+            "previous_valid_until",
         )
     )
 
 
 def virtual_key_row_by_prefix(prefix: str) -> dict[str, Any] | None:
     """One key's row, for a snapshot miss."""
-    rows = _virtual_key_rows(VirtualKey.objects.filter(prefix=prefix))
+    rows = _virtual_key_rows(
+        VirtualKey.objects.filter(prefix=prefix) | VirtualKey.objects.filter(previous_prefix=prefix)
+    )
     return rows[0] if rows else None
 
 
@@ -56,6 +64,13 @@ def snapshot_rows() -> dict[str, Any]:
         ModelRoute.objects.filter(is_active=True).values("name", "provider_id", "provider_model")
     )
     return {
+        "default_team": (
+            Team.objects.filter(name=settings.GATEWAY_DEFAULT_TEAM)
+            .values("id", "name", "customer_id", "customer__name")
+            .first()
+            if settings.GATEWAY_DEFAULT_TEAM
+            else None
+        ),
         "revision": revision,
         "virtual_keys": _virtual_key_rows(VirtualKey.objects.all()),
         "providers": providers,

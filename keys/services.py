@@ -155,7 +155,7 @@ def team_update(*, team: Team, **fields: Any) -> Team:
 
 # --- virtual keys --------------------------------------------------------------
 
-VIRTUAL_KEY_FIELDS = {"team", "expires_at", "metadata", *POLICY_FIELDS}
+VIRTUAL_KEY_FIELDS = {"team", "expires_at", "metadata", "allowed_ips", *POLICY_FIELDS}
 
 
 @transaction.atomic
@@ -169,6 +169,7 @@ def virtual_key_create(
     secret_env: str = "",
     allowed_models: list[str] | None = None,
     max_concurrent_requests: int | None = None,
+    allowed_ips: list[str] | None = None,
 ) -> tuple[VirtualKey, str]:
     """Create a key; returns it with its secret, which is never available again.
 
@@ -195,6 +196,7 @@ def virtual_key_create(
         metadata=metadata or {},
         allowed_models=allowed_models or [],
         max_concurrent_requests=max_concurrent_requests,
+        allowed_ips=allowed_ips or [],
     )
     _save(key)
     audit_event_record(action="create", instance=key, before=None, after=audit_snapshot(key))
@@ -225,6 +227,26 @@ def virtual_key_replace_secret(*, key: VirtualKey, secret: str, secret_env: str 
     _save(key)
     audit_event_record(action="rotate", instance=key, before=before, after=audit_snapshot(key))
     return key
+
+
+@transaction.atomic
+def virtual_key_rotate(
+    *, key: VirtualKey, grace: dt.timedelta = dt.timedelta(hours=24)
+) -> tuple[VirtualKey, str]:
+    """Give ``key`` a new secret; the current one keeps working for ``grace``."""
+    if not key.is_active:
+        raise ServiceError("a revoked key cannot be rotated")
+    secret = tokens.generate_key()
+    before = audit_snapshot(key)
+    key.previous_prefix = key.prefix
+    key.previous_secret_hash = key.secret_hash
+    key.previous_valid_until = timezone.now() + grace
+    key.prefix = tokens.key_prefix(secret)
+    key.secret_hash = tokens.hash_key(secret)
+    key.secret_env = ""
+    _save(key)
+    audit_event_record(action="rotate", instance=key, before=before, after=audit_snapshot(key))
+    return key, secret
 
 
 @transaction.atomic

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import time
+from typing import Any
+
+from django.conf import settings
 
 from keys import tokens
 from proxy.errors import GatewayError
@@ -22,15 +25,34 @@ def presented_key(headers: dict[bytes, bytes]) -> str | None:
     return None
 
 
+def client_address(scope: dict[str, Any]) -> str | None:
+    """The client's address as the server resolved it.
+
+    Behind a load balancer, uvicorn replaces the peer by the address in
+    ``X-Forwarded-For`` when the peer is one of ``--forwarded-allow-ips``
+    (``FORWARDED_ALLOW_IPS``; default 127.0.0.1), reading the header from the
+    right so that a client cannot choose its address by sending it.
+    """
+    peer = scope.get("client")
+    return peer[0] if peer else None
+
+
 def _unknown() -> GatewayError:
     # One message for every kind of wrong key, so a prober learns nothing.
     return GatewayError(401, "Invalid virtual key.", code="invalid_api_key")
 
 
-async def authenticate(headers: dict[bytes, bytes]) -> KeyEntry:
-    """The caller's key, or a 401/403 :class:`GatewayError`."""
+async def authenticate(headers: dict[bytes, bytes], scope: dict[str, Any]) -> KeyEntry:
+    """The caller's key, or a 401/403 :class:`GatewayError`.
+
+    Without a key and with governance enforcement off, the request runs
+    under the configured default team's policy.
+    """
     token = presented_key(headers)
     if token is None:
+        anonymous = store.current.anonymous
+        if not settings.GATEWAY_ENFORCE_GOVERNANCE_HEADER and anonymous is not None:
+            return anonymous
         raise GatewayError(
             401,
             "Missing virtual key: send it as 'Authorization: Bearer sk-gw-…' or 'x-api-key'.",
@@ -45,4 +67,8 @@ async def authenticate(headers: dict[bytes, bytes]) -> KeyEntry:
         raise GatewayError(403, "This virtual key has been revoked.", code="key_revoked")
     if entry.expires_at is not None and entry.expires_at <= time.time():
         raise GatewayError(403, "This virtual key has expired.", code="key_expired")
+    if entry.allowed_networks and not entry.allows_address(client_address(scope)):
+        raise GatewayError(
+            403, "This virtual key may not be used from this address.", code="ip_not_allowed"
+        )
     return entry

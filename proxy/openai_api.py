@@ -79,7 +79,7 @@ class ChatCompletionsConsumer(InferenceConsumer):
 
     async def handle(self, body: bytes) -> None:
         await store.ensure_loaded()
-        key = await authenticate(self.headers)
+        key = await authenticate(self.headers, self.scope)
         payload = parse_json_object(body)
         model, stream = validate_chat(payload)
         snapshot = store.current
@@ -127,7 +127,7 @@ class ModelsConsumer(InferenceConsumer):
 
     async def handle(self, body: bytes) -> None:
         await store.ensure_loaded()
-        await authenticate(self.headers)
+        await authenticate(self.headers, self.scope)
         snapshot = store.current
         data = [
             {

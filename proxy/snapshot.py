@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import dataclasses
 import datetime as dt
+import ipaddress
 import itertools
 import logging
 import random
@@ -36,6 +38,8 @@ from proxy.providers import REGISTRY, ProviderAdapter
 
 logger = logging.getLogger(__name__)
 
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
 
 @dataclass(frozen=True, slots=True)
 class KeyEntry:
@@ -49,11 +53,13 @@ class KeyEntry:
     team_name: str
     customer_id: int | None
     customer_name: str | None
+    allowed_networks: tuple[IPNetwork, ...] = ()
 
     @classmethod
-    def from_row(cls, row: dict[str, Any]) -> KeyEntry:
+    def entries_from_row(cls, row: dict[str, Any]) -> dict[str, KeyEntry]:
+        """The key by its prefix, and by its previous prefix during a rotation's grace."""
         expires: dt.datetime | None = row["expires_at"]
-        return cls(
+        entry = cls(
             id=row["id"],
             name=row["name"],
             prefix=row["prefix"],
@@ -64,7 +70,34 @@ class KeyEntry:
             team_name=row["team__name"],
             customer_id=row["team__customer_id"],
             customer_name=row["team__customer__name"],
+            allowed_networks=tuple(
+                ipaddress.ip_network(item, strict=False) for item in row["allowed_ips"] or ()
+            ),
         )
+        entries = {entry.prefix: entry}
+        grace_end: dt.datetime | None = row["previous_valid_until"]
+        if row["previous_prefix"] and grace_end is not None:
+            until = grace_end.timestamp()
+            if entry.expires_at is not None:
+                until = min(until, entry.expires_at)
+            entries[row["previous_prefix"]] = dataclasses.replace(
+                entry,
+                prefix=row["previous_prefix"],
+                secret_hash=row["previous_secret_hash"],
+                expires_at=until,
+            )
+        return entries
+
+    def allows_address(self, address: str | None) -> bool:
+        if not self.allowed_networks:
+            return True
+        if address is None:
+            return False
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return any(ip in network for network in self.allowed_networks)
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +142,8 @@ class Snapshot:
     built_at: float
     policies: dict[tuple[str, int], ScopePolicy] = field(default_factory=dict)
     prices: dict[tuple[str, str], Price] = field(default_factory=dict)
+    # Who a request without a key is, when governance enforcement is off.
+    anonymous: KeyEntry | None = None
 
     def policy_levels(self, key: KeyEntry) -> list[ScopePolicy]:
         """The policies a request with ``key`` must satisfy, key first."""
@@ -178,11 +213,33 @@ def build_snapshot(rows: dict[str, Any]) -> Snapshot:
         for row in rows["routes"]
         if row["provider_id"] in providers_by_id
     }
+    default_team = rows.get("default_team")
+    anonymous = (
+        KeyEntry(
+            id=0,
+            name="anonymous",
+            prefix="",
+            secret_hash="",
+            is_active=True,
+            expires_at=None,
+            team_id=default_team["id"],
+            team_name=default_team["name"],
+            customer_id=default_team["customer_id"],
+            customer_name=default_team["customer__name"],
+        )
+        if default_team
+        else None
+    )
     return Snapshot(
+        anonymous=anonymous,
         policies=policies_from_rows(rows.get("policies", {})),
         prices=prices_from_rows(rows.get("prices", {})),
         revision=rows["revision"],
-        keys_by_prefix={row["prefix"]: KeyEntry.from_row(row) for row in rows["virtual_keys"]},
+        keys_by_prefix={
+            prefix: entry
+            for row in rows["virtual_keys"]
+            for prefix, entry in KeyEntry.entries_from_row(row).items()
+        },
         providers=providers,
         routes=routes,
         built_at=time.time(),
@@ -252,9 +309,9 @@ class SnapshotStore:
                 self._unknown_until.clear()
             self._unknown_until[prefix] = now + settings.GATEWAY_NEGATIVE_CACHE_SECONDS
             return None
-        entry = KeyEntry.from_row(row)
-        self._late_keys[prefix] = entry
-        return entry
+        entries = KeyEntry.entries_from_row(row)
+        self._late_keys.update(entries)
+        return entries.get(prefix)
 
     # --- background refresh ----------------------------------------------------
 

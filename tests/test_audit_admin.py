@@ -176,10 +176,12 @@ def test_the_audit_admin_shows_events_and_changes_none(admin_client, world):
     assert page.status_code == 200 and event.hash in page.content.decode()
     assert admin_client.get("/admin/audit/auditevent/add/").status_code == 403
     assert admin_client.post(f"/admin/audit/auditevent/{event.pk}/change/", {}).status_code == 403
-    assert admin_client.post(
-        f"/admin/audit/auditevent/{event.pk}/delete/", {"post": "yes"}
-    ).status_code == 403
+    assert (
+        admin_client.post(
+            f"/admin/audit/auditevent/{event.pk}/delete/", {"post": "yes"}
+        ).status_code
+        == 403
+    )
     listing = admin_client.get("/admin/audit/auditevent/")
     assert "delete_selected" not in listing.content.decode()
     assert AuditEvent.objects.filter(pk=event.pk, hash=event.hash).exists()
-

@@ -57,6 +57,7 @@ CONFIG = textwrap.dedent(
                 secret_env: TEST_SEARCH_KEY
                 expires_at: "2030-01-01T00:00:00+00:00"
                 metadata: {owner: alice}
+                allowed_ips: ["10.0.0.0/8"]
                 rate_limits:
                   - {metric: requests, limit: 60}
               - name: search-dev

@@ -20,8 +20,7 @@ class Command(BaseCommand):
         report = chain_verify(AuditEvent.objects.order_by("sequence").iterator(chunk_size=2000))
         if not report.intact:
             raise CommandError(
-                f"chain broken at {report.broken} "
-                f"({report.count} events before it are intact)"
+                f"chain broken at {report.broken} ({report.count} events before it are intact)"
             )
         head = f"; head #{report.head_sequence} {report.head_hash}" if report.count else ""
         self.stdout.write(self.style.SUCCESS(f"{report.count} events, chain intact{head}"))

@@ -70,8 +70,8 @@ class Command(BaseCommand):
                     f"  curl {url}v1/chat/completions \\",
                     f"    -H 'Authorization: Bearer {credentials['virtual_key']}' \\",
                     "    -H 'Content-Type: application/json' \\",
-                    "    -d '{\"model\": \"gpt-4o-mini\", "
-                    "\"messages\": [{\"role\": \"user\", \"content\": \"Hello\"}]}'",
+                    '    -d \'{"model": "gpt-4o-mini", '
+                    '"messages": [{"role": "user", "content": "Hello"}]}\'',
                 ]
             )
         )
