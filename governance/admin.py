@@ -116,3 +116,10 @@ class ModelPriceAdmin(admin.ModelAdmin):
             effective_from=obj.effective_from,
         )
         obj.pk = price.pk
+
+    def delete_model(self, request: HttpRequest, obj: ModelPrice) -> None:
+        services.model_price_delete(price=obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: Any) -> None:
+        for price in queryset:
+            services.model_price_delete(price=price)

@@ -13,11 +13,27 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from audit.services import audit_event_record
+from audit.snapshots import audit_snapshot
 from governance.models import MICROS, Budget, ModelPrice, RateLimit
 from keys.models import Customer, Team, VirtualKey
 from keys.services import ServiceError, config_revision_bump
 
 Owner = Customer | Team | VirtualKey
+
+
+def _record(action: str, instance: Any, before: dict[str, Any] | None) -> None:
+    # Last in the transaction: the audit chain's lock is taken after the rows'.
+    audit_event_record(
+        action=action, instance=instance, before=before, after=audit_snapshot(instance)
+    )
+
+
+def _delete(instance: Any) -> None:
+    before = audit_snapshot(instance)
+    instance.delete()
+    config_revision_bump()
+    audit_event_record(action="delete", instance=instance, before=before, after=None)
 
 
 def scope_filter(owner: Owner) -> dict[str, Any]:
@@ -66,23 +82,25 @@ def budget_create(
     budget.full_clean()
     budget.save()
     config_revision_bump()
+    _record("create", budget, None)
     return budget
 
 
 @transaction.atomic
 def budget_update(*, budget: Budget, amount_micros: int) -> Budget:
     if budget.amount_micros != amount_micros:
+        before = audit_snapshot(budget)
         budget.amount_micros = amount_micros
         budget.full_clean()
         budget.save(update_fields=["amount_micros", "updated_at"])
         config_revision_bump()
+        _record("update", budget, before)
     return budget
 
 
 @transaction.atomic
 def budget_delete(*, budget: Budget) -> None:
-    budget.delete()
-    config_revision_bump()
+    _delete(budget)
 
 
 @transaction.atomic
@@ -95,23 +113,25 @@ def rate_limit_create(
     rate_limit.full_clean()
     rate_limit.save()
     config_revision_bump()
+    _record("create", rate_limit, None)
     return rate_limit
 
 
 @transaction.atomic
 def rate_limit_update(*, rate_limit: RateLimit, limit: int) -> RateLimit:
     if rate_limit.limit != limit:
+        before = audit_snapshot(rate_limit)
         rate_limit.limit = limit
         rate_limit.full_clean()
         rate_limit.save(update_fields=["limit", "updated_at"])
         config_revision_bump()
+        _record("update", rate_limit, before)
     return rate_limit
 
 
 @transaction.atomic
 def rate_limit_delete(*, rate_limit: RateLimit) -> None:
-    rate_limit.delete()
-    config_revision_bump()
+    _delete(rate_limit)
 
 
 @transaction.atomic
@@ -138,6 +158,7 @@ def model_price_set(
     ).first()
     if price is not None and all(getattr(price, name) == value for name, value in values.items()):
         return price, False
+    before = audit_snapshot(price) if price is not None else None
     price = price or ModelPrice(
         provider_kind=provider_kind, model=model, effective_from=effective_from
     )
@@ -146,4 +167,10 @@ def model_price_set(
     price.full_clean()
     price.save()
     config_revision_bump()
+    _record("create" if before is None else "update", price, before)
     return price, True
+
+
+@transaction.atomic
+def model_price_delete(*, price: ModelPrice) -> None:
+    _delete(price)

@@ -8,6 +8,7 @@ from typing import Any
 import yaml
 from django.core.management.base import BaseCommand, CommandError
 
+from audit.context import system_actor
 from governance.services import model_price_set, money_to_micros
 from keys.services import ServiceError
 
@@ -20,6 +21,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument("file", nargs="?", default=str(SHIPPED))
 
+    @system_actor("load_prices")
     def handle(self, *args: Any, **options: Any) -> None:
         try:
             entries = yaml.safe_load(Path(options["file"]).read_text(encoding="utf-8")) or []
