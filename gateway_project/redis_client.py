@@ -26,7 +26,17 @@ def sync_client() -> redis.Redis:
 
 
 def async_client() -> redis.asyncio.Redis:
-    """A new asynchronous client; the data plane keeps one per event loop."""
+    """A new asynchronous client; the data plane keeps one per event loop.
+
+    A request that finds every connection busy waits for one (up to a few
+    seconds) instead of failing: bursts beyond the pool queue briefly.
+    """
     if not settings.REDIS_URL:
         raise RuntimeError("REDIS_URL is not set: the gateway runs in embedded mode")
-    return redis.asyncio.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=5)
+    pool = redis.asyncio.BlockingConnectionPool.from_url(
+        settings.REDIS_URL,
+        max_connections=settings.GATEWAY_REDIS_MAX_CONNECTIONS,
+        timeout=5,
+        socket_connect_timeout=5,
+    )
+    return redis.asyncio.Redis(connection_pool=pool)

@@ -147,6 +147,8 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 REDIS_URL = env("REDIS_URL")
 CLUSTER_MODE = bool(REDIS_URL)
 GATEWAY_REDIS_PREFIX = env("GATEWAY_REDIS_PREFIX", "gw") or "gw"
+# Redis connections per gateway process; requests wait for a free one.
+GATEWAY_REDIS_MAX_CONNECTIONS = env_int("GATEWAY_REDIS_MAX_CONNECTIONS", 256)
 
 if REDIS_URL:
     CHANNEL_LAYERS = {
@@ -251,3 +253,17 @@ if not GATEWAY_ENFORCE_GOVERNANCE_HEADER and not GATEWAY_DEFAULT_TEAM:
         "GATEWAY_ENFORCE_GOVERNANCE_HEADER=false needs GATEWAY_DEFAULT_TEAM: the team whose "
         "policy applies to requests without a virtual key"
     )
+
+# --- Usage ledger -------------------------------------------------------------
+
+# Records are flushed from each process every this many seconds, or sooner
+# when this many are waiting; a crashed process loses at most one interval.
+GATEWAY_LEDGER_FLUSH_SECONDS = env_float("GATEWAY_LEDGER_FLUSH_SECONDS", 0.5)
+GATEWAY_LEDGER_BATCH_SIZE = env_int("GATEWAY_LEDGER_BATCH_SIZE", 500)
+# A batch read from the usage stream by a worker that died is taken over by
+# another worker after this long (milliseconds).
+GATEWAY_LEDGER_CLAIM_IDLE_MS = env_int("GATEWAY_LEDGER_CLAIM_IDLE_MS", 60_000)
+
+CELERY_BEAT_SCHEDULE = {
+    "usage-drain": {"task": "governance.usage_drain", "schedule": 1.0},
+}

@@ -123,3 +123,52 @@ class ModelPrice(TimestampedModel):
 
     def __str__(self) -> str:
         return f"{self.provider_kind}/{self.model} from {self.effective_from:%Y-%m-%d}"
+
+
+class RequestRecord(models.Model):
+    """One inference request, as the data plane saw it: the usage ledger.
+
+    Written in batches off the request path (``governance.ledger``); ids of
+    keys, teams and customers are plain integers so that the ledger outlives
+    what it refers to and inserts need no lookups.
+    """
+
+    request_id = models.CharField(max_length=32, unique=True)
+    client_request_id = models.CharField(max_length=128, blank=True)
+    time = models.DateTimeField(db_index=True)
+    key_id = models.BigIntegerField(null=True, blank=True)
+    team_id = models.BigIntegerField(null=True, blank=True)
+    customer_id = models.BigIntegerField(null=True, blank=True)
+    requested_model = models.CharField(max_length=200, blank=True)
+    provider = models.CharField(max_length=63, blank=True)
+    served_model = models.CharField(max_length=200, blank=True)
+    status = models.PositiveSmallIntegerField()
+    error_code = models.CharField(max_length=64, blank=True)
+    input_tokens = models.PositiveIntegerField(default=0)
+    output_tokens = models.PositiveIntegerField(default=0)
+    cached_tokens = models.PositiveIntegerField(default=0)
+    usage_estimated = models.BooleanField(default=False)
+    cost_micros = models.BigIntegerField(default=0)
+    latency_ms = models.PositiveIntegerField(default=0)
+    ttft_ms = models.PositiveIntegerField(null=True, blank=True)
+    upstream_ms = models.PositiveIntegerField(null=True, blank=True)
+    retries = models.PositiveSmallIntegerField(default=0)
+    fallback_index = models.PositiveSmallIntegerField(default=0)
+    stream = models.BooleanField(default=False)
+    cache_hit = models.BooleanField(default=False)
+    client_disconnected = models.BooleanField(default=False)
+    client_ip = models.GenericIPAddressField(null=True, blank=True)
+    user_agent = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["-time"]
+        indexes = [
+            models.Index(fields=["key_id", "time"], name="record_key_time"),
+            models.Index(fields=["team_id", "time"], name="record_team_time"),
+            models.Index(fields=["customer_id", "time"], name="record_customer_time"),
+            models.Index(fields=["provider", "served_model", "time"], name="record_model_time"),
+            models.Index(fields=["status", "time"], name="record_status_time"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.request_id} {self.status}"

@@ -51,8 +51,6 @@ class Ticket:
     cost_bound: int
     body_size: int
     headers: list[tuple[bytes, bytes]] = field(default_factory=list)
-    cost: int = 0
-    usage: Usage | None = None
 
 
 async def admit(
@@ -156,22 +154,32 @@ def limit_headers(
     return headers
 
 
-async def settle(ticket: Ticket, usage: Usage | None, delta_events: int) -> None:
-    """Replace reservations by actual use (estimated when the answer broke off)."""
+def final_usage(
+    reported: Usage | None, delta_events: int, body_size: int, price: Price, ticket: Ticket | None
+) -> tuple[Usage, int]:
+    """What the request used and costs: as reported, else estimated from what streamed.
+
+    The cost never exceeds the reservation, so a budget cannot be overspent
+    by an estimate.
+    """
+    usage = reported
     if usage is None:
         # No usage reported (client left, upstream failed mid-stream): count
-        # what was streamed; never more than was reserved.
+        # what was streamed.
         usage = Usage(
-            input_tokens=ticket.body_size // 4 if delta_events else 0,
+            input_tokens=body_size // 4 if delta_events else 0,
             output_tokens=delta_events,
-            estimated=True,
+            estimated=delta_events > 0,
         )
+    cost = price.cost(usage.input_tokens, usage.output_tokens, usage.cached_tokens)
+    if ticket is not None:
+        cost = min(cost, ticket.cost_bound)
+    return usage, cost
+
+
+async def settle(ticket: Ticket, usage: Usage, cost: int) -> None:
+    """Replace the reservations by actual use and release the slots."""
     tokens = min(usage.input_tokens + usage.output_tokens, ticket.tokens_bound)
-    cost = min(
-        ticket.price.cost(usage.input_tokens, usage.output_tokens, usage.cached_tokens),
-        ticket.cost_bound,
-    )
-    ticket.usage, ticket.cost = usage, cost
     adjustments: dict[str, int] = {}
     for check in ticket.plan.counters:
         if check.kind == "tokens":

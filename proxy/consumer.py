@@ -13,11 +13,13 @@ import asyncio
 import logging
 import os
 import re
+import time
 from typing import Any
 
 from channels.generic.http import AsyncHttpConsumer
 from django.conf import settings
 
+from governance.ledger import ledger
 from proxy.errors import GatewayError
 
 logger = logging.getLogger(__name__)
@@ -34,19 +36,34 @@ class InferenceConsumer(AsyncHttpConsumer):
     """Reads the body, runs :meth:`handle`, renders :class:`GatewayError`."""
 
     methods: tuple[str, ...] = ("POST",)
+    # Inference requests go into the usage ledger; listings do not.
+    recorded = True
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         self.scope = scope
         self.base_send = send
         self.response_started = False
         self.response_complete = False
+        self.started = time.time()
         self.headers: dict[bytes, bytes] = dict(scope["headers"])
+        # The ledger's key is always the gateway's own id (a client could
+        # repeat one of its ids); the client's id is kept and echoed.
+        self.request_id = os.urandom(16).hex()
         incoming_id = self.headers.get(b"x-request-id")
-        self.request_id = (
-            incoming_id.decode()
-            if incoming_id and REQUEST_ID_RE.match(incoming_id)
-            else os.urandom(16).hex()
+        self.client_request_id = (
+            incoming_id.decode() if incoming_id and REQUEST_ID_RE.match(incoming_id) else ""
         )
+        self.entry: dict[str, Any] = {}
+        self.status = 0
+        self.error_code = ""
+        try:
+            await self._serve(receive)
+        finally:
+            if self.recorded:
+                ledger.record(self.ledger_entry())
+
+    async def _serve(self, receive: Any) -> None:
+        scope = self.scope
         try:
             if scope["method"] not in self.methods:
                 raise GatewayError(
@@ -101,6 +118,7 @@ class InferenceConsumer(AsyncHttpConsumer):
             # early one means the client left.
             if message["type"] == "http.disconnect" and not self.response_complete:
                 disconnected = True
+                self.entry["client_disconnected"] = True
                 handler.cancel()
 
         watcher = asyncio.create_task(watch())
@@ -125,10 +143,31 @@ class InferenceConsumer(AsyncHttpConsumer):
 
     # --- responses ---------------------------------------------------------------
 
+    def ledger_entry(self) -> dict[str, Any]:
+        """The request's usage record (see ``governance.models.RequestRecord``)."""
+        peer = self.scope.get("client")
+        agent = self.headers.get(b"user-agent", b"")
+        return {
+            "request_id": self.request_id,
+            "client_request_id": self.client_request_id,
+            "time": self.started,
+            "status": self.status or 499,  # 499: the client left before any answer
+            "error_code": self.error_code,
+            "latency_ms": int((time.time() - self.started) * 1000),
+            "client_ip": peer[0] if peer else None,
+            "user_agent": agent[:200].decode("utf-8", "replace"),
+            **self.entry,
+        }
+
     def response_headers(self, content_type: bytes = JSON) -> list[tuple[bytes, bytes]]:
-        return [(b"content-type", content_type), (b"x-request-id", self.request_id.encode())]
+        return [
+            (b"content-type", content_type),
+            (b"x-request-id", (self.client_request_id or self.request_id).encode()),
+            (b"x-gateway-request-id", self.request_id.encode()),
+        ]
 
     async def start_response(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
+        self.status = status
         self.response_started = True
         await self.base_send({"type": "http.response.start", "status": status, "headers": headers})
 
@@ -151,6 +190,7 @@ class InferenceConsumer(AsyncHttpConsumer):
         return error.openai_body()
 
     async def send_error(self, error: GatewayError) -> None:
+        self.error_code = error.code
         if self.response_started:
             # Too late for a status: end the stream with an error event.
             await self.send_chunk(b"data: " + self.error_body(error) + b"\n\n", more=False)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from governance.ledger import ledger
 from proxy import upstream
 from proxy.snapshot import store
 
@@ -18,9 +19,11 @@ async def startup() -> None:
         # The database may be late; the first request (or the poll) retries.
         logger.warning("configuration snapshot not loaded at start-up", exc_info=True)
     store.start()
+    ledger.start()
 
 
 async def shutdown() -> None:
+    await ledger.stop()
     await store.stop()
     await upstream.close()
 

@@ -86,6 +86,13 @@ class ChatCompletionsConsumer(InferenceConsumer):
         route = snapshot.resolve_model(model)
         if route is None:
             raise model_not_found(model)
+        self.entry.update(
+            key_id=key.id or None,
+            team_id=key.team_id,
+            customer_id=key.customer_id,
+            requested_model=model[:200],
+            stream=stream,
+        )
         levels = snapshot.policy_levels(key)
         admission.check_access(levels, model, route)
         provider = route.provider
@@ -96,7 +103,9 @@ class ChatCompletionsConsumer(InferenceConsumer):
                 f"No API key is configured for the provider '{provider.name}'.",
                 code="no_provider_key",
             )
-        ticket = await admission.admit(levels, route, snapshot.price(route), payload, len(body))
+        self.entry.update(provider=provider.name, served_model=route.provider_model)
+        price = snapshot.price(route)
+        ticket = await admission.admit(levels, route, price, payload, len(body))
         exchange = Exchange()
         if stream:
             exchange.scanner = OpenAIStreamScanner(drop_usage_event=not wants_usage(payload))
@@ -116,14 +125,27 @@ class ChatCompletionsConsumer(InferenceConsumer):
         try:
             await forward(self, request, stream=stream, served_by=served_by, exchange=exchange)
         finally:
+            usage, cost = admission.final_usage(
+                exchange.usage, exchange.delta_events, len(body), price, ticket
+            )
+            self.entry.update(
+                input_tokens=usage.input_tokens,
+                output_tokens=usage.output_tokens,
+                cached_tokens=usage.cached_tokens,
+                usage_estimated=usage.estimated,
+                cost_micros=cost,
+                upstream_ms=exchange.upstream_ms,
+                ttft_ms=exchange.ttft_ms,
+            )
             if ticket is not None:
-                await admission.settle(ticket, exchange.usage, exchange.delta_events)
+                await admission.settle(ticket, usage, cost)
 
 
 class ModelsConsumer(InferenceConsumer):
     """``GET /v1/models``: the models the caller may address."""
 
     methods = ("GET",)
+    recorded = False
 
     async def handle(self, body: bytes) -> None:
         await store.ensure_loaded()

@@ -7,6 +7,7 @@ read whole (it must be, to be sent with a status) up to a size limit.
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import TYPE_CHECKING
 
 import aiohttp
@@ -28,12 +29,22 @@ ERROR_BODY_LIMIT = 64 * 1024
 class Exchange:
     """What the relay learnt of the answer: its usage, or how much streamed."""
 
-    __slots__ = ("delta_events", "scanner", "usage")
+    __slots__ = ("delta_events", "scanner", "sent_at", "ttft_ms", "upstream_ms", "usage")
 
     def __init__(self, scanner: OpenAIStreamScanner | None = None) -> None:
         self.scanner = scanner
         self.usage: Usage | None = None
         self.delta_events = 0
+        self.sent_at = 0.0
+        self.upstream_ms: int | None = None  # until the provider's headers
+        self.ttft_ms: int | None = None  # until the first streamed bytes left
+
+    def mark_headers(self) -> None:
+        self.upstream_ms = int((time.perf_counter() - self.sent_at) * 1000)
+
+    def mark_first_byte(self) -> None:
+        if self.ttft_ms is None:
+            self.ttft_ms = int((time.perf_counter() - self.sent_at) * 1000)
 
     def finish(self) -> None:
         if self.scanner is not None:
@@ -50,10 +61,12 @@ async def forward(
     exchange: Exchange,
 ) -> None:
     """Send ``request`` upstream and relay the answer to ``consumer``'s client."""
+    exchange.sent_at = time.perf_counter()
     try:
         async with upstream.session().request(
             request.method, request.url, headers=request.headers, data=request.body
         ) as response:
+            exchange.mark_headers()
             if response.status >= 400:
                 raise await upstream_error(response)
             if stream and response.content_type == "text/event-stream":
@@ -95,6 +108,7 @@ async def relay_stream(
                 chunk = scanner.feed(chunk)
                 if not chunk:
                     continue
+            exchange.mark_first_byte()
             await consumer.send_chunk(chunk)
         await consumer.send_chunk(scanner.flush() if scanner else b"", more=False)
     finally:

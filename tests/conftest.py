@@ -7,6 +7,9 @@ The gateway runs in its own uvicorn process against the same test database
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,7 +21,7 @@ from django.db import connection
 
 from keys import selectors, services
 from keys.models import Provider, Team
-from tests.processes import GatewayProcess, MockProviderProcess
+from tests.processes import ROOT, GatewayProcess, MockProviderProcess, stop
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -99,3 +102,37 @@ def demo(transactional_db, gateway, mock_provider) -> Demo:
     result = Demo(key=secret, team=team, provider=provider, gateway=gateway, mock=mock_provider)
     result.sync()
     return result
+
+
+@pytest.fixture
+def celery_worker(demo) -> Iterator[subprocess.Popen | None]:
+    """A real Celery worker with beat, draining the usage stream (cluster mode).
+
+    Embedded mode has no stream: the gateway writes its records directly.
+    """
+    if not settings.REDIS_URL:
+        yield None
+        return
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "gateway_project",
+            "worker",
+            "-B",
+            "--pool",
+            "solo",
+            "--loglevel",
+            "WARNING",
+            "-s",
+            str(ROOT / "var" / f"celerybeat-{uuid.uuid4().hex[:6]}"),
+        ],
+        cwd=ROOT,
+        env={**os.environ, **gateway_env()},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    yield process
+    stop(process)

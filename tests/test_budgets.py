@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import aiohttp
 import openai
@@ -33,12 +34,23 @@ def priced(demo):
 
 def spent(budget: Budget) -> int:
     """The budget's live counter for its current period (cluster mode)."""
-    import time
-
     start, _ = __import__("governance.periods", fromlist=["period_bounds"]).period_bounds(
         budget.period, time.time()
     )
     return int(sync_client().get(redis_key("budget", str(budget.id), str(start))) or 0)
+
+
+def recorded_cost(team_id: int, requests: int, timeout: float = 20.0) -> int:
+    """The sum of the ledger's costs for the team, once all ``requests`` are in."""
+    from django.db.models import Sum
+
+    from governance.models import RequestRecord
+
+    deadline = time.monotonic() + timeout
+    while RequestRecord.objects.filter(team_id=team_id).count() < requests:
+        assert time.monotonic() < deadline, "the ledger did not receive every request"
+        time.sleep(0.1)
+    return RequestRecord.objects.filter(team_id=team_id).aggregate(s=Sum("cost_micros"))["s"] or 0
 
 
 def test_an_exhausted_budget_answers_402_with_its_code(priced):
@@ -79,6 +91,7 @@ async def _streams(url: str, key: str, count: int, disconnect_every: int) -> dic
                 f"{url}/v1/chat/completions", json=body, headers={"authorization": f"Bearer {key}"}
             ) as response:
                 if response.status != 200:
+                    assert response.status == 402, await response.text()
                     outcome["refused"] += 1
                     await response.read()
                     return
@@ -96,7 +109,7 @@ async def _streams(url: str, key: str, count: int, disconnect_every: int) -> dic
 
 
 @pytest.mark.skipif(not settings.REDIS_URL, reason="reads the live counter in Redis")
-def test_concurrent_streams_never_overspend_and_settle_to_the_actual_cost(priced):
+def test_concurrent_streams_never_overspend_and_settle_to_the_actual_cost(priced, celery_worker):
     budget = governance.budget_create(
         owner=priced.team, amount_micros=REQUEST_COST * 50, period="1d"
     )
@@ -107,10 +120,11 @@ def test_concurrent_streams_never_overspend_and_settle_to_the_actual_cost(priced
     assert outcome["complete"] >= 1
     assert spent(budget) == REQUEST_COST * outcome["complete"]
     assert spent(budget) <= budget.amount_micros
+    assert recorded_cost(priced.team.id, outcome["complete"] + outcome["refused"]) == spent(budget)
 
 
 @pytest.mark.skipif(not settings.REDIS_URL, reason="reads the live counter in Redis")
-def test_streams_cut_off_by_their_clients_are_settled_within_the_budget(priced):
+def test_streams_cut_off_by_their_clients_are_settled_within_the_budget(priced, celery_worker):
     budget = governance.budget_create(
         owner=priced.team, amount_micros=REQUEST_COST * 50, period="1d"
     )
@@ -121,9 +135,9 @@ def test_streams_cut_off_by_their_clients_are_settled_within_the_budget(priced):
         outcome = asyncio.run(_streams(priced.gateway.url, priced.key, 200, disconnect_every=3))
         for name, value in outcome.items():
             total[name] += value
-    import time
-
     time.sleep(0.5)  # settlement of the last disconnects
     assert total["disconnected"] > 0
     assert spent(budget) <= budget.amount_micros
     assert spent(budget) >= REQUEST_COST * total["complete"]
+    # The budget's counter is exactly the sum of what the ledger recorded.
+    assert recorded_cost(priced.team.id, sum(total.values())) == spent(budget)
