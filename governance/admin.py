@@ -8,7 +8,7 @@ from django.contrib import admin
 from django.http import HttpRequest
 
 from governance import services
-from governance.models import Budget, ModelPrice, RateLimit
+from governance.models import Budget, ModelPrice, RateLimit, RequestRecord
 
 
 class ScopedAdmin(admin.ModelAdmin):
@@ -123,3 +123,34 @@ class ModelPriceAdmin(admin.ModelAdmin):
     def delete_queryset(self, request: HttpRequest, queryset: Any) -> None:
         for price in queryset:
             services.model_price_delete(price=price)
+
+
+@admin.register(RequestRecord)
+class RequestRecordAdmin(admin.ModelAdmin):
+    """The usage ledger, read-only: records are written by the data plane only."""
+
+    list_display = (
+        "time",
+        "request_id",
+        "status",
+        "error_code",
+        "requested_model",
+        "provider",
+        "input_tokens",
+        "output_tokens",
+        "cost_micros",
+        "latency_ms",
+    )
+    list_filter = ("status", "provider", "stream", "usage_estimated")
+    search_fields = ("request_id", "client_request_id", "requested_model")
+    date_hierarchy = "time"
+    show_full_result_count = False  # no COUNT(*) over millions of rows per page
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
