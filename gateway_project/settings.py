@@ -267,3 +267,13 @@ GATEWAY_LEDGER_CLAIM_IDLE_MS = env_int("GATEWAY_LEDGER_CLAIM_IDLE_MS", 60_000)
 CELERY_BEAT_SCHEDULE = {
     "usage-drain": {"task": "governance.usage_drain", "schedule": 1.0},
 }
+
+# --- Retries and fallbacks ------------------------------------------------------
+
+# Retries per deployment (a route, or one of its fallbacks) after the first try.
+GATEWAY_RETRIES = env_int("GATEWAY_RETRIES", 2)
+# Exponential backoff with jitter between retries: base and ceiling (seconds).
+GATEWAY_RETRY_BACKOFF_SECONDS = env_float("GATEWAY_RETRY_BACKOFF_SECONDS", 0.2)
+GATEWAY_RETRY_BACKOFF_MAX_SECONDS = env_float("GATEWAY_RETRY_BACKOFF_MAX_SECONDS", 2.0)
+# A provider's Retry-After is honoured up to this many seconds.
+GATEWAY_RETRY_AFTER_MAX_SECONDS = env_float("GATEWAY_RETRY_AFTER_MAX_SECONDS", 10.0)

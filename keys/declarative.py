@@ -206,7 +206,7 @@ def _apply_provider_key(provider: Provider, data: Any, where: str, report: Apply
 
 
 def _apply_route(data: Any, where: str, report: ApplyReport) -> None:
-    item = _Reader(data, where, {"name", "provider", "model", "active"})
+    item = _Reader(data, where, {"name", "provider", "model", "fallbacks", "active"})
     name = item.get("name", str, required=True)
     provider_name = item.get("provider", str, required=True)
     provider = Provider.objects.filter(name=provider_name).first()
@@ -215,6 +215,7 @@ def _apply_route(data: Any, where: str, report: ApplyReport) -> None:
     fields = {
         "provider": provider,
         "provider_model": item.get("model", str, required=True),
+        "fallbacks": item.get("fallbacks", list, []),
         "is_active": item.get("active", bool, True),
     }
     route = ModelRoute.objects.filter(name=name).first()
@@ -445,6 +446,7 @@ def export_config() -> dict[str, Any]:
             "name": route.name,
             "provider": route.provider.name,
             "model": route.provider_model,
+            "fallbacks": route.fallbacks,
             "active": route.is_active,
         }
         for route in ModelRoute.objects.select_related("provider")

@@ -182,6 +182,9 @@ class ModelRoute(TimestampedModel):
     name = models.CharField(max_length=200, unique=True, validators=[model_name_validator])
     provider = models.ForeignKey(Provider, on_delete=models.PROTECT, related_name="routes")
     provider_model = models.CharField(max_length=200, validators=[model_name_validator])
+    # Tried in order when the route's own deployment fails: route names or
+    # ``provider/model`` addresses.
+    fallbacks = models.JSONField(default=list, blank=True, validators=[validate_model_patterns])
     is_active = models.BooleanField(default=True)
 
     class Meta:

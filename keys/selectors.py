@@ -53,6 +53,7 @@ def snapshot_rows() -> dict[str, Any]:
     providers = list(Provider.objects.values("id", "name", "kind", "base_url", "is_active"))
     provider_keys = [
         {
+            "id": key.id,
             "provider_id": key.provider_id,
             "name": key.name,
             "secret": crypto.decrypt(key.encrypted_secret),
@@ -61,7 +62,9 @@ def snapshot_rows() -> dict[str, Any]:
         for key in ProviderKey.objects.filter(is_active=True).order_by("provider_id", "name")
     ]
     routes = list(
-        ModelRoute.objects.filter(is_active=True).values("name", "provider_id", "provider_model")
+        ModelRoute.objects.filter(is_active=True).values(
+            "name", "provider_id", "provider_model", "fallbacks"
+        )
     )
     return {
         "default_team": (

@@ -265,7 +265,7 @@ def virtual_key_revoke(*, key: VirtualKey) -> VirtualKey:
 
 PROVIDER_FIELDS = {"kind", "base_url", "is_active"}
 PROVIDER_KEY_FIELDS = {"weight", "is_active"}
-ROUTE_FIELDS = {"provider", "provider_model", "is_active"}
+ROUTE_FIELDS = {"provider", "provider_model", "fallbacks", "is_active"}
 
 
 @transaction.atomic
@@ -353,10 +353,19 @@ def provider_key_delete(*, key: ProviderKey) -> None:
 
 @transaction.atomic
 def model_route_create(
-    *, name: str, provider: Provider, provider_model: str, is_active: bool = True
+    *,
+    name: str,
+    provider: Provider,
+    provider_model: str,
+    fallbacks: list[str] | None = None,
+    is_active: bool = True,
 ) -> ModelRoute:
     route = ModelRoute(
-        name=name, provider=provider, provider_model=provider_model, is_active=is_active
+        name=name,
+        provider=provider,
+        provider_model=provider_model,
+        fallbacks=fallbacks or [],
+        is_active=is_active,
     )
     _save(route)
     audit_event_record(action="create", instance=route, before=None, after=audit_snapshot(route))

@@ -46,7 +46,6 @@ class Ticket:
     """What a request took at admission, to be settled after the answer."""
 
     plan: AdmissionPlan
-    price: Price
     tokens_bound: int
     cost_bound: int
     body_size: int
@@ -55,16 +54,19 @@ class Ticket:
 
 async def admit(
     levels: list[ScopePolicy],
-    route: RouteEntry,
-    price: Price,
+    prices: list[Price],
     payload: dict[str, Any],
     body_size: int,
 ) -> Ticket | None:
-    """Take every limit of every level at once, or raise the refusal."""
+    """Take every limit of every level at once, or raise the refusal.
+
+    ``prices`` are those of every deployment that may serve the request; the
+    reservation covers the dearest.
+    """
     # Input tokens never exceed the body's bytes: a safe bound for reservations.
-    max_output = output_bound(payload, price)
+    max_output = max(output_bound(payload, price) for price in prices)
     tokens_bound = body_size + max_output
-    cost_bound = price.cost(body_size, max_output)
+    cost_bound = max(price.cost(body_size, output_bound(payload, price)) for price in prices)
     now = time.time()
     plan = plan_for(levels, now=now, tokens_bound=tokens_bound, cost_bound=cost_bound)
     if not plan:
@@ -83,7 +85,6 @@ async def admit(
         raise refusal(admission)
     return Ticket(
         plan=plan,
-        price=price,
         tokens_bound=tokens_bound,
         cost_bound=cost_bound,
         body_size=body_size,

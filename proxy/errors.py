@@ -36,8 +36,16 @@ class GatewayError(Exception):
         param: str | None = None,
         error_type: str | None = None,
         headers: list[tuple[bytes, bytes]] | None = None,
+        retryable: bool = False,
+        key_fault: bool = False,
+        retry_after: float | None = None,
     ) -> None:
         super().__init__(message)
+        # For upstream failures: may another attempt succeed, is the provider
+        # key to blame (switch keys), and how long the provider asked to wait.
+        self.retryable = retryable
+        self.key_fault = key_fault
+        self.retry_after = retry_after
         self.status = status
         self.message = message
         self.code = code

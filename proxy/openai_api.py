@@ -6,11 +6,11 @@ from typing import Any
 
 import orjson
 
-from proxy import admission
+from proxy import admission, routing
 from proxy.auth import authenticate
 from proxy.consumer import InferenceConsumer
 from proxy.errors import GatewayError, bad_request
-from proxy.snapshot import store
+from proxy.snapshot import RouteEntry, store
 from proxy.streaming import Exchange, forward
 from proxy.usage import OpenAIStreamScanner
 
@@ -95,38 +95,50 @@ class ChatCompletionsConsumer(InferenceConsumer):
         )
         levels = snapshot.policy_levels(key)
         admission.check_access(levels, model, route)
-        provider = route.provider
-        provider_key = provider.pick_key()
-        if provider_key is None:
-            raise GatewayError(
-                503,
-                f"No API key is configured for the provider '{provider.name}'.",
-                code="no_provider_key",
-            )
-        self.entry.update(provider=provider.name, served_model=route.provider_model)
-        price = snapshot.price(route)
-        ticket = await admission.admit(levels, route, price, payload, len(body))
+        fallbacks = routing.requested_fallbacks(payload)
+        if "fallbacks" in payload:
+            payload = {name: value for name, value in payload.items() if name != "fallbacks"}
+        targets = routing.deployments(snapshot, route, fallbacks, levels)
+        ticket = await admission.admit(
+            levels, [snapshot.price(target) for target in targets], payload, len(body)
+        )
         exchange = Exchange()
         if stream:
             exchange.scanner = OpenAIStreamScanner(drop_usage_event=not wants_usage(payload))
             payload = with_usage_requested(payload)
-        request = provider.adapter.chat_request(
-            base_url=provider.base_url,
-            api_key=provider_key.secret,
-            provider_model=route.provider_model,
-            payload=payload,
-        )
-        served_by = [
-            (b"x-gateway-provider", provider.name.encode()),
-            (b"x-gateway-model", route.provider_model.encode()),
-        ]
-        if ticket is not None:
-            served_by += ticket.headers
-        try:
+        served = route
+
+        async def attempt(target: RouteEntry, provider_key: Any, index: int, retries: int) -> None:
+            nonlocal served
+            served = target
+            provider = target.provider
+            self.entry.update(
+                provider=provider.name,
+                served_model=target.provider_model,
+                fallback_index=index,
+                retries=retries,
+            )
+            request = provider.adapter.chat_request(
+                base_url=provider.base_url,
+                api_key=provider_key.secret,
+                provider_model=target.provider_model,
+                payload=payload,
+            )
+            served_by = [
+                (b"x-gateway-provider", provider.name.encode()),
+                (b"x-gateway-model", target.provider_model.encode()),
+                (b"x-gateway-fallback-index", str(index).encode()),
+                (b"x-gateway-retries", str(retries).encode()),
+            ]
+            if ticket is not None:
+                served_by += ticket.headers
             await forward(self, request, stream=stream, served_by=served_by, exchange=exchange)
+
+        try:
+            await routing.call_with_fallbacks(targets, attempt, lambda: self.response_started)
         finally:
             usage, cost = admission.final_usage(
-                exchange.usage, exchange.delta_events, len(body), price, ticket
+                exchange.usage, exchange.delta_events, len(body), snapshot.price(served), ticket
             )
             self.entry.update(
                 input_tokens=usage.input_tokens,

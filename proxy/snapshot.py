@@ -102,6 +102,7 @@ class KeyEntry:
 
 @dataclass(frozen=True, slots=True)
 class ProviderKeyEntry:
+    id: int
     name: str
     secret: str = field(repr=False)
     weight: int
@@ -131,6 +132,7 @@ class RouteEntry:
     name: str
     provider: ProviderEntry
     provider_model: str
+    fallbacks: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,7 +186,9 @@ def build_snapshot(rows: dict[str, Any]) -> Snapshot:
     keys_by_provider: dict[int, list[ProviderKeyEntry]] = {}
     for row in rows["provider_keys"]:
         keys_by_provider.setdefault(row["provider_id"], []).append(
-            ProviderKeyEntry(name=row["name"], secret=row["secret"], weight=row["weight"])
+            ProviderKeyEntry(
+                id=row["id"], name=row["name"], secret=row["secret"], weight=row["weight"]
+            )
         )
     providers: dict[str, ProviderEntry] = {}
     providers_by_id: dict[int, ProviderEntry] = {}
@@ -209,6 +213,7 @@ def build_snapshot(rows: dict[str, Any]) -> Snapshot:
             name=row["name"],
             provider=providers_by_id[row["provider_id"]],
             provider_model=row["provider_model"],
+            fallbacks=tuple(row.get("fallbacks") or ()),
         )
         for row in rows["routes"]
         if row["provider_id"] in providers_by_id

@@ -80,14 +80,18 @@ async def forward(
             502,
             f"the provider could not be reached ({exc.os_error.strerror or 'connection failed'})",
             code="upstream_unreachable",
+            retryable=True,
         ) from None
     except TimeoutError:
         raise GatewayError(
-            504, "the provider did not answer in time", code="upstream_timeout"
+            504, "the provider did not answer in time", code="upstream_timeout", retryable=True
         ) from None
     except aiohttp.ClientError as exc:
         raise GatewayError(
-            502, f"the provider's answer broke off ({type(exc).__name__})", code="upstream_error"
+            502,
+            f"the provider's answer broke off ({type(exc).__name__})",
+            code="upstream_error",
+            retryable=True,
         ) from None
 
 
@@ -169,20 +173,39 @@ async def upstream_error(response: aiohttp.ClientResponse) -> GatewayError:
             f"the provider is rate limiting: {message}",
             code="upstream_rate_limited",
             headers=headers,
+            retryable=True,
+            key_fault=True,
+            retry_after=_seconds(retry_after),
         )
     if status in (401, 403):
         return GatewayError(
             502,
             f"the provider refused the gateway's credentials: {message}",
             code="upstream_auth_error",
+            retryable=True,
+            key_fault=True,
         )
-    if 400 <= status < 500:
+    if 400 <= status < 500 and status not in (408, 409):
         return GatewayError(status, message, code="upstream_invalid_request")
     if status == 504:
-        return GatewayError(504, f"the provider timed out: {message}", code="upstream_timeout")
+        return GatewayError(
+            504, f"the provider timed out: {message}", code="upstream_timeout", retryable=True
+        )
     return GatewayError(
-        502, f"the provider failed with HTTP {status}: {message}", code="upstream_error"
+        502,
+        f"the provider failed with HTTP {status}: {message}",
+        code="upstream_error",
+        retryable=True,
+        retry_after=_seconds(response.headers.get("retry-after")),
     )
+
+
+def _seconds(value: str | None) -> float | None:
+    """``Retry-After`` in seconds (the HTTP-date form is rare from APIs; ignored)."""
+    try:
+        return max(0.0, float(value)) if value else None
+    except ValueError:
+        return None
 
 
 def _provider_message(raw: bytes) -> str | None:

@@ -1,0 +1,167 @@
+"""Choosing where a request goes, and trying again elsewhere when that fails.
+
+A request's deployments are its route, then the route's fallbacks, then the
+fallbacks the request itself names (each allowed for the caller). Each
+deployment is tried with retries: on a connection error, a timeout or a 5xx
+the same key is tried again after an exponential backoff with jitter; on a
+429 or a refused credential the key is cooled down and another key of the
+provider takes over at once. Nothing is retried once the first byte of the
+answer has reached the client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import itertools
+import random
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from django.conf import settings
+
+from governance.enforcement import ScopePolicy, model_allowed
+from proxy.errors import GatewayError, bad_request
+from proxy.snapshot import ProviderEntry, ProviderKeyEntry, RouteEntry, Snapshot
+
+# How long a key that the provider refused (401/403) stays out of rotation.
+AUTH_COOL_DOWN_SECONDS = 300.0
+# And one that was rate limited without saying for how long.
+RATE_LIMIT_COOL_DOWN_SECONDS = 30.0
+
+
+class KeyCoolDowns:
+    """Provider keys (by id) taken out of rotation for a while, in this process."""
+
+    def __init__(self) -> None:
+        self._until: dict[int, float] = {}
+
+    def cool(self, key_id: int, seconds: float) -> None:
+        self._until[key_id] = time.monotonic() + seconds
+
+    def is_cool(self, key_id: int, now: float) -> bool:
+        until = self._until.get(key_id)
+        if until is None:
+            return False
+        if until <= now:
+            del self._until[key_id]
+            return False
+        return True
+
+    def __bool__(self) -> bool:
+        return bool(self._until)
+
+    def clear(self) -> None:
+        self._until.clear()
+
+
+cool_downs = KeyCoolDowns()
+
+
+def pick_key(provider: ProviderEntry, exclude: set[int]) -> ProviderKeyEntry | None:
+    """A key by weight among those neither cooling down nor already tried."""
+    if not exclude and not cool_downs:
+        return provider.pick_key()  # the common case: no bookkeeping to consult
+    now = time.monotonic()
+    usable = [
+        key
+        for key in provider.keys
+        if key.id not in exclude and not cool_downs.is_cool(key.id, now)
+    ]
+    if not usable:
+        return None
+    totals = list(itertools.accumulate(key.weight for key in usable))
+    return usable[bisect.bisect_right(totals, random.random() * totals[-1])]
+
+
+def deployments(
+    snapshot: Snapshot,
+    route: RouteEntry,
+    requested_fallbacks: list[str],
+    levels: list[ScopePolicy],
+) -> list[RouteEntry]:
+    """The route, then its fallbacks, then the request's own; each allowed and once."""
+    chosen = [route]
+    seen = {(route.provider.name, route.provider_model)}
+    for address in (*route.fallbacks, *requested_fallbacks):
+        target = snapshot.resolve_model(address)
+        if target is None:
+            continue
+        identity = (target.provider.name, target.provider_model)
+        names = (address, f"{identity[0]}/{identity[1]}")
+        if identity in seen or not all(model_allowed(level, names) for level in levels):
+            continue
+        seen.add(identity)
+        chosen.append(target)
+    return chosen
+
+
+def backoff(attempt: int, error: GatewayError) -> float:
+    """Seconds to wait before retrying ``error``: the provider's word, capped, or
+    exponential backoff with full jitter."""
+    if error.retry_after is not None:
+        return min(error.retry_after, settings.GATEWAY_RETRY_AFTER_MAX_SECONDS)
+    ceiling = min(
+        settings.GATEWAY_RETRY_BACKOFF_MAX_SECONDS,
+        settings.GATEWAY_RETRY_BACKOFF_SECONDS * (2**attempt),
+    )
+    return random.uniform(ceiling / 2, ceiling)
+
+
+Attempt = Callable[[RouteEntry, ProviderKeyEntry, int, int], Awaitable[None]]
+
+
+async def call_with_fallbacks(
+    targets: list[RouteEntry], attempt: Attempt, response_started: Callable[[], bool]
+) -> tuple[int, int]:
+    """Run ``attempt(target, key, fallback_index, retries)`` until one succeeds.
+
+    Returns ``(fallback_index, retries)`` of the success; raises the last
+    error when every deployment failed.
+    """
+    retries = 0
+    last_error: GatewayError | None = None
+    for index, target in enumerate(targets):
+        tried: set[int] = set()
+        for attempt_number in range(settings.GATEWAY_RETRIES + 1):
+            key = pick_key(target.provider, tried)
+            if key is None:
+                break
+            try:
+                await attempt(target, key, index, retries)
+                return index, retries
+            except GatewayError as error:
+                if not error.retryable or response_started():
+                    raise
+                last_error = error
+                retries += 1
+                if error.key_fault:
+                    tried.add(key.id)
+                    seconds = (
+                        AUTH_COOL_DOWN_SECONDS
+                        if error.status != 429
+                        else error.retry_after or RATE_LIMIT_COOL_DOWN_SECONDS
+                    )
+                    cool_downs.cool(key.id, seconds)
+                    continue  # another key, at once
+                if attempt_number < settings.GATEWAY_RETRIES:
+                    await asyncio.sleep(backoff(attempt_number, error))
+    if last_error is not None:
+        raise last_error
+    raise GatewayError(
+        503,
+        f"No usable API key for the provider '{targets[0].provider.name}'.",
+        code="no_provider_key",
+        headers=[(b"retry-after", b"1")],
+    )
+
+
+def requested_fallbacks(payload: dict[str, Any]) -> list[str]:
+    """The request's own ``fallbacks`` (a gateway extension), validated."""
+    value = payload.get("fallbacks")
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(item, str) and item for item in value):
+        raise bad_request("'fallbacks' must be a list of model names.", param="fallbacks")
+    return value[:5]
