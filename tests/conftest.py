@@ -133,6 +133,7 @@ def celery_worker(demo) -> Iterator[subprocess.Popen | None]:
         env={**os.environ, **gateway_env()},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     yield process
     stop(process)

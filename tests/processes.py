@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -35,13 +37,19 @@ def wait_for_port(port: int, process: subprocess.Popen, timeout: float = 30.0) -
 
 
 def stop(process: subprocess.Popen) -> None:
+    """Stop a process started in its own session, with its children (workers)."""
     if process.poll() is None:
-        process.terminate()
         try:
-            process.wait(timeout=10)
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait(timeout=15)
         except subprocess.TimeoutExpired:
-            process.kill()
+            os.killpg(process.pid, signal.SIGKILL)
             process.wait()
+        except ProcessLookupError:
+            pass
+    # Children that outlived their parent (a worker of a killed supervisor).
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
 
 
 class MockProviderProcess:
@@ -62,6 +70,7 @@ class MockProviderProcess:
             ],
             cwd=ROOT,
             stdout=subprocess.DEVNULL,
+            start_new_session=True,
         )
         wait_for_port(self.port, self.process)
         self.control = httpx.Client(base_url=self.url, timeout=10)
@@ -116,6 +125,7 @@ class GatewayProcess:
             env={**os.environ, **env},
             stdout=self._log,
             stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         wait_for_port(self.port, self.process)
         self.client = httpx.Client(base_url=self.url, timeout=30)
