@@ -10,6 +10,7 @@ import openai
 import orjson
 import pytest
 from django.conf import settings
+from django.utils import timezone
 
 from governance import services as governance
 from governance.ledger import stream_key
@@ -63,6 +64,7 @@ def test_each_request_is_recorded_once_with_its_usage_and_cost(demo, celery_work
     assert record.requested_model == "gpt-4o-mini" and not record.usage_estimated
     assert record.key_id and record.team_id == demo.team.id
     assert record.upstream_ms is not None and record.latency_ms >= 0
+    assert abs((record.time - timezone.now()).total_seconds()) < 60
     refused = records(tag).get(status=401)
     assert refused.error_code == "missing_api_key" and refused.key_id is None
     assert records(tag).get(status=404).error_code == "model_not_found"
