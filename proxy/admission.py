@@ -29,16 +29,20 @@ from proxy.usage import Usage
 logger = logging.getLogger(__name__)
 
 
-def check_access(levels: list[ScopePolicy], model: str, route: RouteEntry) -> None:
+def is_allowed(levels: list[ScopePolicy], model: str, route: RouteEntry) -> bool:
+    """Every level allows the model, by its public name or ``provider/model``."""
     names = (model, f"{route.provider.name}/{route.provider_model}")
-    for policy in levels:
-        if not model_allowed(policy, names):
-            raise GatewayError(
-                403,
-                f"This key is not allowed to use the model '{model}'.",
-                code="model_not_allowed",
-                param="model",
-            )
+    return all(model_allowed(policy, names) for policy in levels)
+
+
+def check_access(levels: list[ScopePolicy], model: str, route: RouteEntry) -> None:
+    if not is_allowed(levels, model, route):
+        raise GatewayError(
+            403,
+            f"This key is not allowed to use the model '{model}'.",
+            code="model_not_allowed",
+            param="model",
+        )
 
 
 @dataclass(slots=True)

@@ -161,8 +161,9 @@ class ModelsConsumer(InferenceConsumer):
 
     async def handle(self, body: bytes) -> None:
         await store.ensure_loaded()
-        await authenticate(self.headers, self.scope)
+        key = await authenticate(self.headers, self.scope)
         snapshot = store.current
+        levels = snapshot.policy_levels(key)
         data = [
             {
                 "id": name,
@@ -171,5 +172,6 @@ class ModelsConsumer(InferenceConsumer):
                 "owned_by": route.provider.name,
             }
             for name, route in sorted(snapshot.routes.items())
+            if admission.is_allowed(levels, name, route)
         ]
         await self.send_json(200, orjson.dumps({"object": "list", "data": data}))

@@ -21,7 +21,8 @@ from typing import Any
 
 from django.conf import settings
 
-from governance.enforcement import ScopePolicy, model_allowed
+from governance.enforcement import ScopePolicy
+from proxy.admission import is_allowed
 from proxy.errors import GatewayError, bad_request
 from proxy.snapshot import ProviderEntry, ProviderKeyEntry, RouteEntry, Snapshot
 
@@ -89,8 +90,7 @@ def deployments(
         if target is None:
             continue
         identity = (target.provider.name, target.provider_model)
-        names = (address, f"{identity[0]}/{identity[1]}")
-        if identity in seen or not all(model_allowed(level, names) for level in levels):
+        if identity in seen or not is_allowed(levels, address, target):
             continue
         seen.add(identity)
         chosen.append(target)

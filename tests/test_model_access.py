@@ -48,3 +48,12 @@ def test_an_allow_list_that_is_not_a_list_of_names_is_refused(db):
     with pytest.raises(ValidationError):
         services.team_update(team=team, allowed_models="gpt-4o")
     assert Team.objects.get(name="t1").allowed_models == []
+
+
+def test_the_model_list_shows_only_what_the_key_may_use(demo):
+    services.model_route_create(name="other-model", provider=demo.provider, provider_model="x")
+    services.virtual_key_update(
+        key=VirtualKey.objects.get(name="platform-app"), allowed_models=["other-*"]
+    )
+    demo.sync()
+    assert [model.id for model in demo.openai().models.list().data] == ["other-model"]
