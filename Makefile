@@ -24,3 +24,15 @@ test: install
 
 lint: install
 	$(BIN)/ruff check .
+
+# The Helm chart: install the pinned helm (scripts/install-helm.sh), lint it
+# strictly with the default and the production values, then render it and
+# check every manifest (tests/test_helm_*.py).
+CHART := helm/ai-gateway
+HELM := .tools/bin/helm
+.PHONY: helm-lint
+helm-lint: install
+	scripts/install-helm.sh
+	$(HELM) lint --strict $(CHART)
+	$(HELM) lint --strict $(CHART) -f $(CHART)/ci/production-values.yaml
+	$(BIN)/pytest tests/test_helm_*.py
