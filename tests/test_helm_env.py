@@ -10,6 +10,7 @@ first argument to one of them); the image's entrypoint reads a few more
 from __future__ import annotations
 
 import ast
+import json
 import re
 from typing import Any
 
@@ -18,6 +19,7 @@ import yaml
 
 from tests.processes import ROOT
 from tests.test_helm_rendering import (
+    CHART,
     SCENARIOS,
     container,
     env_of,
@@ -40,6 +42,18 @@ SETTINGS_STILL_TO_ADD = {
 }
 
 
+def first_arguments(tree: ast.AST, functions: set[str]) -> list[ast.expr]:
+    """The first argument of every call, below ``tree``, of one of ``functions``."""
+    return [
+        call.args[0]
+        for call in ast.walk(tree)
+        if isinstance(call, ast.Call)
+        and isinstance(call.func, ast.Name)
+        and call.func.id in functions
+        and call.args
+    ]
+
+
 def settings_variables() -> set[str]:
     """Every variable name that settings.py reads through the env helpers."""
     tree = ast.parse(SETTINGS.read_text(encoding="utf-8"))
@@ -48,28 +62,16 @@ def settings_variables() -> set[str]:
     for node in tree.body:
         if isinstance(node, ast.FunctionDef) and node.args.args:
             parameter = node.args.args[0].arg
-            for call in ast.walk(node):
-                if (
-                    isinstance(call, ast.Call)
-                    and isinstance(call.func, ast.Name)
-                    and call.func.id in ENV_READERS
-                    and call.args
-                    and isinstance(call.args[0], ast.Name)
-                    and call.args[0].id == parameter
-                ):
-                    readers.add(node.name)
-    names = set()
-    for call in ast.walk(tree):
-        if (
-            isinstance(call, ast.Call)
-            and isinstance(call.func, ast.Name)
-            and call.func.id in readers
-            and call.args
-            and isinstance(call.args[0], ast.Constant)
-            and isinstance(call.args[0].value, str)
-        ):
-            names.add(call.args[0].value)
-    return names
+            if any(
+                isinstance(argument, ast.Name) and argument.id == parameter
+                for argument in first_arguments(node, ENV_READERS)
+            ):
+                readers.add(node.name)
+    return {
+        argument.value
+        for argument in first_arguments(tree, readers)
+        if isinstance(argument, ast.Constant) and isinstance(argument.value, str)
+    }
 
 
 def entrypoint_variables() -> set[str]:
@@ -238,3 +240,22 @@ def test_allowed_hosts_name_the_ingress_hosts_the_service_and_the_pod_ip():
     assert variables["POD_IP"] == {"fieldRef": {"fieldPath": "status.podIP"}}
     names = [entry["name"] for entry in container(deployment)["env"]]
     assert names.index("POD_IP") < names.index("ALLOWED_HOSTS"), "expanded only if defined first"
+
+
+def test_the_configuration_sections_the_chart_accepts_are_those_apply_config_reads():
+    tree = ast.parse((ROOT / "keys" / "declarative.py").read_text(encoding="utf-8"))
+    (root_fields,) = [
+        call.args[2]
+        for call in ast.walk(tree)
+        if isinstance(call, ast.Call)
+        and isinstance(call.func, ast.Name)
+        and call.func.id == "_Reader"
+        and isinstance(call.args[1], ast.Constant)
+        and call.args[1].value == "config"
+    ]
+    schema = json.loads((CHART / "values.schema.json").read_text(encoding="utf-8"))
+    config = schema["properties"]["gateway"]["properties"]["config"]
+    assert set(config["properties"]) == set(ast.literal_eval(root_fields)), (
+        "keys/declarative.py reads other top-level sections than "
+        "helm/ai-gateway/values.schema.json (gateway.config) accepts"
+    )
