@@ -275,3 +275,19 @@ def test_values_outside_the_schema_are_refused():
     assert "allowedHosts" in render_error({"gateway": {"allowedHosts": ["*"]}})
     assert "replicaCount" in render_error({"replicaCount": 0})
     assert "logLevel" in render_error({"gateway": {"logLevel": "LOUD"}})
+
+
+@pytest.mark.parametrize("scenario", list(SCENARIOS))
+def test_the_install_notes_render(scenario):
+    # `helm template` leaves NOTES.txt out; a client-side dry run renders it.
+    values = SCENARIOS[scenario]
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml") as handle:
+        yaml.safe_dump(values.get("values", {}), handle)
+        handle.flush()
+        files = [str(name) for name in values.get("files", ())] + [handle.name]
+        args = ["install", RELEASE, str(CHART), "-n", NAMESPACE, "--dry-run=client"]
+        result = run_helm(*args, *(arg for name in files for arg in ("-f", name)))
+    assert result.returncode == 0, result.stderr
+    notes = result.stdout.split("\nNOTES:\n", 1)[1]
+    assert "createsuperuser" in notes
+    assert "(DJANGO_SECRET_KEY)" in notes
