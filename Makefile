@@ -36,3 +36,10 @@ helm-lint: install
 	$(HELM) lint --strict $(CHART)
 	$(HELM) lint --strict $(CHART) -f $(CHART)/ci/production-values.yaml
 	$(BIN)/pytest tests/test_helm_*.py
+
+# The benchmark of issue 12 (docs/performance.md): installs wrk from Debian's
+# packages if missing, then prints a table and writes var/bench.json. Options
+# through BENCH_ARGS, e.g. `make bench BENCH_ARGS="--quick"` or "--profile".
+.PHONY: bench
+bench: install
+	$(BIN)/python scripts/bench.py $(BENCH_ARGS)
