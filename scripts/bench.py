@@ -44,7 +44,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +57,7 @@ CONNECTIONS = 16
 RATES = (100, 500, 1000)
 # Above this, a run shared the machine with someone else's work: its figures are suspect.
 OTHER_CPU_WARNING_PCT = 15
+RETRY_WAIT_SECONDS = 10
 STATE_MARKER = ".bench-state"
 CHAT_PATH = "/v1/chat/completions"
 PROMPT = [{"role": "user", "content": "Hello! In one sentence, what does a gateway do?"}]
@@ -254,6 +255,27 @@ def machine_busy_seconds() -> float:
     return (user + nice + system + irq + softirq + steal) / CLOCK_TICKS
 
 
+class Interference:
+    """CPU used on the machine during a block by anything but the bench's own processes."""
+
+    def __init__(self, own_pids: list[int]) -> None:
+        self.own_pids = own_pids
+
+    def __enter__(self) -> Interference:
+        self.started = time.monotonic()
+        self.busy = machine_busy_seconds()
+        self.own = cpu_seconds(self.own_pids)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.elapsed = time.monotonic() - self.started
+        self.other = machine_busy_seconds() - self.busy - (cpu_seconds(self.own_pids) - self.own)
+
+    def pct(self, also_own: float = 0.0) -> float:
+        """Others' CPU in % of one core; ``also_own``: CPU of own processes not in the list."""
+        return round(max(0.0, 100 * (self.other - also_own) / self.elapsed), 1)
+
+
 def rss_mb(pid: int) -> float | None:
     with contextlib.suppress(FileNotFoundError, ProcessLookupError):
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -288,9 +310,10 @@ def clean_env(**extra: str) -> dict[str, str]:
 class State:
     """The bench's own state directory: SQLite database, secrets, config, logs."""
 
-    def __init__(self, path: Path, redis_prefix: str) -> None:
+    def __init__(self, path: Path, redis_prefix: str, overrides: dict[str, str]) -> None:
         self.path = path
         self.redis_prefix = redis_prefix
+        self.overrides = overrides  # --gateway-env: settings under trial
         self.governed_key = generate_key()
         self.ungoverned_key = generate_key()
         self.provider_key = "bench-" + os.urandom(8).hex()
@@ -313,7 +336,7 @@ class State:
             GATEWAY_BENCH_UNGOVERNED_KEY=self.ungoverned_key,
             GATEWAY_BENCH_PROVIDER_KEY=self.provider_key,
             LOG_LEVEL="WARNING",
-            **extra,
+            **{**self.overrides, **extra},
         )
 
     def prepare(self, mock_url: str) -> None:
@@ -512,22 +535,18 @@ class Wrk:
             str(self.script),
             url + CHAT_PATH,
         ]
-        known = sorted(set(server_pids or []) | set(self.own_pids))
         server_cpu = cpu_seconds(server_pids or [])
-        known_cpu = cpu_seconds(known)
-        busy = machine_busy_seconds()
         threads = thread_cpu(server_pids[0]) if server_pids and len(server_pids) == 1 else None
-        started = time.monotonic()
-        process = subprocess.Popen(  # noqa: S603
-            argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-        )
-        # wait4 gives wrk's own CPU time; its output is small enough to wait in the pipe.
-        _, status, usage = os.wait4(process.pid, 0)
+        with Interference(sorted(set(server_pids or []) | set(self.own_pids))) as interference:
+            process = subprocess.Popen(  # noqa: S603
+                argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+            )
+            # wait4 gives wrk's own CPU time; its output is small enough to wait in the pipe.
+            _, status, usage = os.wait4(process.pid, 0)
         process.returncode = os.waitstatus_to_exitcode(status)
-        elapsed = time.monotonic() - started
+        elapsed = interference.elapsed
         server_cpu = cpu_seconds(server_pids or []) - server_cpu
         wrk_cpu = usage.ru_utime + usage.ru_stime
-        foreign = machine_busy_seconds() - busy - (cpu_seconds(known) - known_cpu) - wrk_cpu
         threads_after = thread_cpu(server_pids[0]) if threads is not None and server_pids else None
         stdout = process.stdout.read().decode() if process.stdout else ""
         stderr = process.stderr.read().decode() if process.stderr else ""
@@ -552,7 +571,7 @@ class Wrk:
             "socket_errors": raw["socket_errors"],
             "loadgen_cpu_pct": round(100 * wrk_cpu / elapsed, 1),
             # Everything else on the machine (other jobs; Redis in cluster mode), in % of a core.
-            "other_cpu_pct": round(max(0.0, 100 * foreign / elapsed), 1),
+            "other_cpu_pct": interference.pct(also_own=wrk_cpu),
         }
         if rate:
             result["target_rps"] = rate
@@ -604,16 +623,17 @@ async def _ttft(url: str, key: str | None, body: bytes, count: int, warmup: int)
     return samples
 
 
-def ttft(url: str, key: str | None, model: str, count: int) -> dict[str, Any]:
+def ttft(url: str, key: str | None, model: str, count: int, own_pids: list[int]) -> dict[str, Any]:
     """Time to the first streamed bytes of ``count`` sequential requests, in ms."""
-    samples = asyncio.run(
-        _ttft(url, key, chat_body(model, stream=True), count, max(10, count // 10))
-    )
+    body = chat_body(model, stream=True)
+    with Interference(own_pids) as interference:
+        samples = asyncio.run(_ttft(url, key, body, count, max(10, count // 10)))
     return {
         "requests": count,
         "p50_ms": round(percentile(samples, 50), 3),
         "p99_ms": round(percentile(samples, 99), 3),
         "mean_ms": round(sum(samples) / len(samples), 3),
+        "other_cpu_pct": interference.pct(),
     }
 
 
@@ -872,7 +892,7 @@ class Bench:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         self.pinning = Pinning(not args.no_pin)
-        self.state = State(Path(args.state_dir).resolve(), args.redis_prefix)
+        self.state = State(Path(args.state_dir).resolve(), args.redis_prefix, args.gateway_env)
         self.results: dict[str, Any] = {}
         self.failures: list[str] = []
         self.warnings: list[str] = []
@@ -881,8 +901,29 @@ class Bench:
         self.ttft_count = 20 if args.quick else args.ttft_requests
         self.governed_body = chat_body(GATEWAY_MODEL)
 
+    def measure(self, label: str, measurement: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        """Run ``measurement``; again (up to ``--retries`` times) while others load the machine.
+
+        Keeps the run that shared the machine least.
+        """
+        best: dict[str, Any] | None = None
+        for attempt in range(1, self.args.retries + 2):
+            run = measurement()
+            run["attempts"] = attempt
+            if best is None or run["other_cpu_pct"] < best["other_cpu_pct"]:
+                best = run
+            if run["other_cpu_pct"] <= OTHER_CPU_WARNING_PCT or attempt > self.args.retries:
+                break
+            log(
+                f"{label}: other processes used {run['other_cpu_pct']} % of a core; "
+                f"again in {RETRY_WAIT_SECONDS} s"
+            )
+            time.sleep(RETRY_WAIT_SECONDS)
+        assert best is not None
+        return self.check(label, best)
+
     def check(self, label: str, run: dict[str, Any]) -> dict[str, Any]:
-        if run["non2xx"] or run["socket_errors"]:
+        if run.get("non2xx") or run.get("socket_errors"):
             self.failures.append(
                 f"{label}: {run['non2xx']} non-2xx answers, {run['socket_errors']} socket errors"
             )
@@ -908,8 +949,9 @@ class Bench:
         wrk = wrk or self.wrk
         wrk.run(url, body=body, key=key, duration=self.warmup)
         log(f"{label}: closed loop, {CONNECTIONS} connections, {self.duration:g}s")
-        return self.check(
-            label, wrk.run(url, body=body, key=key, duration=self.duration, server_pids=pids)
+        return self.measure(
+            label,
+            lambda: wrk.run(url, body=body, key=key, duration=self.duration, server_pids=pids),
         )
 
     def fixed_rates(
@@ -918,10 +960,12 @@ class Bench:
         runs = {}
         for rate in self.args.rates:
             log(f"{label}: {rate} requests/s, {self.duration:g}s")
-            run = self.wrk.run(
-                url, body=body, key=key, duration=self.duration, rate=rate, server_pids=pids
+            runs[str(rate)] = self.measure(
+                f"{label} @ {rate}/s",
+                lambda rate=rate: self.wrk.run(
+                    url, body=body, key=key, duration=self.duration, rate=rate, server_pids=pids
+                ),
             )
-            runs[str(rate)] = self.check(f"{label} @ {rate}/s", run)
         return runs
 
     def run(self) -> dict[str, Any]:
@@ -942,7 +986,12 @@ class Bench:
                 self.results["direct"] = {
                     "closed_loop": self.closed_loop("direct", mock.url, body, None, mock_pid),
                     "fixed_rate": self.fixed_rates("direct", mock.url, body, None, mock_pid),
-                    "ttft": ttft(mock.url, None, MOCK_MODEL, self.ttft_count),
+                    "ttft": self.measure(
+                        "direct TTFT",
+                        lambda: ttft(
+                            mock.url, None, MOCK_MODEL, self.ttft_count, self.wrk.own_pids
+                        ),
+                    ),
                 }
             if "embedded" in scenarios or "ungoverned" in scenarios:
                 self.one_worker(
@@ -988,7 +1037,16 @@ class Bench:
                 result["fixed_rate"] = self.fixed_rates(
                     f"{name} governed", gateway.url, self.governed_body, key, pids
                 )
-                result["ttft"] = ttft(gateway.url, key, GATEWAY_MODEL, self.ttft_count)
+                result["ttft"] = self.measure(
+                    f"{name} TTFT",
+                    lambda: ttft(
+                        gateway.url,
+                        key,
+                        GATEWAY_MODEL,
+                        self.ttft_count,
+                        [*self.wrk.own_pids, *pids],
+                    ),
+                )
             if ungoverned:
                 result["ungoverned_closed_loop"] = self.closed_loop(
                     f"{name} ungoverned",
@@ -1159,6 +1217,7 @@ class Bench:
             "duration_s": self.duration,
             "connections": CONNECTIONS,
             "quick": self.args.quick,
+            "gateway_env": self.args.gateway_env,
             "loadavg_before": os.getloadavg(),
         }
 
@@ -1397,12 +1456,31 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--redis-prefix", default="gwbench")
     parser.add_argument("--no-pin", action="store_true", help="do not pin processes to cores")
+    parser.add_argument(
+        "--retries",
+        type=int,
+        default=None,
+        help="measure a run again, up to this many times, while other processes use more than "
+        f"{OTHER_CPU_WARNING_PCT} %% of a core (default 2; 0 with --quick)",
+    )
+    parser.add_argument(
+        "--gateway-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a setting for the gateway processes, to try its effect (repeatable)",
+    )
     args = parser.parse_args(argv)
     args.scenarios = {s.strip() for s in args.scenarios.split(",") if s.strip()}
     unknown = args.scenarios - set(SCENARIOS)
     if unknown:
         parser.error(f"unknown scenarios: {', '.join(sorted(unknown))}")
     args.rates = [int(r) for r in args.rates.split(",") if r.strip()]
+    if any("=" not in item for item in args.gateway_env):
+        parser.error("--gateway-env takes NAME=VALUE")
+    args.gateway_env = dict(item.split("=", 1) for item in args.gateway_env)
+    if args.retries is None:
+        args.retries = 0 if args.quick else 2
     if args.quick:
         args.duration = 1.0
     return args
