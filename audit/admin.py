@@ -12,8 +12,21 @@ from django.utils.html import format_html
 from audit.models import AuditEvent
 
 
+class ReadOnlyModelAdmin(admin.ModelAdmin):
+    """An admin that shows records and never adds, edits or deletes them."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
 @admin.register(AuditEvent)
-class AuditEventAdmin(admin.ModelAdmin):
+class AuditEventAdmin(ReadOnlyModelAdmin):
     list_display = ("sequence", "time", "actor_name", "action", "object_type", "object_repr")
     list_filter = ("action", "actor_kind", "object_type")
     search_fields = ("actor_name", "object_repr", "object_id", "request_id")
@@ -31,15 +44,6 @@ class AuditEventAdmin(admin.ModelAdmin):
     readonly_fields = tuple(
         name for group in fields for name in (group if isinstance(group, tuple) else (group,))
     )
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     @admin.display(description="before")
     def before_json(self, event: AuditEvent) -> str:

@@ -7,6 +7,7 @@ from typing import Any
 from django.contrib import admin
 from django.http import HttpRequest
 
+from audit.admin import ReadOnlyModelAdmin
 from governance import services
 from governance.models import Budget, ModelPrice, RateLimit, RequestRecord
 
@@ -126,7 +127,7 @@ class ModelPriceAdmin(admin.ModelAdmin):
 
 
 @admin.register(RequestRecord)
-class RequestRecordAdmin(admin.ModelAdmin):
+class RequestRecordAdmin(ReadOnlyModelAdmin):
     """The usage ledger, read-only: records are written by the data plane only."""
 
     list_display = (
@@ -145,12 +146,3 @@ class RequestRecordAdmin(admin.ModelAdmin):
     search_fields = ("request_id", "client_request_id", "requested_model")
     date_hierarchy = "time"
     show_full_result_count = False  # no COUNT(*) over millions of rows per page
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
