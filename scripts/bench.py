@@ -59,6 +59,7 @@ RATES = (100, 500, 1000)
 OTHER_CPU_WARNING_PCT = 15
 RETRY_WAIT_SECONDS = 10
 STATE_MARKER = ".bench-state"
+SERVED_CODE = ("proxy", "governance", "keys", "gateway_project", "audit", "pyproject.toml")
 CHAT_PATH = "/v1/chat/completions"
 PROMPT = [{"role": "user", "content": "Hello! In one sentence, what does a gateway do?"}]
 GATEWAY_MODEL = "gpt-4o-mini"  # the route's public name
@@ -255,25 +256,43 @@ def machine_busy_seconds() -> float:
     return (user + nice + system + irq + softirq + steal) / CLOCK_TICKS
 
 
+def redis_server_pids() -> list[int]:
+    """Local Redis servers: their CPU is part of a cluster-mode run, not interference."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError, PermissionError):
+            if entry.name.isdigit() and (entry / "comm").read_text().strip() == "redis-server":
+                pids.append(int(entry.name))
+    return pids
+
+
 class Interference:
-    """CPU used on the machine during a block by anything but the bench's own processes."""
+    """CPU used on the machine during a block by anything but the bench's own processes
+    (and a local Redis server, counted apart)."""
 
     def __init__(self, own_pids: list[int]) -> None:
         self.own_pids = own_pids
+        self.redis_pids = redis_server_pids()
 
     def __enter__(self) -> Interference:
         self.started = time.monotonic()
         self.busy = machine_busy_seconds()
         self.own = cpu_seconds(self.own_pids)
+        self.redis = cpu_seconds(self.redis_pids)
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.elapsed = time.monotonic() - self.started
-        self.other = machine_busy_seconds() - self.busy - (cpu_seconds(self.own_pids) - self.own)
+        self.redis = cpu_seconds(self.redis_pids) - self.redis
+        own = cpu_seconds(self.own_pids) - self.own
+        self.other = machine_busy_seconds() - self.busy - own - self.redis
 
     def pct(self, also_own: float = 0.0) -> float:
         """Others' CPU in % of one core; ``also_own``: CPU of own processes not in the list."""
         return round(max(0.0, 100 * (self.other - also_own) / self.elapsed), 1)
+
+    def redis_pct(self) -> float:
+        return round(100 * self.redis / self.elapsed, 1)
 
 
 def rss_mb(pid: int) -> float | None:
@@ -570,8 +589,9 @@ class Wrk:
             "non2xx": raw["non2xx"],
             "socket_errors": raw["socket_errors"],
             "loadgen_cpu_pct": round(100 * wrk_cpu / elapsed, 1),
-            # Everything else on the machine (other jobs; Redis in cluster mode), in % of a core.
+            # Everything else on the machine (other people's jobs), in % of a core.
             "other_cpu_pct": interference.pct(also_own=wrk_cpu),
+            "redis_cpu_pct": interference.redis_pct(),
         }
         if rate:
             result["target_rps"] = rate
@@ -1206,9 +1226,17 @@ class Bench:
             capture_output=True,
             text=True,
         ).stdout.strip()
+        # Uncommitted changes to the served code make a run hard to reproduce: say so.
+        dirty = subprocess.run(  # noqa: S603
+            [shutil.which("git") or "git", "status", "--porcelain", "--", *SERVED_CODE],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+        ).stdout.splitlines()
         return {
             "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "commit": commit,
+            "uncommitted_changes": dirty,
             "host": platform.node(),
             "kernel": platform.release(),
             "cpus": os.cpu_count(),
