@@ -555,6 +555,7 @@ class Wrk:
             url + CHAT_PATH,
         ]
         server_cpu = cpu_seconds(server_pids or [])
+        per_worker = [cpu_seconds([pid]) for pid in server_pids or []]
         threads = thread_cpu(server_pids[0]) if server_pids and len(server_pids) == 1 else None
         with Interference(sorted(set(server_pids or []) | set(self.own_pids))) as interference:
             process = subprocess.Popen(  # noqa: S603
@@ -565,6 +566,10 @@ class Wrk:
         process.returncode = os.waitstatus_to_exitcode(status)
         elapsed = interference.elapsed
         server_cpu = cpu_seconds(server_pids or []) - server_cpu
+        per_worker = [
+            cpu_seconds([pid]) - before
+            for pid, before in zip(server_pids or [], per_worker, strict=True)
+        ]
         wrk_cpu = usage.ru_utime + usage.ru_stime
         threads_after = thread_cpu(server_pids[0]) if threads is not None and server_pids else None
         stdout = process.stdout.read().decode() if process.stdout else ""
@@ -597,6 +602,8 @@ class Wrk:
             result["target_rps"] = rate
         if server_pids:
             result["server_cpu_pct"] = round(100 * server_cpu / elapsed, 1)
+            # Keep-alive connections stay with the worker that accepted them: how even it was.
+            result["server_cpu_pct_per_process"] = [round(100 * c / elapsed, 1) for c in per_worker]
             result["server_cpu_us_per_request"] = round(1e6 * server_cpu / max(requests, 1), 1)
         if threads is not None and threads_after is not None and server_pids:
             # The event loop runs on the process's main thread; the rest is worker threads.
