@@ -29,7 +29,14 @@ USER_AGENT_MAX = 512
 
 
 def request_actor(request: HttpRequest) -> Actor:
-    """The signed-in user of ``request`` (looked up when a change is recorded)."""
+    """Who acts in ``request`` (looked up when a change is recorded).
+
+    An authentication that is not the session's (an API token) names its
+    actor by setting ``request.audit_actor``; otherwise the signed-in user.
+    """
+    actor = getattr(request, "audit_actor", None)
+    if actor is not None:
+        return actor
     user = getattr(request, "user", None)
     if user is None or not user.is_authenticated:
         return Actor(kind=ActorKind.USER, name="anonymous")

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import ipaddress
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
+from django.db.models import Q
 
 from keys import tokens
 
@@ -208,3 +210,99 @@ class ConfigRevision(models.Model):
 
     def __str__(self) -> str:
         return self.revision
+
+
+# --- operators: roles and admin API tokens -------------------------------------
+
+
+class OperatorRole(models.TextChoices):
+    """What an operator may do in the console and the REST API (``keys.access``)."""
+
+    ADMIN = "admin", "Admin (everything)"
+    TEAM_MANAGER = "team_manager", "Team manager (keys, budgets, limits and logs of a team)"
+    VIEWER = "viewer", "Viewer (read-only everywhere)"
+    AUDITOR = "auditor", "Auditor (the audit trail only)"
+
+
+class RoleAssignment(TimestampedModel):
+    """One role of one operator; a team manager holds one assignment per team.
+
+    An operator's rights are the union of their assignments (a viewer who
+    also manages a team may change that team's keys). Django superusers are
+    admins without an assignment.
+    """
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="role_assignments"
+    )
+    role = models.CharField(max_length=16, choices=OperatorRole.choices)
+    team = models.ForeignKey(
+        Team, null=True, blank=True, on_delete=models.CASCADE, related_name="role_assignments"
+    )
+
+    class Meta:
+        ordering = ["user__username", "role", "team__name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["user", "role"],
+                condition=Q(team__isnull=True),
+                name="role_assignment_unique_role",
+            ),
+            models.UniqueConstraint(
+                fields=["user", "team"],
+                condition=Q(team__isnull=False),
+                name="role_assignment_unique_team",
+            ),
+            models.CheckConstraint(
+                condition=(Q(role="team_manager", team__isnull=False) | ~Q(role="team_manager"))
+                & (Q(role="team_manager") | Q(team__isnull=True)),
+                name="role_assignment_team_iff_manager",
+            ),
+        ]
+        verbose_name = "role assignment"
+
+    def __str__(self) -> str:
+        who = self.user.get_username()
+        return f"{who}: {self.role} of {self.team.name}" if self.team_id else f"{who}: {self.role}"
+
+    def clean(self) -> None:
+        if self.role == OperatorRole.TEAM_MANAGER and not self.team_id:
+            raise ValidationError({"team": "A team manager manages a team: name it."})
+        if self.role != OperatorRole.TEAM_MANAGER and self.team_id:
+            raise ValidationError({"team": "Only team managers are assigned to a team."})
+
+
+class ApiToken(TimestampedModel):
+    """A credential for the REST API, acting as its operator (``user``).
+
+    Like virtual keys, only a public prefix and a SHA-256 hash are kept; the
+    secret is shown once. ``read_only`` narrows the operator's rights to
+    reads. ``last_used_at`` is refreshed at most once a minute
+    (``keys.api.authentication``) and is not audited.
+    """
+
+    name = models.CharField(max_length=100, unique=True, validators=[slug_validator])
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens"
+    )
+    prefix = models.CharField(max_length=tokens.PREFIX_LENGTH, unique=True, editable=False)
+    secret_hash = models.CharField(max_length=64, unique=True, editable=False)
+    read_only = models.BooleanField(default=False)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = "API token"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.masked})"
+
+    @property
+    def masked(self) -> str:
+        return f"{tokens.API_TOKEN_SCHEME}{self.prefix}…"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None

@@ -17,15 +17,17 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from audit.services import audit_event_record
+from audit.services import audit_deletions, audit_event_record
 from audit.snapshots import audit_snapshot
 from keys import crypto, tokens
 from keys.models import (
+    ApiToken,
     ConfigRevision,
     Customer,
     ModelRoute,
     Provider,
     ProviderKey,
+    RoleAssignment,
     Team,
     VirtualKey,
 )
@@ -389,3 +391,98 @@ def model_route_delete(*, route: ModelRoute) -> None:
     route.delete()
     config_revision_bump()
     audit_event_record(action="delete", instance=route, before=before, after=None)
+
+
+# --- deletions -------------------------------------------------------------------
+
+
+def _delete_with_cascade(instance: Any) -> None:
+    # One event per object removed, cascaded ones included; objects that
+    # others still PROTECT raise ProtectedError and nothing is removed.
+    with audit_deletions([instance]):
+        instance.delete()
+        config_revision_bump()
+
+
+@transaction.atomic
+def customer_delete(*, customer: Customer) -> None:
+    """Remove a customer without teams (its budgets and limits go with it)."""
+    _delete_with_cascade(customer)
+
+
+@transaction.atomic
+def team_delete(*, team: Team) -> None:
+    """Remove a team without keys (its budgets, limits and managers go with it)."""
+    _delete_with_cascade(team)
+
+
+@transaction.atomic
+def provider_delete(*, provider: Provider) -> None:
+    """Remove a provider no route uses, with its provider keys."""
+    _delete_with_cascade(provider)
+
+
+# --- operators: role assignments and API tokens ------------------------------------
+#
+# Not part of the data plane's configuration: no revision bump.
+
+
+@transaction.atomic
+def role_assignment_create(*, user: Any, role: str, team: Team | None = None) -> RoleAssignment:
+    """Give ``user`` a role (team managers: of ``team``); see ``keys.access``."""
+    assignment = RoleAssignment(user=user, role=role, team=team)
+    assignment.full_clean()
+    assignment.save()
+    audit_event_record(
+        action="create", instance=assignment, before=None, after=audit_snapshot(assignment)
+    )
+    return assignment
+
+
+@transaction.atomic
+def role_assignment_delete(*, assignment: RoleAssignment) -> None:
+    before = audit_snapshot(assignment)
+    description = str(assignment)
+    assignment.delete()
+    audit_event_record(
+        action="delete", instance=assignment, before=before, after=None, object_repr=description
+    )
+
+
+@transaction.atomic
+def api_token_create(
+    *,
+    user: Any,
+    name: str,
+    read_only: bool = False,
+    expires_at: dt.datetime | None = None,
+) -> tuple[ApiToken, str]:
+    """Create an admin API token acting as ``user``; returns it with its secret, shown once."""
+    if expires_at is not None and expires_at <= timezone.now():
+        raise ServiceError("an API token cannot expire in the past")
+    secret = tokens.generate_key(tokens.API_TOKEN_SCHEME)
+    token = ApiToken(
+        name=name,
+        user=user,
+        prefix=tokens.key_prefix(secret, tokens.API_TOKEN_SCHEME),
+        secret_hash=tokens.hash_key(secret),
+        read_only=read_only,
+        expires_at=expires_at,
+    )
+    token.full_clean()
+    token.save()
+    audit_event_record(action="create", instance=token, before=None, after=audit_snapshot(token))
+    return token, secret
+
+
+@transaction.atomic
+def api_token_revoke(*, token: ApiToken) -> ApiToken:
+    """Stop accepting an API token, at once and for good."""
+    if token.revoked_at is None:
+        before = audit_snapshot(token)
+        token.revoked_at = timezone.now()
+        token.save(update_fields=["revoked_at", "updated_at"])
+        audit_event_record(
+            action="revoke", instance=token, before=before, after=audit_snapshot(token)
+        )
+    return token

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
@@ -16,7 +17,16 @@ from audit.models import AuditEvent
 from audit.services import audit_event_record
 from audit.snapshots import is_secret_field
 from keys import services, tokens
-from keys.models import Customer, ModelRoute, Provider, ProviderKey, Team, VirtualKey
+from keys.models import (
+    ApiToken,
+    Customer,
+    ModelRoute,
+    Provider,
+    ProviderKey,
+    RoleAssignment,
+    Team,
+    VirtualKey,
+)
 from tests.audit_fixtures import PROVIDER_SECRET, World, build_world, new_events
 
 NEW_KEY_SECRET = "sk-gw-" + "R" * (tokens.PREFIX_LENGTH + tokens.SECRET_LENGTH)
@@ -31,8 +41,14 @@ class Step:
     action: str
     model: type
     field: str
-    before: Any  # the field's value before; None when the call creates the object
-    after: Any  # and after; None when the call deletes it
+    before: Any  # the field's value before (unused when the call creates the object)
+    after: Any  # and after (unused when it deletes it); "(set)": any value but None
+    # Run before the events are counted; keeps what it made on the world as ``spare``.
+    setup: Callable[[World], Any] | None = None
+
+
+def operator(world: World) -> Any:
+    return get_user_model().objects.create_user("olivia")
 
 
 STEPS = {
@@ -190,6 +206,71 @@ STEPS = {
         "gpt-4o",
         None,
     ),
+    "customer_delete": Step(
+        lambda w: services.customer_delete(customer=w.spare),
+        "delete",
+        Customer,
+        "name",
+        "initech",
+        None,
+        setup=lambda w: services.customer_create(name="initech"),
+    ),
+    "team_delete": Step(
+        lambda w: services.team_delete(team=w.spare),
+        "delete",
+        Team,
+        "name",
+        "idle",
+        None,
+        setup=lambda w: services.team_create(name="idle"),
+    ),
+    "provider_delete": Step(
+        lambda w: services.provider_delete(provider=w.spare),
+        "delete",
+        Provider,
+        "name",
+        "spare",
+        None,
+        setup=lambda w: services.provider_create(
+            name="spare", kind="openai", base_url="https://spare.example/v1"
+        ),
+    ),
+    "role_assignment_create": Step(
+        lambda w: services.role_assignment_create(user=w.spare, role="team_manager", team=w.team),
+        "create",
+        RoleAssignment,
+        "role",
+        None,
+        "team_manager",
+        setup=operator,
+    ),
+    "role_assignment_delete": Step(
+        lambda w: services.role_assignment_delete(assignment=w.spare),
+        "delete",
+        RoleAssignment,
+        "role",
+        "viewer",
+        None,
+        setup=lambda w: services.role_assignment_create(user=operator(w), role="viewer"),
+    ),
+    "api_token_create": Step(
+        lambda w: services.api_token_create(user=w.spare, name="ci-deployer"),
+        "create",
+        ApiToken,
+        "secret",
+        None,
+        "set",
+        setup=operator,
+    ),
+    "api_token_revoke": Step(
+        lambda w: services.api_token_revoke(token=w.spare),
+        "revoke",
+        ApiToken,
+        "revoked_at",
+        None,
+        "(set)",
+        setup=lambda w: services.api_token_create(user=operator(w), name="ci")[0],
+    ),
 }
 
 # Calls that change nothing: the services write nothing, so nothing is recorded.
@@ -245,6 +326,8 @@ def test_each_service_records_exactly_one_event_with_before_and_after(name):
         pytest.skip(f"keys.services has no {name} (yet)")
     step = STEPS[name]
     world = build_world()
+    if step.setup is not None:
+        world.spare = step.setup(world)
     secrets = secrets_of(world)
 
     with new_events() as events:
@@ -255,17 +338,20 @@ def test_each_service_records_exactly_one_event_with_before_and_after(name):
     assert event.action == step.action
     assert event.object_type == step.model._meta.label_lower
     assert (event.actor_kind, event.actor_id, event.actor_name) == ("system", None, "system")
-    if step.before is None:
+    if step.action == "create":
         assert event.before is None
         assert event.after[step.field] == step.after
         assert step.model.objects.filter(pk=event.object_id).exists()
-    elif step.after is None:
+    elif step.action == "delete":
         assert event.after is None
         assert event.before[step.field] == step.before
         assert not step.model.objects.filter(pk=event.object_id).exists()
     else:
         assert event.before[step.field] == step.before
-        assert event.after[step.field] == step.after
+        if step.after == "(set)":
+            assert event.after[step.field] is not None
+        else:
+            assert event.after[step.field] == step.after
         assert step.model.objects.filter(pk=event.object_id).exists()
     recorded = json.dumps([event.before, event.after])
     for secret in secrets:
