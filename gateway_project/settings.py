@@ -126,7 +126,11 @@ SQLITE_OPTIONS = {
 if DATABASE_URL:
     DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
     if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-        DATABASES["default"].update(CONN_MAX_AGE=0, OPTIONS=SQLITE_OPTIONS)
+        # A file beside it for tests, shared with the gateway processes they start.
+        test_name = f"{DATABASES['default']['NAME']}.test"
+        DATABASES["default"].update(
+            CONN_MAX_AGE=0, OPTIONS=SQLITE_OPTIONS, TEST={"NAME": test_name}
+        )
 else:
     VAR_DIR.mkdir(parents=True, exist_ok=True)
     DATABASES = {

@@ -130,7 +130,11 @@ class ProviderAdmin(ServiceAdmin):
 
     def create(self, request: HttpRequest, obj: Provider, form: Any) -> None:
         created = services.provider_create(
-            name=obj.name, kind=obj.kind, base_url=obj.base_url, is_active=obj.is_active
+            name=obj.name,
+            kind=obj.kind,
+            base_url=obj.base_url,
+            options=obj.options,
+            is_active=obj.is_active,
         )
         obj.pk = created.pk
 

@@ -161,11 +161,12 @@ def _validation_message(exc: Exception) -> str:
 
 
 def _apply_provider(data: Any, where: str, report: ApplyReport) -> None:
-    item = _Reader(data, where, {"name", "kind", "base_url", "active", "keys"})
+    item = _Reader(data, where, {"name", "kind", "base_url", "options", "active", "keys"})
     name = item.get("name", str, required=True)
     fields = {
         "kind": item.get("kind", str, required=True),
         "base_url": item.get("base_url", str, required=True).rstrip("/"),
+        "options": item.get("options", dict, {}),
         "is_active": item.get("active", bool, True),
     }
     provider = Provider.objects.filter(name=name).first()
@@ -436,6 +437,7 @@ def export_config() -> dict[str, Any]:
             "name": provider.name,
             "kind": provider.kind,
             "base_url": provider.base_url,
+            **({"options": provider.options} if provider.options else {}),
             "active": provider.is_active,
             "keys": [_export_provider_key(key) for key in provider.keys.all()],
         }

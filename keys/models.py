@@ -137,6 +137,11 @@ class ProviderKind(models.TextChoices):
     """Wire formats the gateway speaks to upstreams (one adapter each)."""
 
     OPENAI = "openai", "OpenAI (and OpenAI-compatible)"
+    AZURE = "azure", "Azure OpenAI"
+    ANTHROPIC = "anthropic", "Anthropic"
+    GEMINI = "gemini", "Google Gemini"
+    BEDROCK = "bedrock", "AWS Bedrock (Converse)"
+    COHERE = "cohere", "Cohere"
 
 
 class Provider(TimestampedModel):
@@ -145,6 +150,9 @@ class Provider(TimestampedModel):
     name = models.CharField(max_length=63, unique=True, validators=[slug_validator])
     kind = models.CharField(max_length=32, choices=ProviderKind.choices)
     base_url = models.URLField(max_length=500)
+    # Settings of the provider's kind, e.g. Azure's ``api_version`` or
+    # Bedrock's ``region`` (see each adapter's ``OPTIONS``).
+    options = models.JSONField(default=dict, blank=True)
     is_active = models.BooleanField(default=True)
 
     class Meta:
@@ -152,6 +160,22 @@ class Provider(TimestampedModel):
 
     def __str__(self) -> str:
         return self.name
+
+    def clean(self) -> None:
+        from proxy.providers import REGISTRY
+
+        adapter = REGISTRY.get(self.kind)
+        known = getattr(adapter, "options", {}) if adapter is not None else {}
+        if not isinstance(self.options, dict):
+            raise ValidationError({"options": "Options must be a mapping of names to values."})
+        for name, value in self.options.items():
+            if name not in known:
+                allowed = ", ".join(sorted(known)) or "none"
+                raise ValidationError(
+                    {"options": f"Unknown option '{name}' for {self.kind} (allowed: {allowed})."}
+                )
+            if not isinstance(value, str) or not value:
+                raise ValidationError({"options": f"Option '{name}' must be a non-empty string."})
 
 
 class ProviderKey(TimestampedModel):

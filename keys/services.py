@@ -265,14 +265,27 @@ def virtual_key_revoke(*, key: VirtualKey) -> VirtualKey:
 
 # --- providers, provider keys, routes --------------------------------------------
 
-PROVIDER_FIELDS = {"kind", "base_url", "is_active"}
+PROVIDER_FIELDS = {"kind", "base_url", "options", "is_active"}
 PROVIDER_KEY_FIELDS = {"weight", "is_active"}
 ROUTE_FIELDS = {"provider", "provider_model", "fallbacks", "is_active"}
 
 
 @transaction.atomic
-def provider_create(*, name: str, kind: str, base_url: str, is_active: bool = True) -> Provider:
-    provider = Provider(name=name, kind=kind, base_url=base_url.rstrip("/"), is_active=is_active)
+def provider_create(
+    *,
+    name: str,
+    kind: str,
+    base_url: str,
+    options: dict[str, Any] | None = None,
+    is_active: bool = True,
+) -> Provider:
+    provider = Provider(
+        name=name,
+        kind=kind,
+        base_url=base_url.rstrip("/"),
+        options=options or {},
+        is_active=is_active,
+    )
     _save(provider)
     audit_event_record(
         action="create", instance=provider, before=None, after=audit_snapshot(provider)

@@ -10,6 +10,7 @@ from proxy import admission, routing
 from proxy.auth import authenticate
 from proxy.consumer import InferenceConsumer
 from proxy.errors import GatewayError, bad_request
+from proxy.providers.base import Target
 from proxy.snapshot import RouteEntry, store
 from proxy.streaming import Exchange, forward
 from proxy.usage import OpenAIStreamScanner
@@ -119,10 +120,11 @@ class ChatCompletionsConsumer(InferenceConsumer):
                 retries=retries,
             )
             request = provider.adapter.chat_request(
-                base_url=provider.base_url,
-                api_key=provider_key.secret,
-                provider_model=target.provider_model,
-                payload=payload,
+                Target(
+                    provider.base_url, provider_key.secret, target.provider_model, provider.options
+                ),
+                payload,
+                stream=stream,
             )
             served_by = [
                 (b"x-gateway-provider", provider.name.encode()),

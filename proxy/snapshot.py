@@ -118,6 +118,7 @@ class ProviderEntry:
     keys: tuple[ProviderKeyEntry, ...]
     # Running totals of the keys' weights, for weighted choice by bisection.
     cumulative_weights: tuple[int, ...]
+    options: dict[str, Any] = field(default_factory=dict)
 
     def pick_key(self) -> ProviderKeyEntry | None:
         """A key chosen at random in proportion to its weight."""
@@ -205,6 +206,7 @@ def build_snapshot(rows: dict[str, Any]) -> Snapshot:
             adapter=adapter,
             keys=provider_keys,
             cumulative_weights=tuple(itertools.accumulate(k.weight for k in provider_keys)),
+            options=row.get("options") or {},
         )
         providers[entry.name] = entry
         providers_by_id[entry.id] = entry

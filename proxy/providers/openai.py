@@ -1,4 +1,5 @@
-"""OpenAI's wire format, also spoken by most self-hosted and hosted peers."""
+"""OpenAI's wire format, also spoken by most self-hosted and hosted peers
+(vLLM, Ollama, Groq, Mistral, DeepSeek, Together, Fireworks, OpenRouter, xAI)."""
 
 from __future__ import annotations
 
@@ -6,22 +7,40 @@ from typing import Any
 
 import orjson
 
-from proxy.providers.base import UpstreamRequest
+from proxy.providers.base import Target, UpstreamRequest
+from proxy.providers.canonical import invalid_answer
+from proxy.providers.openai_stream import OpenAIChunkDecoder
 
 
 class OpenAIAdapter:
     """Chat completions relayed as they are, with the provider's model name."""
 
     kind = "openai"
+    wire = "openai"
+    stream_content_type = "text/event-stream"
+    options: dict[str, str] = {}
 
     def chat_request(
-        self, *, base_url: str, api_key: str, provider_model: str, payload: dict[str, Any]
+        self, target: Target, payload: dict[str, Any], *, stream: bool
     ) -> UpstreamRequest:
-        if payload.get("model") != provider_model:
-            payload = {**payload, "model": provider_model}
+        if payload.get("model") != target.model:
+            payload = {**payload, "model": target.model}
         return UpstreamRequest(
             method="POST",
-            url=f"{base_url}/chat/completions",
-            headers={"authorization": f"Bearer {api_key}", "content-type": "application/json"},
+            url=f"{target.base_url}/chat/completions",
+            headers={
+                "authorization": f"Bearer {target.api_key}",
+                "content-type": "application/json",
+            },
             body=orjson.dumps(payload),
         )
+
+    native_request = chat_request
+
+    def chat_response(self, data: Any, *, model: str) -> dict[str, Any]:
+        if not isinstance(data, dict) or not isinstance(data.get("choices"), list):
+            raise invalid_answer("no 'choices' in the completion")
+        return data
+
+    def stream_decoder(self, *, model: str) -> OpenAIChunkDecoder:
+        return OpenAIChunkDecoder()

@@ -738,6 +738,20 @@ def anthropic_error(
     )
 
 
+# Renders an error in one wire format: (status, message, extra headers) -> response.
+ErrorRenderer = Callable[[int, str | None, Mapping[str, str]], web.Response]
+
+
+def openai_renderer(status: int, message: str | None, headers: Mapping[str, str]) -> web.Response:
+    return openai_error(status, message, headers=headers)
+
+
+def anthropic_renderer(
+    status: int, message: str | None, headers: Mapping[str, str]
+) -> web.Response:
+    return anthropic_error(status, message, headers=headers)
+
+
 def _error(
     anthropic: bool, status: int, message: str, param: str | None = None, code: str | None = None
 ) -> web.Response:
@@ -758,12 +772,12 @@ def _retry_after_value(seconds: float) -> str:
 class _Call:
     """What the handlers know about one provider request after the common prologue."""
 
-    __slots__ = ("anthropic", "behaviour", "body")
+    __slots__ = ("behaviour", "body", "render_error")
 
-    def __init__(self, body: Any, behaviour: Behaviour, anthropic: bool) -> None:
+    def __init__(self, body: Any, behaviour: Behaviour, render_error: ErrorRenderer) -> None:
         self.body = body
         self.behaviour = behaviour
-        self.anthropic = anthropic
+        self.render_error = render_error
 
 
 def _sleep(ms: float) -> Awaitable[None]:
@@ -797,7 +811,13 @@ class _Routes:
 
     # -- common prologue ----------------------------------------------------------------
 
-    async def _begin(self, request: web.Request, anthropic: bool) -> _Call | web.Response:
+    async def _begin(
+        self, request: web.Request, anthropic: bool = False, render: ErrorRenderer | None = None
+    ) -> _Call | web.Response:
+        """Read and record the request, pick its behaviour; errors rendered by ``render``
+        (default: Anthropic's envelope when ``anthropic``, else OpenAI's)."""
+        if render is None:
+            render = anthropic_renderer if anthropic else openai_renderer
         raw = await request.read() if request.body_exists else b""
         body: Any = None
         problem: str | None = None
@@ -813,7 +833,7 @@ class _Routes:
             problem = "The request body must be a JSON object."
         record = self.p.note(request, body, raw)
         if problem is not None:
-            return _error(anthropic, 400, problem)
+            return render(400, problem, {})
 
         behaviour = self.p.defaults
         if self.p.rules:
@@ -831,8 +851,8 @@ class _Routes:
                     raise ValueError("x-mock-behaviour must be a JSON object")
                 behaviour = behaviour.merged(overrides)
             except (orjson.JSONDecodeError, ValueError) as exc:
-                return _error(anthropic, 400, f"Invalid x-mock-behaviour header: {exc}")
-        return _Call(body, behaviour, anthropic)
+                return render(400, f"Invalid x-mock-behaviour header: {exc}", {})
+        return _Call(body, behaviour, render)
 
     async def _inject(self, request: web.Request, call: _Call) -> web.StreamResponse | None:
         """Apply slow first byte, connection resets and injected error statuses."""
@@ -848,9 +868,7 @@ class _Routes:
             headers = {}
             if b.retry_after is not None:
                 headers["Retry-After"] = _retry_after_value(b.retry_after)
-            if call.anthropic:
-                return anthropic_error(b.status, b.error_message, headers=headers)
-            return openai_error(b.status, b.error_message, headers=headers)
+            return call.render_error(b.status, b.error_message, headers)
         return None
 
     @staticmethod
@@ -1555,6 +1573,13 @@ def make_app(provider: MockProvider) -> web.Application:
         for method, path, handler in endpoints:
             app.router.add_route(method, prefix + path, handler)
             routes.known_paths.setdefault(prefix + path, set()).add(method)
+    # Further wire formats (Gemini, Bedrock, ...) serve their own absolute paths.
+    from proxy.mock_provider.formats import WIRE_FORMATS
+
+    for endpoints_of in WIRE_FORMATS:
+        for method, path, handler in endpoints_of(routes):
+            app.router.add_route(method, path, handler)
+            routes.known_paths.setdefault(path, set()).add(method)
     app.router.add_get("/_mock/stats", routes.ctl_stats)
     app.router.add_get("/_mock/health", routes.ctl_health)
     app.router.add_post("/_mock/reset", routes.ctl_reset)

@@ -1,0 +1,128 @@
+"""Builders for the canonical (OpenAI Chat Completions) shapes adapters return.
+
+See :mod:`proxy.providers.base` for the shapes themselves.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from proxy.errors import GatewayError
+from proxy.usage import Usage
+
+FINISH_REASONS = ("stop", "length", "tool_calls", "content_filter")
+
+
+def completion_id() -> str:
+    return "chatcmpl-" + os.urandom(12).hex()
+
+
+def usage_dict(usage: Usage) -> dict[str, Any]:
+    return {
+        "prompt_tokens": usage.input_tokens,
+        "completion_tokens": usage.output_tokens,
+        "total_tokens": usage.input_tokens + usage.output_tokens,
+        "prompt_tokens_details": {"cached_tokens": usage.cached_tokens},
+    }
+
+
+def completion(
+    *,
+    model: str,
+    message: dict[str, Any],
+    finish_reason: str,
+    usage: Usage | None,
+    id: str | None = None,
+    created: int | None = None,
+) -> dict[str, Any]:
+    """A one-choice canonical completion."""
+    result: dict[str, Any] = {
+        "id": id or completion_id(),
+        "object": "chat.completion",
+        "created": created or int(time.time()),
+        "model": model,
+        "choices": [
+            {"index": 0, "message": message, "logprobs": None, "finish_reason": finish_reason}
+        ],
+    }
+    if usage is not None:
+        result["usage"] = usage_dict(usage)
+    return result
+
+
+class ChunkFactory:
+    """Canonical chunks of one streamed answer, sharing its id, time and model."""
+
+    __slots__ = ("created", "id", "model")
+
+    def __init__(self, model: str, id: str | None = None) -> None:
+        self.id = id or completion_id()
+        self.created = int(time.time())
+        self.model = model
+
+    def chunk(
+        self, delta: dict[str, Any], finish_reason: str | None = None, index: int = 0
+    ) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model,
+            "choices": [
+                {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+            ],
+        }
+
+    def usage_chunk(self, usage: Usage) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model,
+            "choices": [],
+            "usage": usage_dict(usage),
+        }
+
+
+def invalid_answer(detail: str) -> GatewayError:
+    """The error for a provider answer the adapter cannot understand."""
+    return GatewayError(
+        502, f"the provider's answer could not be read: {detail}", code="upstream_invalid_response"
+    )
+
+
+def unsupported(what: str, provider_kind: str, param: str | None = None) -> GatewayError:
+    """A 400 for a request feature the provider has no equivalent of."""
+    return GatewayError(
+        400,
+        f"{what} is not supported by {provider_kind} providers",
+        code="unsupported_parameter",
+        param=param,
+    )
+
+
+def text_of(content: Any) -> str:
+    """The text of a canonical message content (a string or a list of parts)."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(
+            part.get("text", "")
+            for part in content
+            if isinstance(part, dict)
+            and part.get("type") == "text"
+            and isinstance(part.get("text"), str)
+        )
+    return ""
+
+
+def parse_data_url(url: str) -> tuple[str, str] | None:
+    """``(media_type, base64 data)`` of a ``data:`` image URL, else None."""
+    if not url.startswith("data:"):
+        return None
+    header, sep, data = url[5:].partition(",")
+    if not sep or not header.endswith(";base64"):
+        return None
+    return header[: -len(";base64")] or "application/octet-stream", data
