@@ -50,7 +50,9 @@ def snapshot_rows() -> dict[str, Any]:
     Provider keys are decrypted here: the data plane holds them in memory only.
     """
     revision = config_revision()
-    providers = list(Provider.objects.values("id", "name", "kind", "base_url", "options", "is_active"))
+    providers = list(
+        Provider.objects.values("id", "name", "kind", "base_url", "options", "is_active")
+    )
     provider_keys = [
         {
             "id": key.id,
