@@ -6,29 +6,17 @@ from typing import Any
 
 import orjson
 
-from proxy import admission, routing
+from proxy import admission
 from proxy.auth import authenticate
+from proxy.chat import ChatConsumer, parse_json_object
 from proxy.consumer import InferenceConsumer
-from proxy.errors import GatewayError, bad_request
-from proxy.providers.base import Target
-from proxy.snapshot import RouteEntry, store
-from proxy.streaming import Exchange, forward
-from proxy.usage import OpenAIStreamScanner
+from proxy.errors import bad_request
+from proxy.providers.base import ProviderAdapter
+from proxy.snapshot import store
+from proxy.translation import Answer, OpenAIChunkEncoder, Passthrough, Translation
+from proxy.usage import OpenAIStreamScanner, usage_from_openai
 
-
-def parse_json_object(body: bytes) -> dict[str, Any]:
-    """The request body as a JSON object, or a 400."""
-    if not body:
-        raise bad_request("The request body is empty; send a JSON object.")
-    try:
-        payload = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise bad_request(
-            f"The request body is not valid JSON: {exc.msg}.", code="invalid_json"
-        ) from None
-    if not isinstance(payload, dict):
-        raise bad_request("The request body must be a JSON object.", code="invalid_json")
-    return payload
+__all__ = ["ChatCompletionsConsumer", "ModelsConsumer", "parse_json_object"]
 
 
 def validate_chat(payload: dict[str, Any]) -> tuple[str, bool]:
@@ -66,93 +54,33 @@ def with_usage_requested(payload: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def model_not_found(model: str) -> GatewayError:
-    return GatewayError(
-        404,
-        f"The model '{model}' does not exist or you do not have access to it.",
-        code="model_not_found",
-        param="model",
-    )
-
-
-class ChatCompletionsConsumer(InferenceConsumer):
+class ChatCompletionsConsumer(ChatConsumer):
     """``POST /v1/chat/completions``, streaming and not."""
 
-    async def handle(self, body: bytes) -> None:
-        await store.ensure_loaded()
-        key = await authenticate(self.headers, self.scope)
-        payload = parse_json_object(body)
-        model, stream = validate_chat(payload)
-        snapshot = store.current
-        route = snapshot.resolve_model(model)
-        if route is None:
-            raise model_not_found(model)
-        self.entry.update(
-            key_id=key.id or None,
-            team_id=key.team_id,
-            customer_id=key.customer_id,
-            requested_model=model[:200],
-            stream=stream,
-        )
-        levels = snapshot.policy_levels(key)
-        admission.check_access(levels, model, route)
-        fallbacks = routing.requested_fallbacks(payload)
-        if "fallbacks" in payload:
-            payload = {name: value for name, value in payload.items() if name != "fallbacks"}
-        targets = routing.deployments(snapshot, route, fallbacks, levels)
-        ticket = await admission.admit(
-            levels, [snapshot.price(target) for target in targets], payload, len(body)
-        )
-        exchange = Exchange()
-        if stream:
-            exchange.scanner = OpenAIStreamScanner(drop_usage_event=not wants_usage(payload))
-            payload = with_usage_requested(payload)
-        served = route
+    wire = "openai"
 
-        async def attempt(target: RouteEntry, provider_key: Any, index: int, retries: int) -> None:
-            nonlocal served
-            served = target
-            provider = target.provider
-            self.entry.update(
-                provider=provider.name,
-                served_model=target.provider_model,
-                fallback_index=index,
-                retries=retries,
-            )
-            request = provider.adapter.chat_request(
-                Target(
-                    provider.base_url, provider_key.secret, target.provider_model, provider.options
-                ),
-                payload,
-                stream=stream,
-            )
-            served_by = [
-                (b"x-gateway-provider", provider.name.encode()),
-                (b"x-gateway-model", target.provider_model.encode()),
-                (b"x-gateway-fallback-index", str(index).encode()),
-                (b"x-gateway-retries", str(retries).encode()),
-            ]
-            if ticket is not None:
-                served_by += ticket.headers
-            await forward(self, request, stream=stream, served_by=served_by, exchange=exchange)
+    def validate(self, payload: dict[str, Any]) -> tuple[str, bool]:
+        return validate_chat(payload)
 
-        try:
-            await routing.call_with_fallbacks(targets, attempt, lambda: self.response_started)
-        finally:
-            usage, cost = admission.final_usage(
-                exchange.usage, exchange.delta_events, len(body), snapshot.price(served), ticket
-            )
-            self.entry.update(
-                input_tokens=usage.input_tokens,
-                output_tokens=usage.output_tokens,
-                cached_tokens=usage.cached_tokens,
-                usage_estimated=usage.estimated,
-                cost_micros=cost,
-                upstream_ms=exchange.upstream_ms,
-                ttft_ms=exchange.ttft_ms,
-            )
-            if ticket is not None:
-                await admission.settle(ticket, usage, cost)
+    def native_payload(self, payload: dict[str, Any], stream: bool) -> dict[str, Any]:
+        return with_usage_requested(payload) if stream else payload
+
+    def canonical(self, payload: dict[str, Any], stream: bool) -> dict[str, Any]:
+        return payload
+
+    def passthrough(self, payload: dict[str, Any]) -> Answer:
+        drop = not wants_usage(payload)
+        return Passthrough(
+            "text/event-stream",
+            usage_from_openai,
+            lambda: OpenAIStreamScanner(drop_usage_event=drop),
+        )
+
+    def translation(self, adapter: ProviderAdapter, model: str, payload: dict[str, Any]) -> Answer:
+        include = wants_usage(payload)
+        return Translation(
+            adapter, model, orjson.dumps, lambda: OpenAIChunkEncoder(include_usage=include)
+        )
 
 
 class ModelsConsumer(InferenceConsumer):

@@ -17,7 +17,8 @@ from django.conf import settings
 from proxy import upstream
 from proxy.errors import GatewayError
 from proxy.providers import UpstreamRequest
-from proxy.usage import OpenAIStreamScanner, Usage, usage_from_openai
+from proxy.translation import Answer, StreamRelay
+from proxy.usage import Usage
 
 if TYPE_CHECKING:
     from proxy.consumer import InferenceConsumer
@@ -29,10 +30,9 @@ ERROR_BODY_LIMIT = 64 * 1024
 class Exchange:
     """What the relay learnt of the answer: its usage, or how much streamed."""
 
-    __slots__ = ("delta_events", "scanner", "sent_at", "ttft_ms", "upstream_ms", "usage")
+    __slots__ = ("delta_events", "sent_at", "ttft_ms", "upstream_ms", "usage")
 
-    def __init__(self, scanner: OpenAIStreamScanner | None = None) -> None:
-        self.scanner = scanner
+    def __init__(self) -> None:
         self.usage: Usage | None = None
         self.delta_events = 0
         self.sent_at = 0.0
@@ -46,11 +46,6 @@ class Exchange:
         if self.ttft_ms is None:
             self.ttft_ms = int((time.perf_counter() - self.sent_at) * 1000)
 
-    def finish(self) -> None:
-        if self.scanner is not None:
-            self.usage = self.usage or self.scanner.usage
-            self.delta_events = self.scanner.delta_events
-
 
 async def forward(
     consumer: InferenceConsumer,
@@ -59,6 +54,7 @@ async def forward(
     stream: bool,
     served_by: list[tuple[bytes, bytes]],
     exchange: Exchange,
+    answer: Answer,
 ) -> None:
     """Send ``request`` upstream and relay the answer to ``consumer``'s client."""
     exchange.sent_at = time.perf_counter()
@@ -69,11 +65,11 @@ async def forward(
             exchange.mark_headers()
             if response.status >= 400:
                 raise await upstream_error(response)
-            if stream and response.content_type == "text/event-stream":
-                await relay_stream(consumer, response, served_by, exchange)
+            if stream and response.content_type == answer.stream_content_type:
+                await relay_stream(consumer, response, served_by, exchange, answer.stream())
             else:
                 body = await read_limited(response, settings.GATEWAY_MAX_RESPONSE_BYTES)
-                exchange.usage = usage_from_openai(parse_json(body))
+                body, exchange.usage = answer.complete(body)
                 await consumer.send_json(200, body, served_by)
     except aiohttp.ClientConnectorError as exc:
         raise GatewayError(
@@ -100,23 +96,23 @@ async def relay_stream(
     response: aiohttp.ClientResponse,
     served_by: list[tuple[bytes, bytes]],
     exchange: Exchange,
+    relay: StreamRelay,
 ) -> None:
     headers = consumer.response_headers(SSE)
     headers.append((b"cache-control", b"no-cache"))
     headers.extend(served_by)
     await consumer.start_response(200, headers)
-    scanner = exchange.scanner
     try:
         async for chunk in response.content.iter_any():
-            if scanner is not None:
-                chunk = scanner.feed(chunk)
-                if not chunk:
-                    continue
+            chunk = relay.feed(chunk)
+            if not chunk:
+                continue
             exchange.mark_first_byte()
             await consumer.send_chunk(chunk)
-        await consumer.send_chunk(scanner.flush() if scanner else b"", more=False)
+        await consumer.send_chunk(relay.flush(), more=False)
     finally:
-        exchange.finish()
+        exchange.usage = relay.usage
+        exchange.delta_events = relay.delta_events
 
 
 async def read_limited(response: aiohttp.ClientResponse, limit: int) -> bytes:
@@ -130,16 +126,6 @@ async def read_limited(response: aiohttp.ClientResponse, limit: int) -> bytes:
             raise _too_large(limit)
         chunks.append(chunk)
     return b"".join(chunks)
-
-
-def parse_json(body: bytes) -> object:
-    """The answer's JSON; one that is not JSON is not relayed as a completion."""
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError:
-        raise GatewayError(
-            502, "the provider's answer is not valid JSON", code="upstream_invalid_response"
-        ) from None
 
 
 def _too_large(limit: int) -> GatewayError:
@@ -213,10 +199,16 @@ def _provider_message(raw: bytes) -> str | None:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError:
         return None
+    if isinstance(data, list) and data:
+        data = data[0]  # some providers wrap their error in a list
     if isinstance(data, dict):
         error = data.get("error")
         if isinstance(error, dict) and isinstance(error.get("message"), str):
             return error["message"][:500]
         if isinstance(error, str):
             return error[:500]
+        # Bedrock, Cohere and others: a top-level message.
+        for name in ("message", "Message", "detail"):
+            if isinstance(data.get(name), str):
+                return data[name][:500]
     return None

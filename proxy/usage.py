@@ -83,3 +83,73 @@ class OpenAIStreamScanner:
                         continue
             kept.append(event)
         return b"\n\n".join(kept)
+
+
+def usage_from_anthropic(data: Any) -> Usage | None:
+    """Usage from an Anthropic message (or ``message_start``'s message).
+
+    Anthropic counts cache reads and writes apart from ``input_tokens``; the
+    gateway's input tokens include them (as OpenAI's ``prompt_tokens`` do),
+    with the cache reads also as cached tokens.
+    """
+    if not isinstance(data, dict):
+        return None
+    usage = data.get("usage")
+    if not isinstance(usage, dict):
+        return None
+    cached = _int(usage.get("cache_read_input_tokens"))
+    return Usage(
+        input_tokens=_int(usage.get("input_tokens"))
+        + cached
+        + _int(usage.get("cache_creation_input_tokens")),
+        output_tokens=_int(usage.get("output_tokens")),
+        cached_tokens=cached,
+    )
+
+
+class AnthropicStreamScanner:
+    """Follows an Anthropic message stream for its usage, relaying it untouched."""
+
+    def __init__(self) -> None:
+        self.usage: Usage | None = None
+        self.delta_events = 0
+        self._pending = b""
+
+    def feed(self, chunk: bytes) -> bytes:
+        data = self._pending + chunk if self._pending else chunk
+        end = data.rfind(b"\n\n")
+        if end < 0:
+            self._pending = data
+            return b""
+        complete, self._pending = data[: end + 2], data[end + 2 :]
+        self.delta_events += complete.count(b"event: content_block_delta")
+        if b"event: message_start" in complete or b"event: message_delta" in complete:
+            self._read_usage(complete)
+        return complete
+
+    def flush(self) -> bytes:
+        rest, self._pending = self._pending, b""
+        return rest
+
+    def _read_usage(self, complete: bytes) -> None:
+        for event in complete.split(b"\n\n"):
+            start = event.find(b"data: ")
+            if start < 0 or b'"usage"' not in event:
+                continue
+            try:
+                data = orjson.loads(event[start + 6 :])
+            except orjson.JSONDecodeError:
+                continue
+            if not isinstance(data, dict):
+                continue
+            if data.get("type") == "message_start":
+                self.usage = usage_from_anthropic(data.get("message"))
+            elif data.get("type") == "message_delta":
+                late = usage_from_anthropic(data)
+                if late is None:
+                    continue
+                usage = self.usage or Usage()
+                usage.output_tokens = late.output_tokens
+                if late.input_tokens:
+                    usage.input_tokens, usage.cached_tokens = late.input_tokens, late.cached_tokens
+                self.usage = usage

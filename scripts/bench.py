@@ -698,11 +698,8 @@ def py_spy() -> str:
 # phase that called them (``Price.cost`` under admission or under settle).
 PHASE_MARKERS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("parse", "proxy/consumer.py", ("InferenceConsumer._read_body",)),
-    (
-        "parse",
-        "proxy/openai_api.py",
-        ("parse_json_object", "validate_chat", "wants_usage", "with_usage_requested"),
-    ),
+    ("parse", "proxy/openai_api.py", ("validate_chat", "wants_usage", "with_usage_requested")),
+    ("parse", "proxy/chat.py", ("parse_json_object",)),
     ("auth", "proxy/auth.py", ("authenticate",)),
     ("auth", "proxy/snapshot.py", ("SnapshotStore.ensure_loaded", "SnapshotStore.find_key")),
     (
@@ -721,8 +718,9 @@ PHASE_MARKERS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     (
         "relay (upstream call)",
         "proxy/streaming.py",
-        ("forward", "read_limited", "parse_json", "relay_stream", "upstream_error"),
+        ("forward", "read_limited", "relay_stream", "upstream_error"),
     ),
+    ("relay (upstream call)", "proxy/translation.py", ("parse_json", "Passthrough.complete")),
     ("relay (upstream call)", "proxy/upstream.py", ("session",)),
     (
         "respond (ASGI send)",

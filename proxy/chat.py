@@ -1,0 +1,159 @@
+"""The chat flow every front door shares: key, policy, admission, routing,
+upstream attempts, relay, settlement.
+
+A front door (OpenAI's ``/v1/chat/completions``, Anthropic's ``/v1/messages``)
+subclasses :class:`ChatConsumer` and says how its requests are validated,
+how they read in the canonical (OpenAI) shape, and how answers are written
+back: untouched when the provider speaks the client's wire format, through
+the canonical shapes otherwise.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from proxy import admission, routing
+from proxy.auth import authenticate
+from proxy.consumer import InferenceConsumer
+from proxy.errors import GatewayError, bad_request
+from proxy.providers.base import ProviderAdapter, Target
+from proxy.snapshot import ProviderKeyEntry, RouteEntry, store
+from proxy.streaming import Exchange, forward
+from proxy.translation import Answer
+
+
+def parse_json_object(body: bytes) -> dict[str, Any]:
+    """The request body as a JSON object, or a 400."""
+    if not body:
+        raise bad_request("The request body is empty; send a JSON object.")
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise bad_request(
+            f"The request body is not valid JSON: {exc.msg}.", code="invalid_json"
+        ) from None
+    if not isinstance(payload, dict):
+        raise bad_request("The request body must be a JSON object.", code="invalid_json")
+    return payload
+
+
+def model_not_found(model: str) -> GatewayError:
+    return GatewayError(
+        404,
+        f"The model '{model}' does not exist or you do not have access to it.",
+        code="model_not_found",
+        param="model",
+    )
+
+
+class ChatConsumer(InferenceConsumer):
+    """A chat front door; subclasses speak one client wire format."""
+
+    # The wire format of this front door's clients ("openai", "anthropic").
+    wire = ""
+
+    def validate(self, payload: dict[str, Any]) -> tuple[str, bool]:
+        """The requested model and stream flag, or a 400."""
+        raise NotImplementedError
+
+    def native_payload(self, payload: dict[str, Any], stream: bool) -> dict[str, Any]:
+        """The client's request as it goes to a provider of the same wire."""
+        return payload
+
+    def canonical(self, payload: dict[str, Any], stream: bool) -> dict[str, Any]:
+        """The client's request in the canonical shape."""
+        raise NotImplementedError
+
+    def passthrough(self, payload: dict[str, Any]) -> Answer:
+        raise NotImplementedError
+
+    def translation(self, adapter: ProviderAdapter, model: str, payload: dict[str, Any]) -> Answer:
+        raise NotImplementedError
+
+    async def handle(self, body: bytes) -> None:
+        await store.ensure_loaded()
+        key = await authenticate(self.headers, self.scope)
+        payload = parse_json_object(body)
+        model, stream = self.validate(payload)
+        snapshot = store.current
+        route = snapshot.resolve_model(model)
+        if route is None:
+            raise model_not_found(model)
+        self.entry.update(
+            key_id=key.id or None,
+            team_id=key.team_id,
+            customer_id=key.customer_id,
+            requested_model=model[:200],
+            stream=stream,
+        )
+        levels = snapshot.policy_levels(key)
+        admission.check_access(levels, model, route)
+        fallbacks = routing.requested_fallbacks(payload)
+        if "fallbacks" in payload:
+            payload = {name: value for name, value in payload.items() if name != "fallbacks"}
+        targets = routing.deployments(snapshot, route, fallbacks, levels)
+        ticket = await admission.admit(
+            levels, [snapshot.price(target) for target in targets], payload, len(body)
+        )
+        exchange = Exchange()
+        served = route
+        translated: dict[str, Any] | None = None
+
+        async def attempt(
+            target: RouteEntry, provider_key: ProviderKeyEntry, index: int, retries: int
+        ) -> None:
+            nonlocal served, translated
+            served = target
+            provider = target.provider
+            adapter = provider.adapter
+            self.entry.update(
+                provider=provider.name,
+                served_model=target.provider_model,
+                fallback_index=index,
+                retries=retries,
+            )
+            where = Target(
+                provider.base_url, provider_key.secret, target.provider_model, provider.options
+            )
+            answer: Answer
+            if adapter.wire == self.wire:
+                request = adapter.native_request(
+                    where, self.native_payload(payload, stream), stream=stream
+                )
+                answer = self.passthrough(payload)
+            else:
+                if translated is None:
+                    translated = self.canonical(payload, stream)
+                request = adapter.chat_request(where, translated, stream=stream)
+                answer = self.translation(adapter, target.provider_model, payload)
+            served_by = [
+                (b"x-gateway-provider", provider.name.encode()),
+                (b"x-gateway-model", target.provider_model.encode()),
+                (b"x-gateway-fallback-index", str(index).encode()),
+                (b"x-gateway-retries", str(retries).encode()),
+            ]
+            if ticket is not None:
+                served_by += ticket.headers
+            await forward(
+                self, request, stream=stream, served_by=served_by, exchange=exchange, answer=answer
+            )
+
+        try:
+            await routing.call_with_fallbacks(targets, attempt, lambda: self.response_started)
+        finally:
+            usage, cost = admission.final_usage(
+                exchange.usage, exchange.delta_events, len(body), snapshot.price(served), ticket
+            )
+            self.entry.update(
+                input_tokens=usage.input_tokens,
+                output_tokens=usage.output_tokens,
+                cached_tokens=usage.cached_tokens,
+                usage_estimated=usage.estimated,
+                cost_micros=cost,
+                upstream_ms=exchange.upstream_ms,
+                ttft_ms=exchange.ttft_ms,
+            )
+            if ticket is not None:
+                await admission.settle(ticket, usage, cost)

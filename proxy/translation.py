@@ -1,0 +1,155 @@
+"""How a provider's answer reaches the client: as it is, or translated.
+
+A front door and a provider of the same wire format exchange bytes untouched
+(:class:`Passthrough`: a scanner reads the usage as the stream goes by). Any
+other pair goes through the canonical shapes (:class:`Translation`): the
+adapter decodes the provider's answer, the front door's encoder writes it in
+its client's format.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import orjson
+
+from proxy.errors import GatewayError
+from proxy.providers.base import ProviderAdapter, StreamDecoder
+from proxy.usage import Usage, usage_from_openai
+
+
+class StreamRelay(Protocol):
+    """Turns upstream stream bytes into client bytes, learning the usage."""
+
+    usage: Usage | None
+    delta_events: int
+
+    def feed(self, chunk: bytes) -> bytes: ...
+
+    def flush(self) -> bytes: ...
+
+
+class ChunkEncoder(Protocol):
+    """Writes canonical chunks in a client's stream format."""
+
+    # Content and tool-call deltas written so far (to estimate cut-off usage).
+    delta_events: int
+
+    def encode(self, chunks: list[dict[str, Any]]) -> bytes: ...
+
+    def finish(self) -> bytes: ...
+
+
+class Answer(Protocol):
+    """What one attempt does with its provider's answer."""
+
+    stream_content_type: str
+
+    def complete(self, raw: bytes) -> tuple[bytes, Usage | None]:
+        """The client's body for a whole (non-streamed) answer, and its usage."""
+        ...
+
+    def stream(self) -> StreamRelay: ...
+
+
+def parse_json(body: bytes) -> Any:
+    """The answer's JSON; one that is not JSON is not relayed as a completion."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise GatewayError(
+            502, "the provider's answer is not valid JSON", code="upstream_invalid_response"
+        ) from None
+
+
+class Passthrough:
+    """Same wire format on both sides: relay bytes, read the usage on the way."""
+
+    def __init__(
+        self,
+        stream_content_type: str,
+        usage_of: Callable[[Any], Usage | None],
+        scanner: Callable[[], StreamRelay],
+    ) -> None:
+        self.stream_content_type = stream_content_type
+        self._usage_of = usage_of
+        self._scanner = scanner
+
+    def complete(self, raw: bytes) -> tuple[bytes, Usage | None]:
+        return raw, self._usage_of(parse_json(raw))
+
+    def stream(self) -> StreamRelay:
+        return self._scanner()
+
+
+class Translation:
+    """Provider format in, client format out, through the canonical shapes."""
+
+    def __init__(
+        self,
+        adapter: ProviderAdapter,
+        model: str,
+        encode_response: Callable[[dict[str, Any]], bytes],
+        encoder: Callable[[], ChunkEncoder],
+    ) -> None:
+        self.adapter = adapter
+        self.model = model
+        self.stream_content_type = adapter.stream_content_type
+        self._encode_response = encode_response
+        self._encoder = encoder
+
+    def complete(self, raw: bytes) -> tuple[bytes, Usage | None]:
+        canonical = self.adapter.chat_response(parse_json(raw), model=self.model)
+        return self._encode_response(canonical), usage_from_openai(canonical)
+
+    def stream(self) -> StreamRelay:
+        return TranslatedStream(self.adapter.stream_decoder(model=self.model), self._encoder())
+
+
+class TranslatedStream:
+    """A provider's stream decoded to canonical chunks and re-encoded for the client."""
+
+    def __init__(self, decoder: StreamDecoder, encoder: ChunkEncoder) -> None:
+        self.decoder = decoder
+        self.encoder = encoder
+
+    @property
+    def usage(self) -> Usage | None:
+        return self.decoder.usage
+
+    @property
+    def delta_events(self) -> int:
+        return self.encoder.delta_events
+
+    def feed(self, chunk: bytes) -> bytes:
+        chunks = self.decoder.feed(chunk)
+        return self.encoder.encode(chunks) if chunks else b""
+
+    def flush(self) -> bytes:
+        return self.encoder.encode(self.decoder.finish()) + self.encoder.finish()
+
+
+def openai_usage_chunk(chunk: dict[str, Any]) -> bool:
+    """Whether a canonical chunk is the usage-only last chunk."""
+    return not chunk.get("choices") and chunk.get("usage") is not None
+
+
+class OpenAIChunkEncoder:
+    """Canonical chunks as OpenAI's SSE stream (they are OpenAI chunks already)."""
+
+    def __init__(self, *, include_usage: bool) -> None:
+        self.include_usage = include_usage
+        self.delta_events = 0
+
+    def encode(self, chunks: list[dict[str, Any]]) -> bytes:
+        out = []
+        for chunk in chunks:
+            if openai_usage_chunk(chunk) and not self.include_usage:
+                continue
+            self.delta_events += 1
+            out.append(b"data: " + orjson.dumps(chunk) + b"\n\n")
+        return b"".join(out)
+
+    def finish(self) -> bytes:
+        return b"data: [DONE]\n\n"
