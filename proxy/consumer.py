@@ -189,10 +189,14 @@ class InferenceConsumer(AsyncHttpConsumer):
     def error_body(self, error: GatewayError) -> bytes:
         return error.openai_body()
 
+    def stream_error(self, error: GatewayError) -> bytes:
+        """An error event ending a stream that has already started."""
+        return b"data: " + self.error_body(error) + b"\n\n"
+
     async def send_error(self, error: GatewayError) -> None:
         self.error_code = error.code
         if self.response_started:
             # Too late for a status: end the stream with an error event.
-            await self.send_chunk(b"data: " + self.error_body(error) + b"\n\n", more=False)
+            await self.send_chunk(self.stream_error(error), more=False)
             return
         await self.send_json(error.status, self.error_body(error), error.headers)

@@ -8,14 +8,21 @@ from __future__ import annotations
 
 from typing import Any
 
+from proxy.anthropic_api import CountTokensConsumer, MessagesConsumer
 from proxy.openai_api import ChatCompletionsConsumer, ModelsConsumer
 
-INFERENCE_ROUTES: dict[str, Any] = {
+OPENAI_ROUTES: dict[str, Any] = {
     "/v1/chat/completions": ChatCompletionsConsumer.as_asgi(),
     "/v1/models": ModelsConsumer.as_asgi(),
 }
-# Clients configured with a base URL ending in /openai/v1 reach the same consumers.
-INFERENCE_ROUTES.update({f"/openai{path}": app for path, app in list(INFERENCE_ROUTES.items())})
+ANTHROPIC_ROUTES: dict[str, Any] = {
+    "/v1/messages": MessagesConsumer.as_asgi(),
+    "/v1/messages/count_tokens": CountTokensConsumer.as_asgi(),
+}
+INFERENCE_ROUTES: dict[str, Any] = {**OPENAI_ROUTES, **ANTHROPIC_ROUTES}
+# Clients whose base URL ends in /openai (/v1) or /anthropic reach the same consumers.
+INFERENCE_ROUTES.update({f"/openai{path}": app for path, app in OPENAI_ROUTES.items()})
+INFERENCE_ROUTES.update({f"/anthropic{path}": app for path, app in ANTHROPIC_ROUTES.items()})
 
 
 class InferenceRouter:
