@@ -160,7 +160,11 @@ def prices_from_rows(rows: dict[tuple[str, str], dict[str, Any]]) -> dict[tuple[
 
 def output_bound(payload: dict[str, Any], price: Price) -> int:
     """The most output tokens the request can produce."""
-    requested = payload.get("max_completion_tokens") or payload.get("max_tokens")
+    requested = (
+        payload.get("max_completion_tokens")
+        or payload.get("max_tokens")
+        or payload.get("max_output_tokens")  # the Responses API
+    )
     if isinstance(requested, int) and not isinstance(requested, bool) and requested > 0:
         bound = requested
     else:

@@ -61,16 +61,23 @@ async def admit(
     prices: list[Price],
     payload: dict[str, Any],
     body_size: int,
+    *,
+    produces_output: bool = True,
 ) -> Ticket | None:
     """Take every limit of every level at once, or raise the refusal.
 
     ``prices`` are those of every deployment that may serve the request; the
-    reservation covers the dearest.
+    reservation covers the dearest. Requests that produce no output tokens
+    (embeddings) reserve their input only.
     """
+
+    def bound(price: Price) -> int:
+        return output_bound(payload, price) if produces_output else 0
+
     # Input tokens never exceed the body's bytes: a safe bound for reservations.
-    max_output = max(output_bound(payload, price) for price in prices)
+    max_output = max(bound(price) for price in prices)
     tokens_bound = body_size + max_output
-    cost_bound = max(price.cost(body_size, output_bound(payload, price)) for price in prices)
+    cost_bound = max(price.cost(body_size, bound(price)) for price in prices)
     now = time.time()
     plan = plan_for(levels, now=now, tokens_bound=tokens_bound, cost_bound=cost_bound)
     if not plan:

@@ -18,7 +18,7 @@ from proxy import admission, routing
 from proxy.auth import authenticate
 from proxy.consumer import InferenceConsumer
 from proxy.errors import GatewayError, bad_request
-from proxy.providers.base import ProviderAdapter, Target
+from proxy.providers.base import ProviderAdapter, Target, UpstreamRequest
 from proxy.snapshot import ProviderKeyEntry, RouteEntry, store
 from proxy.streaming import Exchange, forward
 from proxy.translation import Answer
@@ -72,6 +72,24 @@ class ChatConsumer(InferenceConsumer):
     def translation(self, adapter: ProviderAdapter, model: str, payload: dict[str, Any]) -> Answer:
         raise NotImplementedError
 
+    # Whether the request produces output tokens (for its budget reservation).
+    produces_output = True
+
+    def prepare(
+        self, adapter: ProviderAdapter, where: Target, payload: dict[str, Any], stream: bool
+    ) -> tuple[UpstreamRequest, Answer]:
+        """The upstream request of one attempt and what to do with its answer:
+        untouched for a provider of the client's wire, translated otherwise."""
+        if adapter.wire == self.wire:
+            request = adapter.native_request(
+                where, self.native_payload(payload, stream), stream=stream
+            )
+            return request, self.passthrough(payload)
+        if self._canonical is None:
+            self._canonical = self.canonical(payload, stream)
+        request = adapter.chat_request(where, self._canonical, stream=stream)
+        return request, self.translation(adapter, where.model, payload)
+
     async def handle(self, body: bytes) -> None:
         await store.ensure_loaded()
         key = await authenticate(self.headers, self.scope)
@@ -95,19 +113,22 @@ class ChatConsumer(InferenceConsumer):
             payload = {name: value for name, value in payload.items() if name != "fallbacks"}
         targets = routing.deployments(snapshot, route, fallbacks, levels)
         ticket = await admission.admit(
-            levels, [snapshot.price(target) for target in targets], payload, len(body)
+            levels,
+            [snapshot.price(target) for target in targets],
+            payload,
+            len(body),
+            produces_output=self.produces_output,
         )
         exchange = Exchange()
         served = route
-        translated: dict[str, Any] | None = None
+        self._canonical: dict[str, Any] | None = None
 
         async def attempt(
             target: RouteEntry, provider_key: ProviderKeyEntry, index: int, retries: int
         ) -> None:
-            nonlocal served, translated
+            nonlocal served
             served = target
             provider = target.provider
-            adapter = provider.adapter
             self.entry.update(
                 provider=provider.name,
                 served_model=target.provider_model,
@@ -117,17 +138,7 @@ class ChatConsumer(InferenceConsumer):
             where = Target(
                 provider.base_url, provider_key.secret, target.provider_model, provider.options
             )
-            answer: Answer
-            if adapter.wire == self.wire:
-                request = adapter.native_request(
-                    where, self.native_payload(payload, stream), stream=stream
-                )
-                answer = self.passthrough(payload)
-            else:
-                if translated is None:
-                    translated = self.canonical(payload, stream)
-                request = adapter.chat_request(where, translated, stream=stream)
-                answer = self.translation(adapter, target.provider_model, payload)
+            request, answer = self.prepare(provider.adapter, where, payload, stream)
             served_by = [
                 (b"x-gateway-provider", provider.name.encode()),
                 (b"x-gateway-model", target.provider_model.encode()),

@@ -10,10 +10,14 @@ from typing import Any
 
 from proxy.anthropic_api import CountTokensConsumer, MessagesConsumer
 from proxy.openai_api import ChatCompletionsConsumer, ModelsConsumer
+from proxy.openai_endpoints import CompletionsConsumer, EmbeddingsConsumer, ResponsesConsumer
 
 OPENAI_ROUTES: dict[str, Any] = {
     "/v1/chat/completions": ChatCompletionsConsumer.as_asgi(),
     "/v1/models": ModelsConsumer.as_asgi(),
+    "/v1/embeddings": EmbeddingsConsumer.as_asgi(),
+    "/v1/completions": CompletionsConsumer.as_asgi(),
+    "/v1/responses": ResponsesConsumer.as_asgi(),
 }
 ANTHROPIC_ROUTES: dict[str, Any] = {
     "/v1/messages": MessagesConsumer.as_asgi(),

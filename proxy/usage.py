@@ -153,3 +153,58 @@ class AnthropicStreamScanner:
                 if late.input_tokens:
                     usage.input_tokens, usage.cached_tokens = late.input_tokens, late.cached_tokens
                 self.usage = usage
+
+
+def usage_from_responses(data: Any) -> Usage | None:
+    """Usage from an OpenAI Responses API response object."""
+    if not isinstance(data, dict):
+        return None
+    usage = data.get("usage")
+    if not isinstance(usage, dict):
+        return None
+    details = usage.get("input_tokens_details")
+    return Usage(
+        input_tokens=_int(usage.get("input_tokens")),
+        output_tokens=_int(usage.get("output_tokens")),
+        cached_tokens=_int(details.get("cached_tokens")) if isinstance(details, dict) else 0,
+    )
+
+
+class ResponsesStreamScanner:
+    """Follows a Responses API stream for the usage of its final response."""
+
+    def __init__(self) -> None:
+        self.usage: Usage | None = None
+        self.delta_events = 0
+        self._pending = b""
+
+    def feed(self, chunk: bytes) -> bytes:
+        data = self._pending + chunk if self._pending else chunk
+        end = data.rfind(b"\n\n")
+        if end < 0:
+            self._pending = data
+            return b""
+        complete, self._pending = data[: end + 2], data[end + 2 :]
+        self.delta_events += complete.count(b".delta\n")
+        for final in (b"response.completed", b"response.incomplete", b"response.failed"):
+            if b"event: " + final in complete:
+                self._read_usage(complete)
+        return complete
+
+    def flush(self) -> bytes:
+        rest, self._pending = self._pending, b""
+        return rest
+
+    def _read_usage(self, complete: bytes) -> None:
+        for event in complete.split(b"\n\n"):
+            start = event.find(b"data: ")
+            if start < 0 or b'"usage"' not in event:
+                continue
+            try:
+                data = orjson.loads(event[start + 6 :])
+            except orjson.JSONDecodeError:
+                continue
+            if isinstance(data, dict):
+                usage = usage_from_responses(data.get("response"))
+                if usage is not None:
+                    self.usage = usage

@@ -105,6 +105,20 @@ def demo(transactional_db, gateway, mock_provider) -> Demo:
 
 
 @pytest.fixture
+def claude(demo):
+    """An Anthropic provider (the mock's Messages API) beside the demo's OpenAI one."""
+    provider = services.provider_create(
+        name="claude", kind="anthropic", base_url=f"{demo.mock.url}/anthropic/v1"
+    )
+    services.provider_key_create(provider=provider, name="primary", secret="sk-ant-mock-0001")
+    services.model_route_create(
+        name="claude-sonnet", provider=provider, provider_model="mock-claude"
+    )
+    demo.sync()
+    return demo
+
+
+@pytest.fixture
 def celery_worker(demo) -> Iterator[subprocess.Popen | None]:
     """A real Celery worker with beat, draining the usage stream (cluster mode).
 

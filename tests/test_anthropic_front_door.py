@@ -9,8 +9,6 @@ import anthropic
 import httpx
 import pytest
 
-from keys import services
-
 WEATHER_TOOL = {
     "name": "get_weather",
     "description": "The weather in a city",
@@ -26,20 +24,6 @@ PIXEL = base64.b64encode(
         "789c6360000002000001e221bc330000000049454e44ae426082"
     )
 ).decode()
-
-
-@pytest.fixture
-def claude(demo):
-    """An Anthropic provider (the mock's Messages API) beside the demo's OpenAI one."""
-    provider = services.provider_create(
-        name="claude", kind="anthropic", base_url=f"{demo.mock.url}/anthropic/v1"
-    )
-    services.provider_key_create(provider=provider, name="primary", secret="sk-ant-mock-0001")
-    services.model_route_create(
-        name="claude-sonnet", provider=provider, provider_model="mock-claude"
-    )
-    demo.sync()
-    return demo
 
 
 def client(demo) -> anthropic.Anthropic:

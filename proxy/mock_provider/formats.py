@@ -10,9 +10,13 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+from proxy.mock_provider import openai_more
+
 if TYPE_CHECKING:
     from aiohttp import web
 
 Endpoints = list[tuple[str, str, Callable[[Any], Awaitable["web.StreamResponse"]]]]
 
-WIRE_FORMATS: list[Callable[[Any], Endpoints]] = []
+WIRE_FORMATS: list[Callable[[Any], Endpoints]] = [
+    openai_more.endpoints,
+]

@@ -20,20 +20,31 @@ class OpenAIAdapter:
     stream_content_type = "text/event-stream"
     options: dict[str, str] = {}
 
-    def chat_request(
-        self, target: Target, payload: dict[str, Any], *, stream: bool
+    # The provider also serves OpenAI's Responses API (``/v1/responses``).
+    speaks_responses = True
+
+    def openai_request(
+        self, target: Target, endpoint: str, payload: dict[str, Any]
     ) -> UpstreamRequest:
+        """A request to one of OpenAI's endpoints (``chat/completions``,
+        ``completions``, ``embeddings``, ``responses``), as the client sent it
+        but for the provider's model name."""
         if payload.get("model") != target.model:
             payload = {**payload, "model": target.model}
         return UpstreamRequest(
             method="POST",
-            url=f"{target.base_url}/chat/completions",
+            url=f"{target.base_url}/{endpoint}",
             headers={
                 "authorization": f"Bearer {target.api_key}",
                 "content-type": "application/json",
             },
             body=orjson.dumps(payload),
         )
+
+    def chat_request(
+        self, target: Target, payload: dict[str, Any], *, stream: bool
+    ) -> UpstreamRequest:
+        return self.openai_request(target, "chat/completions", payload)
 
     native_request = chat_request
 

@@ -1,0 +1,213 @@
+"""OpenAI's legacy text completions (``/v1/completions``) and the Responses API
+(``/v1/responses``), streamed and not, in the shapes OpenAI documents."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from proxy.mock_provider.server import (
+    _answer_tokens,
+    _int_param,
+    _rand_id,
+    _request_id,
+    _Routes,
+    _sleep,
+    _stop_list,
+    count_input_tokens,
+    openai_error,
+)
+
+
+def _prompt_tokens(prompt: Any) -> int:
+    if isinstance(prompt, list):
+        return sum(len(p.split()) if isinstance(p, str) else len(p) for p in prompt) or 1
+    return max(1, len(str(prompt).split()))
+
+
+def _usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
+    return {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+    }
+
+
+async def completions(routes: _Routes, request: web.Request) -> web.StreamResponse:
+    call = await routes._begin(request)
+    if isinstance(call, web.StreamResponse):
+        return call
+    early = await routes._inject(request, call)
+    if early is not None:
+        return early
+    body: dict[str, Any] = call.body
+    if not isinstance(body.get("model"), str):
+        return openai_error(400, "you must provide a model parameter", param="model")
+    prompt = body.get("prompt")
+    if prompt is None:
+        return openai_error(400, "Missing required parameter: 'prompt'.", param="prompt")
+    try:
+        cap = _int_param(body, "max_tokens") or 16
+    except ValueError as exc:
+        return openai_error(400, f"Invalid '{exc}'.", param=str(exc), code="invalid_value")
+    b = call.behaviour
+    units, why, _ = _answer_tokens(b.output_tokens, cap, _stop_list(body.get("stop")))
+    finish = "length" if why == "length" else "stop"
+    usage = _usage(_prompt_tokens(prompt), len(units))
+    head = {
+        "id": _rand_id("cmpl-"),
+        "object": "text_completion",
+        "created": int(time.time()),
+        "model": body["model"],
+    }
+    extra = {"x-request-id": _request_id()}
+    if body.get("stream") is not True:
+        if b.latency_ms:
+            await _sleep(b.latency_ms)
+        choice = {"text": "".join(units), "index": 0, "logprobs": None, "finish_reason": finish}
+        return routes._json(call, {**head, "choices": [choice], "usage": usage}, extra)
+    options = body.get("stream_options")
+    include_usage = isinstance(options, dict) and options.get("include_usage") is True
+    resp = routes._sse_response(call, extra)
+    await resp.prepare(request)
+    try:
+        if b.ttft_ms:
+            await _sleep(b.ttft_ms)
+        for position, unit in enumerate(units):
+            if position and b.inter_token_ms:
+                await _sleep(b.inter_token_ms)
+            choice = {"text": unit, "index": 0, "logprobs": None, "finish_reason": None}
+            await resp.write(b"data: " + orjson.dumps({**head, "choices": [choice]}) + b"\n\n")
+        last = {"text": "", "index": 0, "logprobs": None, "finish_reason": finish}
+        await resp.write(b"data: " + orjson.dumps({**head, "choices": [last]}) + b"\n\n")
+        if include_usage:
+            tail = {**head, "choices": [], "usage": usage}
+            await resp.write(b"data: " + orjson.dumps(tail) + b"\n\n")
+        await resp.write(b"data: [DONE]\n\n")
+        await resp.write_eof()
+    except ConnectionError:
+        routes.p.disconnects += 1
+    return resp
+
+
+def _input_tokens(value: Any, instructions: Any) -> int:
+    if isinstance(value, str):
+        return max(1, len(value.split()) + (len(str(instructions).split()) if instructions else 0))
+    messages = [item for item in value if isinstance(item, dict)]
+    return count_input_tokens(messages, instructions)
+
+
+async def responses(routes: _Routes, request: web.Request) -> web.StreamResponse:
+    call = await routes._begin(request)
+    if isinstance(call, web.StreamResponse):
+        return call
+    early = await routes._inject(request, call)
+    if early is not None:
+        return early
+    body: dict[str, Any] = call.body
+    if not isinstance(body.get("model"), str):
+        return openai_error(400, "Missing required parameter: 'model'.", param="model")
+    value = body.get("input")
+    if not isinstance(value, str | list):
+        return openai_error(400, "Missing required parameter: 'input'.", param="input")
+    try:
+        cap = _int_param(body, "max_output_tokens")
+    except ValueError as exc:
+        return openai_error(400, f"Invalid '{exc}'.", param=str(exc), code="invalid_value")
+    b = call.behaviour
+    units, why, _ = _answer_tokens(b.output_tokens, cap, ())
+    input_tokens = _input_tokens(value, body.get("instructions"))
+    usage = {
+        "input_tokens": input_tokens,
+        "input_tokens_details": {"cached_tokens": 0},
+        "output_tokens": len(units),
+        "output_tokens_details": {"reasoning_tokens": 0},
+        "total_tokens": input_tokens + len(units),
+    }
+    response_id, item_id = _rand_id("resp_"), _rand_id("msg_")
+    text = "".join(units)
+    part = {"type": "output_text", "text": text, "annotations": []}
+    item = {
+        "type": "message",
+        "id": item_id,
+        "status": "completed",
+        "role": "assistant",
+        "content": [part],
+    }
+    final = {
+        "id": response_id,
+        "object": "response",
+        "created_at": int(time.time()),
+        "status": "incomplete" if why == "length" else "completed",
+        "incomplete_details": {"reason": "max_output_tokens"} if why == "length" else None,
+        "error": None,
+        "model": body["model"],
+        "instructions": body.get("instructions"),
+        "output": [item],
+        "parallel_tool_calls": True,
+        "tool_choice": "auto",
+        "tools": [],
+        "usage": usage,
+    }
+    extra = {"x-request-id": _request_id()}
+    if body.get("stream") is not True:
+        if b.latency_ms:
+            await _sleep(b.latency_ms)
+        return routes._json(call, final, extra)
+
+    resp = routes._sse_response(call, extra)
+    await resp.prepare(request)
+    sequence = 0
+
+    async def send(kind: str, **fields: Any) -> None:
+        nonlocal sequence
+        data = orjson.dumps({"type": kind, "sequence_number": sequence, **fields})
+        sequence += 1
+        await resp.write(b"event: " + kind.encode() + b"\ndata: " + data + b"\n\n")
+
+    try:
+        started = {**final, "status": "in_progress", "output": [], "usage": None}
+        await send("response.created", response=started)
+        await send("response.in_progress", response=started)
+        if b.ttft_ms:
+            await _sleep(b.ttft_ms)
+        empty_item = {**item, "status": "in_progress", "content": []}
+        await send("response.output_item.added", output_index=0, item=empty_item)
+        empty_part = {**part, "text": ""}
+        where = {"item_id": item_id, "output_index": 0, "content_index": 0}
+        await send("response.content_part.added", **where, part=empty_part)
+        for position, unit in enumerate(units):
+            if position and b.inter_token_ms:
+                await _sleep(b.inter_token_ms)
+            await send("response.output_text.delta", **where, delta=unit)
+        await send("response.output_text.done", **where, text=text)
+        await send("response.content_part.done", **where, part=part)
+        await send("response.output_item.done", output_index=0, item=item)
+        done = "response.incomplete" if why == "length" else "response.completed"
+        await send(done, response=final)
+        await resp.write_eof()
+    except ConnectionError:
+        routes.p.disconnects += 1
+    return resp
+
+
+def endpoints(routes: _Routes) -> list[tuple[str, str, Any]]:
+    """Both endpoints, also under the ``/openai`` prefix."""
+
+    async def on_completions(request: web.Request) -> web.StreamResponse:
+        return await completions(routes, request)
+
+    async def on_responses(request: web.Request) -> web.StreamResponse:
+        return await responses(routes, request)
+
+    return [
+        (method, prefix + path, handler)
+        for prefix in ("", "/openai")
+        for method, path, handler in (
+            ("POST", "/v1/completions", on_completions),
+            ("POST", "/v1/responses", on_responses),
+        )
+    ]

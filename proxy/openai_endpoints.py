@@ -1,0 +1,285 @@
+"""OpenAI's other inference endpoints: ``/v1/embeddings``, ``/v1/completions``
+(legacy text completions) and ``/v1/responses``.
+
+Each runs the shared chat flow (key, policy, admission, routing, settlement).
+OpenAI-compatible providers get the request as sent; embeddings reach other
+providers through their adapter's ``embeddings_request``, and legacy
+completions through the chat translation (the prompt as one user message, the
+answer's text back as ``choices[].text``). The Responses API is passed through
+to providers that speak it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from proxy.chat import ChatConsumer
+from proxy.errors import bad_request
+from proxy.openai_api import wants_usage, with_usage_requested
+from proxy.providers.base import ProviderAdapter, Target, UpstreamRequest
+from proxy.providers.canonical import unsupported
+from proxy.translation import Answer, Passthrough, Translation, openai_usage_chunk, parse_json
+from proxy.usage import (
+    OpenAIStreamScanner,
+    ResponsesStreamScanner,
+    Usage,
+    usage_from_openai,
+    usage_from_responses,
+)
+
+
+def _model(payload: dict[str, Any]) -> str:
+    model = payload.get("model")
+    if not isinstance(model, str) or not model:
+        raise bad_request("'model' is required and must be a non-empty string.", param="model")
+    return model
+
+
+def _stream(payload: dict[str, Any]) -> bool:
+    stream = payload.get("stream", False)
+    if not isinstance(stream, bool) and stream is not None:
+        raise bad_request("'stream' must be a boolean.", param="stream")
+    return bool(stream)
+
+
+def _openai_request(
+    adapter: ProviderAdapter, where: Target, endpoint: str, payload: dict[str, Any]
+) -> UpstreamRequest:
+    build = getattr(adapter, "openai_request", None)
+    if build is None:
+        raise unsupported(f"/v1/{endpoint}", adapter.kind)
+    return build(where, endpoint, payload)
+
+
+# --- embeddings ----------------------------------------------------------------------
+
+
+def validate_embeddings(payload: dict[str, Any]) -> str:
+    model = _model(payload)
+    value = payload.get("input")
+    ok = (isinstance(value, str) and value) or (
+        isinstance(value, list)
+        and value
+        and (
+            all(isinstance(item, str) for item in value)
+            or all(isinstance(item, int) and not isinstance(item, bool) for item in value)
+            or all(
+                isinstance(item, list)
+                and item
+                and all(isinstance(t, int) and not isinstance(t, bool) for t in item)
+                for item in value
+            )
+        )
+    )
+    if not ok:
+        raise bad_request(
+            "'input' must be a non-empty string, array of strings, or array of token arrays.",
+            param="input",
+        )
+    return model
+
+
+class EmbeddingsTranslation:
+    """An embeddings answer of another provider, as OpenAI's list of embeddings."""
+
+    stream_content_type = "application/json"
+
+    def __init__(self, adapter: Any, model: str) -> None:
+        self.adapter = adapter
+        self.model = model
+
+    def complete(self, raw: bytes) -> tuple[bytes, Usage | None]:
+        result = self.adapter.embeddings_response(parse_json(raw), model=self.model)
+        return orjson.dumps(result), usage_from_openai(result)
+
+    def stream(self) -> Any:  # embeddings never stream
+        raise NotImplementedError
+
+
+class EmbeddingsConsumer(ChatConsumer):
+    """``POST /v1/embeddings``."""
+
+    wire = "openai"
+    produces_output = False
+
+    def validate(self, payload: dict[str, Any]) -> tuple[str, bool]:
+        return validate_embeddings(payload), False
+
+    def prepare(
+        self, adapter: ProviderAdapter, where: Target, payload: dict[str, Any], stream: bool
+    ) -> tuple[UpstreamRequest, Answer]:
+        if adapter.wire == "openai":
+            request = _openai_request(adapter, where, "embeddings", payload)
+            return request, Passthrough("application/json", usage_from_openai, _no_stream)
+        translate = getattr(adapter, "embeddings_request", None)
+        if translate is None:
+            raise unsupported("Embeddings", adapter.kind)
+        return translate(where, payload), EmbeddingsTranslation(adapter, where.model)
+
+
+def _no_stream() -> Any:
+    raise NotImplementedError
+
+
+# --- legacy completions ------------------------------------------------------------
+
+
+def validate_completion(payload: dict[str, Any]) -> tuple[str, bool]:
+    model = _model(payload)
+    prompt = payload.get("prompt")
+    if not (isinstance(prompt, str) or (isinstance(prompt, list) and prompt)):
+        raise bad_request("'prompt' is required: a string or an array.", param="prompt")
+    return model, _stream(payload)
+
+
+def completion_as_chat(payload: dict[str, Any], stream: bool) -> dict[str, Any]:
+    """A legacy completion request as a canonical chat request (one prompt)."""
+    prompt = payload["prompt"]
+    if isinstance(prompt, list):
+        if len(prompt) != 1 or not isinstance(prompt[0], str):
+            raise unsupported("A batch or token prompt", "this provider's", param="prompt")
+        prompt = prompt[0]
+    if payload.get("echo") or payload.get("suffix") or payload.get("best_of", 1) != 1:
+        raise unsupported("echo, suffix and best_of", "this provider's")
+    chat: dict[str, Any] = {
+        "model": payload["model"],
+        "messages": [{"role": "user", "content": prompt}],
+        # OpenAI's legacy default.
+        "max_tokens": payload.get("max_tokens") or 16,
+    }
+    for name in ("temperature", "top_p", "stop", "n", "seed", "user"):
+        if payload.get(name) is not None:
+            chat[name] = payload[name]
+    if stream:
+        chat["stream"] = True
+        chat["stream_options"] = {"include_usage": True}
+    return chat
+
+
+def _text_choice(choice: dict[str, Any], text: str) -> dict[str, Any]:
+    return {
+        "text": text,
+        "index": choice.get("index", 0),
+        "logprobs": None,
+        "finish_reason": choice.get("finish_reason"),
+    }
+
+
+def encode_text_completion(canonical: dict[str, Any]) -> bytes:
+    choices = [
+        _text_choice(choice, (choice.get("message") or {}).get("content") or "")
+        for choice in canonical.get("choices") or []
+    ]
+    result = {
+        "id": canonical.get("id"),
+        "object": "text_completion",
+        "created": canonical.get("created"),
+        "model": canonical.get("model"),
+        "choices": choices,
+    }
+    if canonical.get("usage"):
+        result["usage"] = canonical["usage"]
+    return orjson.dumps(result)
+
+
+class TextCompletionEncoder:
+    """Canonical chat chunks as a legacy completion stream."""
+
+    def __init__(self, *, include_usage: bool) -> None:
+        self.include_usage = include_usage
+        self.delta_events = 0
+
+    def encode(self, chunks: list[dict[str, Any]]) -> bytes:
+        out = []
+        for chunk in chunks:
+            if openai_usage_chunk(chunk):
+                if not self.include_usage:
+                    continue
+                choices: list[dict[str, Any]] = []
+            else:
+                choices = [
+                    _text_choice(choice, (choice.get("delta") or {}).get("content") or "")
+                    for choice in chunk.get("choices") or []
+                ]
+                choices = [c for c in choices if c["text"] or c["finish_reason"]]
+                if not choices:
+                    continue
+                self.delta_events += 1
+            event = {
+                "id": chunk.get("id"),
+                "object": "text_completion",
+                "created": chunk.get("created"),
+                "model": chunk.get("model"),
+                "choices": choices,
+            }
+            if chunk.get("usage"):
+                event["usage"] = chunk["usage"]
+            out.append(b"data: " + orjson.dumps(event) + b"\n\n")
+        return b"".join(out)
+
+    def finish(self) -> bytes:
+        return b"data: [DONE]\n\n"
+
+
+class CompletionsConsumer(ChatConsumer):
+    """``POST /v1/completions`` (legacy), streaming and not."""
+
+    wire = "openai"
+
+    def validate(self, payload: dict[str, Any]) -> tuple[str, bool]:
+        return validate_completion(payload)
+
+    def canonical(self, payload: dict[str, Any], stream: bool) -> dict[str, Any]:
+        return completion_as_chat(payload, stream)
+
+    def translation(self, adapter: ProviderAdapter, model: str, payload: dict[str, Any]) -> Answer:
+        include = wants_usage(payload)
+        return Translation(
+            adapter,
+            model,
+            encode_text_completion,
+            lambda: TextCompletionEncoder(include_usage=include),
+        )
+
+    def prepare(
+        self, adapter: ProviderAdapter, where: Target, payload: dict[str, Any], stream: bool
+    ) -> tuple[UpstreamRequest, Answer]:
+        if adapter.wire != "openai":
+            return super().prepare(adapter, where, payload, stream)
+        sent = with_usage_requested(payload) if stream else payload
+        drop = not wants_usage(payload)
+        answer = Passthrough(
+            "text/event-stream",
+            usage_from_openai,
+            lambda: OpenAIStreamScanner(drop_usage_event=drop),
+        )
+        return _openai_request(adapter, where, "completions", sent), answer
+
+
+# --- responses -----------------------------------------------------------------------
+
+
+def validate_response(payload: dict[str, Any]) -> tuple[str, bool]:
+    model = _model(payload)
+    if not isinstance(payload.get("input"), str | list):
+        raise bad_request("'input' is required: a string or an array of items.", param="input")
+    return model, _stream(payload)
+
+
+class ResponsesConsumer(ChatConsumer):
+    """``POST /v1/responses``: passed through to providers that speak it."""
+
+    wire = "openai"
+
+    def validate(self, payload: dict[str, Any]) -> tuple[str, bool]:
+        return validate_response(payload)
+
+    def prepare(
+        self, adapter: ProviderAdapter, where: Target, payload: dict[str, Any], stream: bool
+    ) -> tuple[UpstreamRequest, Answer]:
+        if not getattr(adapter, "speaks_responses", False):
+            raise unsupported("The Responses API", adapter.kind)
+        answer = Passthrough("text/event-stream", usage_from_responses, ResponsesStreamScanner)
+        return _openai_request(adapter, where, "responses", payload), answer
