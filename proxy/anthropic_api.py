@@ -11,6 +11,7 @@ sequence with a ``ping`` after the start.
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 import os
 from typing import Any
@@ -22,6 +23,7 @@ from proxy.auth import authenticate
 from proxy.chat import ChatConsumer, model_not_found, parse_json_object
 from proxy.consumer import InferenceConsumer
 from proxy.errors import GatewayError, bad_request
+from proxy.openai_api import ModelsConsumer
 from proxy.providers.base import ProviderAdapter, Target
 from proxy.snapshot import store
 from proxy.sse import encode
@@ -471,6 +473,24 @@ class MessagesConsumer(AnthropicErrors, ChatConsumer):
             lambda canonical: encode_message(canonical, requested),
             lambda: AnthropicEventEncoder(requested),
         )
+
+
+class AnthropicModelsConsumer(AnthropicErrors, ModelsConsumer):
+    """``GET /anthropic/v1/models``: the caller's models in Anthropic's list shape."""
+
+    async def handle(self, body: bytes) -> None:
+        created = dt.datetime.fromtimestamp(int(store.current.built_at), dt.UTC).isoformat()
+        data = [
+            {"type": "model", "id": name, "display_name": name, "created_at": created}
+            for name, _ in await self.allowed_routes()
+        ]
+        listing = {
+            "data": data,
+            "has_more": False,
+            "first_id": data[0]["id"] if data else None,
+            "last_id": data[-1]["id"] if data else None,
+        }
+        await self.send_json(200, orjson.dumps(listing))
 
 
 def estimate_tokens(payload: dict[str, Any]) -> int:

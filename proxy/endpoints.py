@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from proxy.anthropic_api import CountTokensConsumer, MessagesConsumer
+from proxy.anthropic_api import AnthropicModelsConsumer, CountTokensConsumer, MessagesConsumer
 from proxy.openai_api import ChatCompletionsConsumer, ModelsConsumer
 from proxy.openai_endpoints import CompletionsConsumer, EmbeddingsConsumer, ResponsesConsumer
 
@@ -27,6 +27,7 @@ INFERENCE_ROUTES: dict[str, Any] = {**OPENAI_ROUTES, **ANTHROPIC_ROUTES}
 # Clients whose base URL ends in /openai (/v1) or /anthropic reach the same consumers.
 INFERENCE_ROUTES.update({f"/openai{path}": app for path, app in OPENAI_ROUTES.items()})
 INFERENCE_ROUTES.update({f"/anthropic{path}": app for path, app in ANTHROPIC_ROUTES.items()})
+INFERENCE_ROUTES["/anthropic/v1/models"] = AnthropicModelsConsumer.as_asgi()
 
 
 class InferenceRouter:

@@ -12,7 +12,7 @@ from proxy.chat import ChatConsumer, parse_json_object
 from proxy.consumer import InferenceConsumer
 from proxy.errors import bad_request
 from proxy.providers.base import ProviderAdapter
-from proxy.snapshot import store
+from proxy.snapshot import RouteEntry, store
 from proxy.translation import Answer, OpenAIChunkEncoder, Passthrough, Translation
 from proxy.usage import OpenAIStreamScanner, usage_from_openai
 
@@ -89,19 +89,21 @@ class ModelsConsumer(InferenceConsumer):
     methods = ("GET",)
     recorded = False
 
-    async def handle(self, body: bytes) -> None:
+    async def allowed_routes(self) -> list[tuple[str, RouteEntry]]:
+        """The public model names the caller's key may use, sorted."""
         await store.ensure_loaded()
         key = await authenticate(self.headers, self.scope)
-        snapshot = store.current
-        levels = snapshot.policy_levels(key)
-        data = [
-            {
-                "id": name,
-                "object": "model",
-                "created": int(snapshot.built_at),
-                "owned_by": route.provider.name,
-            }
-            for name, route in sorted(snapshot.routes.items())
+        levels = store.current.policy_levels(key)
+        return [
+            (name, route)
+            for name, route in sorted(store.current.routes.items())
             if admission.is_allowed(levels, name, route)
+        ]
+
+    async def handle(self, body: bytes) -> None:
+        created = int(store.current.built_at)
+        data = [
+            {"id": name, "object": "model", "created": created, "owned_by": route.provider.name}
+            for name, route in await self.allowed_routes()
         ]
         await self.send_json(200, orjson.dumps({"object": "list", "data": data}))

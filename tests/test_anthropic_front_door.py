@@ -382,3 +382,9 @@ def test_the_openai_sdk_gets_a_clear_error_for_what_anthropic_cannot_do(claude):
     assert caught.value.body["code"] == "unsupported_parameter"
     assert caught.value.body["param"] == "n"
     assert claude.mock.requests() == []
+
+
+def test_it_lists_the_callers_models_in_anthropics_shape(claude):
+    page = client(claude).models.list()
+    assert [model.id for model in page.data] == ["claude-sonnet", "gpt-4o-mini"]
+    assert page.data[0].type == "model"
