@@ -11,7 +11,7 @@ from django.core.management.base import CommandError
 
 from keys import crypto, tokens
 from keys.declarative import ConfigError, apply_config, dump_yaml, export_config
-from keys.models import ModelRoute, ProviderKey, VirtualKey
+from keys.models import ModelRoute, Provider, ProviderKey, VirtualKey
 
 pytestmark = pytest.mark.django_db
 
@@ -225,8 +225,32 @@ def test_the_documented_example_applies(monkeypatch):
 
     text = (Path(__file__).resolve().parent.parent / "docs" / "configuration.md").read_text()
     example = text.split("```yaml", 1)[1].split("```", 1)[0]
-    for variable in ("OPENAI_API_KEY", "ANTHROPIC_COMPAT_KEY", "OLLAMA_KEY"):
+    for variable in ("OPENAI_API_KEY", "ANTHROPIC_COMPAT_KEY", "ANTHROPIC_API_KEY", "OLLAMA_KEY"):
         monkeypatch.setenv(variable, f"secret-{variable.lower()}")
     monkeypatch.setenv("SEARCH_PROD_KEY", "sk-gw-searchpr" + "b" * 40)
     report = apply_config(yaml.safe_load(example))
     assert report.created and not report.changed
+
+
+def test_provider_options_are_declared_exported_and_checked(monkeypatch):
+    monkeypatch.setenv("TEST_ANTHROPIC_KEY", "sk-ant-secret-1234")
+    document = {
+        "version": 1,
+        "providers": [
+            {
+                "name": "claude",
+                "kind": "anthropic",
+                "base_url": "https://api.anthropic.com/v1",
+                "options": {"version": "2024-01-01"},
+                "keys": [{"name": "main", "api_key_env": "TEST_ANTHROPIC_KEY"}],
+            }
+        ],
+    }
+    apply_config(document)
+    assert Provider.objects.get(name="claude").options == {"version": "2024-01-01"}
+    assert export_config()["providers"][0]["options"] == {"version": "2024-01-01"}
+    document["providers"][0]["options"] = {"region": "us-east-1"}
+    with pytest.raises(ConfigError) as caught:
+        apply_config(document)
+    assert "Unknown option 'region'" in str(caught.value)
+    assert Provider.objects.get(name="claude").options == {"version": "2024-01-01"}
