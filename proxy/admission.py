@@ -167,19 +167,28 @@ def limit_headers(
 
 
 def final_usage(
-    reported: Usage | None, delta_events: int, body_size: int, price: Price, ticket: Ticket | None
+    reported: Usage | None,
+    delta_events: int,
+    body_size: int,
+    price: Price,
+    ticket: Ticket | None,
+    *,
+    input_estimate: int | None = None,
 ) -> tuple[Usage, int]:
     """What the request used and costs: as reported, else estimated from what streamed.
 
-    The cost never exceeds the reservation, so a budget cannot be overspent
-    by an estimate.
+    Without a report, the output is one token per streamed delta (providers
+    stream about one token per event) and the input is ``input_estimate``
+    (the gateway's tokenizer) or a quarter of the body's bytes. The cost never
+    exceeds the reservation, so a budget cannot be overspent by an estimate.
     """
     usage = reported
     if usage is None:
         # No usage reported (client left, upstream failed mid-stream): count
         # what was streamed.
+        estimated_input = input_estimate if input_estimate is not None else body_size // 4
         usage = Usage(
-            input_tokens=body_size // 4 if delta_events else 0,
+            input_tokens=estimated_input if delta_events else 0,
             output_tokens=delta_events,
             estimated=delta_events > 0,
         )

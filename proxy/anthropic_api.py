@@ -11,14 +11,14 @@ sequence with a ``ping`` after the start.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
-import math
 import os
 from typing import Any
 
 import orjson
 
-from proxy import admission
+from proxy import admission, tokens
 from proxy.auth import authenticate
 from proxy.chat import ChatConsumer, model_not_found, parse_json_object
 from proxy.consumer import InferenceConsumer
@@ -493,17 +493,10 @@ class AnthropicModelsConsumer(AnthropicErrors, ModelsConsumer):
         await self.send_json(200, orjson.dumps(listing))
 
 
-def estimate_tokens(payload: dict[str, Any]) -> int:
-    """Input tokens of a Messages request, estimated (about four bytes a token)
-    for providers that cannot count them."""
-    size = len(orjson.dumps([payload.get("system"), payload.get("messages"), payload.get("tools")]))
-    return max(1, math.ceil(size / 4))
-
-
 class CountTokensConsumer(AnthropicErrors, InferenceConsumer):
     """``POST /anthropic/v1/messages/count_tokens``: counted by an Anthropic
-    provider, estimated for others. Costs nothing, so it is not admitted
-    against limits; it is recorded."""
+    provider, by the gateway's tokenizer for others. Costs nothing, so it is
+    not admitted against limits; it is recorded."""
 
     async def handle(self, body: bytes) -> None:
         await store.ensure_loaded()
@@ -531,7 +524,13 @@ class CountTokensConsumer(AnthropicErrors, InferenceConsumer):
         provider_key = route.provider.pick_key()
         counter = getattr(adapter, "count_tokens_request", None)
         if counter is None or provider_key is None:
-            await self.send_json(200, orjson.dumps({"input_tokens": estimate_tokens(payload)}))
+            counted = await asyncio.to_thread(
+                tokens.count_messages,
+                payload["messages"],
+                system=payload.get("system"),
+                tools=payload.get("tools"),
+            )
+            await self.send_json(200, orjson.dumps({"input_tokens": counted}))
             return
         target = Target(
             route.provider.base_url,

@@ -10,11 +10,12 @@ the canonical shapes otherwise.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import orjson
 
-from proxy import admission, routing
+from proxy import admission, routing, tokens
 from proxy.auth import authenticate
 from proxy.consumer import InferenceConsumer
 from proxy.errors import GatewayError, bad_request
@@ -74,6 +75,14 @@ class ChatConsumer(InferenceConsumer):
 
     # Whether the request produces output tokens (for its budget reservation).
     produces_output = True
+
+    def count_input(self, payload: dict[str, Any]) -> int:
+        """The request's input tokens by the gateway's tokenizer (an estimate)."""
+        return tokens.count_messages(
+            payload.get("messages") or payload.get("prompt") or payload.get("input"),
+            system=payload.get("system"),
+            tools=payload.get("tools"),
+        )
 
     def prepare(
         self, adapter: ProviderAdapter, where: Target, payload: dict[str, Any], stream: bool
@@ -154,8 +163,18 @@ class ChatConsumer(InferenceConsumer):
         try:
             await routing.call_with_fallbacks(targets, attempt, lambda: self.response_started)
         finally:
+            input_estimate = None
+            if exchange.usage is None and exchange.delta_events:
+                # No usage reported (client left, provider sent none): count the
+                # prompt with the tokenizer, off the event loop.
+                input_estimate = await asyncio.to_thread(self.count_input, payload)
             usage, cost = admission.final_usage(
-                exchange.usage, exchange.delta_events, len(body), snapshot.price(served), ticket
+                exchange.usage,
+                exchange.delta_events,
+                len(body),
+                snapshot.price(served),
+                ticket,
+                input_estimate=input_estimate,
             )
             self.entry.update(
                 input_tokens=usage.input_tokens,
