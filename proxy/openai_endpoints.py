@@ -11,6 +11,9 @@ to providers that speak it.
 
 from __future__ import annotations
 
+import array
+import base64
+import sys
 from typing import Any
 
 import orjson
@@ -82,16 +85,26 @@ def validate_embeddings(payload: dict[str, Any]) -> str:
 
 
 class EmbeddingsTranslation:
-    """An embeddings answer of another provider, as OpenAI's list of embeddings."""
+    """An embeddings answer of another provider, as OpenAI's list of embeddings
+    (base64 of little-endian float32, as OpenAI encodes them, when asked)."""
 
     stream_content_type = "application/json"
 
-    def __init__(self, adapter: Any, model: str) -> None:
+    def __init__(self, adapter: Any, model: str, *, base64: bool) -> None:
         self.adapter = adapter
         self.model = model
+        self.base64 = base64
 
     def complete(self, raw: bytes) -> tuple[bytes, Usage | None]:
         result = self.adapter.embeddings_response(parse_json(raw), model=self.model)
+        if self.base64:
+            for item in result.get("data") or []:
+                vector = item.get("embedding")
+                if isinstance(vector, list):
+                    packed = array.array("f", vector)
+                    if sys.byteorder != "little":
+                        packed.byteswap()
+                    item["embedding"] = base64.b64encode(packed.tobytes()).decode()
         return orjson.dumps(result), usage_from_openai(result)
 
     def stream(self) -> Any:  # embeddings never stream
@@ -116,7 +129,10 @@ class EmbeddingsConsumer(ChatConsumer):
         translate = getattr(adapter, "embeddings_request", None)
         if translate is None:
             raise unsupported("Embeddings", adapter.kind)
-        return translate(where, payload), EmbeddingsTranslation(adapter, where.model)
+        answer = EmbeddingsTranslation(
+            adapter, where.model, base64=payload.get("encoding_format") == "base64"
+        )
+        return translate(where, payload), answer
 
 
 def _no_stream() -> Any:

@@ -163,7 +163,8 @@ async def upstream_error(response: aiohttp.ClientResponse) -> GatewayError:
             key_fault=True,
             retry_after=_seconds(retry_after),
         )
-    if status in (401, 403):
+    # Google answers a key it does not accept with 400 API_KEY_INVALID.
+    if status in (401, 403) or (status == 400 and b"API_KEY_INVALID" in raw):
         return GatewayError(
             502,
             f"the provider refused the gateway's credentials: {message}",

@@ -429,14 +429,14 @@ def _public_record(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def _api_keys(headers: Mapping[str, str]) -> list[str]:
-    """Provider keys a request carries, in Authorization / x-api-key / api-key order."""
+    """Provider keys a request carries: Authorization, x-api-key, api-key, x-goog-api-key."""
     keys: list[str] = []
     auth = headers.get("Authorization")
     if auth:
         scheme, _, value = auth.partition(" ")
         if scheme.lower() == "bearer" and value.strip():
             keys.append(value.strip())
-    for name in ("x-api-key", "api-key"):
+    for name in ("x-api-key", "api-key", "x-goog-api-key"):
         value = headers.get(name)
         if value:
             keys.append(value)
