@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from proxy.mock_provider import azure, cohere, gemini, openai_more
+from proxy.mock_provider import azure, bedrock, cohere, gemini, openai_more
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -19,6 +19,7 @@ Endpoints = list[tuple[str, str, Callable[[Any], Awaitable["web.StreamResponse"]
 
 WIRE_FORMATS: list[Callable[[Any], Endpoints]] = [
     azure.endpoints,
+    bedrock.endpoints,
     cohere.endpoints,
     gemini.endpoints,
     openai_more.endpoints,
