@@ -9,6 +9,8 @@ import anthropic
 import httpx
 import pytest
 
+from tests.ledger_helpers import new_tag, record_tagged
+
 WEATHER_TOOL = {
     "name": "get_weather",
     "description": "The weather in a city",
@@ -75,20 +77,13 @@ def test_it_relays_an_anthropic_stream_byte_for_byte(claude):
     assert events[0] == b"event: message_start" and events[-1] == b"event: message_stop"
 
 
-def test_it_records_the_usage_of_an_anthropic_stream(claude):
-    with client(claude).messages.stream(model="claude-sonnet", **hello()) as stream:
+def test_it_records_the_usage_of_an_anthropic_stream(claude, celery_worker):
+    tag = new_tag()
+    with client(claude).messages.stream(
+        model="claude-sonnet", extra_headers={"x-request-id": tag}, **hello()
+    ) as stream:
         final = stream.get_final_message()
-    from governance.models import RequestRecord
-
-    record = RequestRecord.objects.none()
-    for _ in range(50):
-        record = RequestRecord.objects.filter(requested_model="claude-sonnet").first()
-        if record is not None:
-            break
-        import time
-
-        time.sleep(0.1)
-    assert record is not None
+    record = record_tagged(tag)
     assert record.output_tokens == final.usage.output_tokens
     assert record.input_tokens == final.usage.input_tokens
     assert not record.usage_estimated

@@ -3,21 +3,10 @@ with the official openai SDK."""
 
 from __future__ import annotations
 
-import time
-
 import openai
 import pytest
 
-from governance.models import RequestRecord
-
-
-def record_of(model: str) -> RequestRecord:
-    for _ in range(50):
-        record = RequestRecord.objects.filter(requested_model=model).order_by("-time").first()
-        if record is not None:
-            return record
-        time.sleep(0.1)
-    raise AssertionError(f"no usage record for {model}")
+from tests.ledger_helpers import new_tag, record_tagged
 
 
 @pytest.fixture
@@ -31,9 +20,12 @@ def embed(demo):
     return demo
 
 
-def test_it_returns_embeddings(embed):
+def test_it_returns_embeddings(embed, celery_worker):
+    tag = new_tag()
     result = embed.openai().embeddings.create(
-        model="text-embedding-3-small", input=["one two", "three"]
+        model="text-embedding-3-small",
+        input=["one two", "three"],
+        extra_headers={"x-request-id": tag},
     )
     assert [item.index for item in result.data] == [0, 1]
     assert all(len(item.embedding) == 8 for item in result.data)
@@ -41,7 +33,7 @@ def test_it_returns_embeddings(embed):
     [received] = embed.mock.requests()
     assert received["path"] == "/v1/embeddings"
     assert received["body"]["model"] == "mock-embed"
-    record = record_of("text-embedding-3-small")
+    record = record_tagged(tag)
     assert record.input_tokens == result.usage.prompt_tokens
     assert record.output_tokens == 0
 
@@ -115,31 +107,40 @@ def test_a_legacy_completion_reaches_anthropic_translated(claude, stream):
     assert received["body"]["max_tokens"] == 4
 
 
-def test_it_passes_the_responses_api_through(demo):
+def test_it_passes_the_responses_api_through(demo, celery_worker):
+    tag = new_tag()
     response = demo.openai().responses.create(
-        model="gpt-4o-mini", input="Say hello", max_output_tokens=6
+        model="gpt-4o-mini",
+        input="Say hello",
+        max_output_tokens=6,
+        extra_headers={"x-request-id": tag},
     )
     assert response.output_text == "word0 word1 word2 word3 word4 word5"
     assert response.usage.output_tokens == 6
     [received] = demo.mock.requests()
     assert received["path"] == "/v1/responses"
     assert received["body"]["model"] == "mock-gpt"
-    record = record_of("gpt-4o-mini")
+    record = record_tagged(tag)
     assert record.output_tokens == 6
     assert record.input_tokens == response.usage.input_tokens
 
 
-def test_it_streams_the_responses_api(demo):
+def test_it_streams_the_responses_api(demo, celery_worker):
+    tag = new_tag()
     events = list(
         demo.openai().responses.create(
-            model="gpt-4o-mini", input="Say hello", max_output_tokens=3, stream=True
+            model="gpt-4o-mini",
+            input="Say hello",
+            max_output_tokens=3,
+            stream=True,
+            extra_headers={"x-request-id": tag},
         )
     )
     assert events[0].type == "response.created"
     assert events[-1].type == "response.incomplete"
     text = "".join(e.delta for e in events if e.type == "response.output_text.delta")
     assert text == "word0 word1 word2"
-    record = record_of("gpt-4o-mini")
+    record = record_tagged(tag)
     assert record.output_tokens == 3 and not record.usage_estimated
 
 

@@ -3,12 +3,10 @@ itself and marks the record as estimated."""
 
 from __future__ import annotations
 
-import time
-
 import httpx
 
-from governance.models import RequestRecord
 from proxy.tokens import count_messages, count_text
+from tests.ledger_helpers import new_tag, record_tagged
 
 MESSAGES = [{"role": "user", "content": "Count slowly to ten"}]
 
@@ -18,13 +16,14 @@ def test_the_tokenizer_counts_like_cl100k():
     assert count_messages(MESSAGES) == 8  # "user Count slowly to ten" + 3
 
 
-def test_a_stream_cut_short_is_recorded_with_estimated_usage(demo):
+def test_a_stream_cut_short_is_recorded_with_estimated_usage(demo, celery_worker):
     demo.mock.add_rule(stall_after_tokens=3)
+    tag = new_tag()
     with httpx.stream(
         "POST",
         f"{demo.gateway.url}/v1/chat/completions",
         json={"model": "gpt-4o-mini", "messages": MESSAGES, "stream": True},
-        headers={"authorization": f"Bearer {demo.key}"},
+        headers={"authorization": f"Bearer {demo.key}", "x-request-id": tag},
         timeout=20,
     ) as response:
         received = b""
@@ -32,12 +31,7 @@ def test_a_stream_cut_short_is_recorded_with_estimated_usage(demo):
             received += chunk
             if received.count(b"data: ") >= 4:  # the role chunk and three tokens
                 break
-    for _ in range(100):
-        record = RequestRecord.objects.filter(requested_model="gpt-4o-mini").first()
-        if record is not None:
-            break
-        time.sleep(0.1)
-    assert record is not None
+    record = record_tagged(tag)
     assert record.client_disconnected
     assert record.usage_estimated
     assert record.input_tokens == count_messages(MESSAGES)
