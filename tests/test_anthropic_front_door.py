@@ -384,3 +384,44 @@ def test_it_lists_the_callers_models_in_anthropics_shape(claude):
     page = client(claude).models.list()
     assert [model.id for model in page.data] == ["claude-sonnet", "gpt-4o-mini"]
     assert page.data[0].type == "model"
+
+
+def test_the_anthropic_sdk_sends_an_image_to_anthropic_untouched(claude):
+    content = [
+        {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PIXEL}},
+        {"type": "text", "text": "What is this?"},
+    ]
+    client(claude).messages.create(
+        model="claude-sonnet", max_tokens=16, messages=[{"role": "user", "content": content}]
+    )
+    [received] = claude.mock.requests()
+    assert received["body"]["messages"][0]["content"] == content
+
+
+def test_the_openai_sdk_round_trips_a_tool_call_with_an_openai_provider(claude):
+    tool = {
+        "type": "function",
+        "function": {"name": "get_weather", "parameters": WEATHER_TOOL["input_schema"]},
+    }
+    sdk = claude.openai()
+    messages = [
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "Weather where this was taken?"},
+                {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PIXEL}"}},
+            ],
+        }
+    ]
+    first = sdk.chat.completions.create(model="gpt-4o-mini", messages=messages, tools=[tool])
+    [call] = first.choices[0].message.tool_calls
+    assert first.choices[0].finish_reason == "tool_calls"
+    messages += [
+        first.choices[0].message.model_dump(exclude_none=True),
+        {"role": "tool", "tool_call_id": call.id, "content": "Sunny"},
+    ]
+    second = sdk.chat.completions.create(model="gpt-4o-mini", messages=messages, tools=[tool])
+    assert second.choices[0].finish_reason == "stop"
+    sent = claude.mock.requests()[-1]["body"]
+    assert sent["messages"][0]["content"][1]["image_url"]["url"].endswith(PIXEL)
+    assert sent["messages"][2] == {"role": "tool", "tool_call_id": call.id, "content": "Sunny"}
