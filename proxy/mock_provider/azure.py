@@ -255,11 +255,7 @@ class AzureChat:
         routes = self.routes
         b = call.behaviour
         resp = routes._sse_response(call, _headers())
-        routes.p.streams_open += 1
-        try:
-            await resp.prepare(request)
-            if b.ttft_ms:
-                await _sleep(b.ttft_ms)
+        async with routes.open_stream(request, resp, b):
             # Azure reports the prompt's filter results first, in a chunk of its own.
             await resp.write(
                 _event(
@@ -305,10 +301,6 @@ class AzureChat:
                 )
             await resp.write(b"data: [DONE]\n\n")
             await resp.write_eof()
-        except ConnectionError:
-            routes.p.disconnects += 1
-        finally:
-            routes.p.streams_open -= 1
         return resp
 
 

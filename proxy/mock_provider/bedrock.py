@@ -694,12 +694,8 @@ class BedrockRuntime:
         b = call.behaviour
         headers = {"Content-Type": EVENT_STREAM, **extra}
         resp = web.StreamResponse(headers=headers)
-        routes.p.streams_open += 1
         started = time.monotonic()
-        try:
-            await resp.prepare(request)
-            if b.ttft_ms:
-                await _sleep(b.ttft_ms)
+        async with routes.open_stream(request, resp, b):
             await resp.write(event("messageStart", {"role": "assistant"}))
             if tool is not None:
                 await resp.write(
@@ -748,10 +744,6 @@ class BedrockRuntime:
                 )
             )
             await resp.write_eof()
-        except ConnectionError:
-            routes.p.disconnects += 1
-        finally:
-            routes.p.streams_open -= 1
         return resp
 
 

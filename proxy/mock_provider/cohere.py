@@ -284,11 +284,7 @@ class CohereRoutes:
         routes = self.routes
         b = call.behaviour
         resp = routes._sse_response(call, {"x-request-id": _rand_id("")})
-        routes.p.streams_open += 1
-        try:
-            await resp.prepare(request)
-            if b.ttft_ms:
-                await _sleep(b.ttft_ms)
+        async with routes.open_stream(request, resp, b):
             await resp.write(
                 _event(
                     "message-start",
@@ -378,10 +374,6 @@ class CohereRoutes:
                 _event("message-end", {"delta": {"finish_reason": finish, "usage": usage}})
             )
             await resp.write_eof()
-        except ConnectionError:
-            routes.p.disconnects += 1
-        finally:
-            routes.p.streams_open -= 1
         return resp
 
     async def embed(self, request: web.Request) -> web.StreamResponse:

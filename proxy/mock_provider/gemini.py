@@ -674,11 +674,7 @@ class GeminiAPI:
                 await resp.write((b"[" if first else b",\r\n") + data)
             first = False
 
-        routes.p.streams_open += 1
-        try:
-            await resp.prepare(request)
-            if b.ttft_ms:
-                await _sleep(b.ttft_ms)
+        async with routes.open_stream(request, resp, b):
             stall = b.stall_after_tokens
             if answer.blocked:
                 await send(answer.envelope([], answer.usage()))
@@ -699,10 +695,6 @@ class GeminiAPI:
             if not sse:
                 await resp.write(b"]" if not first else b"[]")
             await resp.write_eof()
-        except ConnectionError:
-            routes.p.disconnects += 1
-        finally:
-            routes.p.streams_open -= 1
         return resp
 
     async def _stream_text(self, request: web.Request, answer: _Answer, b: Any, send: Any) -> None:

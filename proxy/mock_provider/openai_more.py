@@ -72,10 +72,7 @@ async def completions(routes: _Routes, request: web.Request) -> web.StreamRespon
     options = body.get("stream_options")
     include_usage = isinstance(options, dict) and options.get("include_usage") is True
     resp = routes._sse_response(call, extra)
-    await resp.prepare(request)
-    try:
-        if b.ttft_ms:
-            await _sleep(b.ttft_ms)
+    async with routes.open_stream(request, resp, b):
         for position, unit in enumerate(units):
             if position and b.inter_token_ms:
                 await _sleep(b.inter_token_ms)
@@ -88,8 +85,6 @@ async def completions(routes: _Routes, request: web.Request) -> web.StreamRespon
             await resp.write(b"data: " + orjson.dumps(tail) + b"\n\n")
         await resp.write(b"data: [DONE]\n\n")
         await resp.write_eof()
-    except ConnectionError:
-        routes.p.disconnects += 1
     return resp
 
 
@@ -159,7 +154,6 @@ async def responses(routes: _Routes, request: web.Request) -> web.StreamResponse
         return routes._json(call, final, extra)
 
     resp = routes._sse_response(call, extra)
-    await resp.prepare(request)
     sequence = 0
 
     async def send(kind: str, **fields: Any) -> None:
@@ -168,7 +162,8 @@ async def responses(routes: _Routes, request: web.Request) -> web.StreamResponse
         sequence += 1
         await resp.write(b"event: " + kind.encode() + b"\ndata: " + data + b"\n\n")
 
-    try:
+    # OpenAI announces the response at once; the first token comes after the TTFT.
+    async with routes.open_stream(request, resp, b, wait_ttft=False):
         started = {**final, "status": "in_progress", "output": [], "usage": None}
         await send("response.created", response=started)
         await send("response.in_progress", response=started)
@@ -189,8 +184,6 @@ async def responses(routes: _Routes, request: web.Request) -> web.StreamResponse
         done = "response.incomplete" if why == "length" else "response.completed"
         await send(done, response=final)
         await resp.write_eof()
-    except ConnectionError:
-        routes.p.disconnects += 1
     return resp
 
 

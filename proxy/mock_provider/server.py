@@ -47,7 +47,7 @@ import threading
 import time
 from array import array
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from functools import lru_cache
 from http import HTTPStatus
@@ -901,6 +901,30 @@ class _Routes:
             headers["Retry-After"] = _retry_after_value(call.behaviour.retry_after)
         return web.StreamResponse(headers=headers)
 
+    @contextlib.asynccontextmanager
+    async def open_stream(
+        self,
+        request: web.Request,
+        resp: web.StreamResponse,
+        behaviour: Behaviour,
+        *,
+        wait_ttft: bool = True,
+    ) -> AsyncIterator[web.StreamResponse]:
+        """A streamed answer from its headers to its end: counted while open,
+        its first event after the behaviour's TTFT (unless the handler places
+        that wait itself), and a client that goes away counted as a disconnect
+        rather than raised."""
+        self.p.streams_open += 1
+        try:
+            await resp.prepare(request)
+            if wait_ttft and behaviour.ttft_ms:
+                await _sleep(behaviour.ttft_ms)
+            yield resp
+        except ConnectionError:
+            self.p.disconnects += 1
+        finally:
+            self.p.streams_open -= 1
+
     async def _hang(self, request: web.Request) -> None:
         """Keep a stream open without sending anything until the client or server gives up."""
         while True:
@@ -1104,11 +1128,7 @@ class _Routes:
             first = [{"role": "assistant", "content": ""} for _ in range(n)]
 
         resp = self._sse_response(call, extra)
-        self.p.streams_open += 1
-        try:
-            await resp.prepare(request)
-            if b.ttft_ms:
-                await _sleep(b.ttft_ms)
+        async with self.open_stream(request, resp, b):
             for i in range(n):
                 await resp.write(chunk(i, first[i]))
             stall = b.stall_after_tokens
@@ -1138,10 +1158,6 @@ class _Routes:
                 await resp.write(head + b'[],"usage":' + orjson.dumps(usage) + b"}\n\n")
             await resp.write(b"data: [DONE]\n\n")
             await resp.write_eof()
-        except ConnectionError:
-            self.p.disconnects += 1
-        finally:
-            self.p.streams_open -= 1
         return resp
 
     async def embeddings(self, request: web.Request) -> web.StreamResponse:
@@ -1372,11 +1388,7 @@ class _Routes:
             )
 
         resp = self._sse_response(call, extra)
-        self.p.streams_open += 1
-        try:
-            await resp.prepare(request)
-            if b.ttft_ms:
-                await _sleep(b.ttft_ms)
+        async with self.open_stream(request, resp, b):
             await resp.write(
                 event(
                     "message_start",
@@ -1431,10 +1443,6 @@ class _Routes:
             )
             await resp.write(b'event: message_stop\ndata: {"type":"message_stop"}\n\n')
             await resp.write_eof()
-        except ConnectionError:
-            self.p.disconnects += 1
-        finally:
-            self.p.streams_open -= 1
         return resp
 
     async def count_tokens(self, request: web.Request) -> web.StreamResponse:
