@@ -42,11 +42,22 @@ def usage_from_openai(data: Any) -> Usage | None:
     )
 
 
-class OpenAIStreamScanner:
-    """Follows an OpenAI chat completion stream for its usage."""
+def _event_json(event: bytes) -> Any:
+    """The JSON of an event's ``data:`` line, or None."""
+    start = event.find(b"data: ")
+    if start < 0:
+        return None
+    try:
+        return orjson.loads(event[start + 6 :])
+    except orjson.JSONDecodeError:
+        return None
 
-    def __init__(self, *, drop_usage_event: bool) -> None:
-        self.drop_usage_event = drop_usage_event
+
+class EventScanner:
+    """Relays a stream as complete events, at once; only a partial event waits
+    for its end. Subclasses read what they need from the complete part."""
+
+    def __init__(self) -> None:
         self.usage: Usage | None = None
         self.delta_events = 0
         self._pending = b""
@@ -59,23 +70,35 @@ class OpenAIStreamScanner:
             self._pending = data
             return b""
         complete, self._pending = data[: end + 2], data[end + 2 :]
-        self.delta_events += complete.count(b'"delta"')
-        if b'"usage":{' not in complete and b'"usage": {' not in complete:
-            return complete
-        return self._take_usage(complete)
+        return self.scan(complete)
 
     def flush(self) -> bytes:
         rest, self._pending = self._pending, b""
         return rest
 
+    def scan(self, complete: bytes) -> bytes:
+        """Complete events, as they are to be forwarded."""
+        raise NotImplementedError
+
+
+class OpenAIStreamScanner(EventScanner):
+    """Follows an OpenAI chat completion stream for its usage."""
+
+    def __init__(self, *, drop_usage_event: bool) -> None:
+        super().__init__()
+        self.drop_usage_event = drop_usage_event
+
+    def scan(self, complete: bytes) -> bytes:
+        self.delta_events += complete.count(b'"delta"')
+        if b'"usage":{' not in complete and b'"usage": {' not in complete:
+            return complete
+        return self._take_usage(complete)
+
     def _take_usage(self, complete: bytes) -> bytes:
         kept = []
         for event in complete.split(b"\n\n"):
             if event.startswith(b"data: {") and b'"usage"' in event:
-                try:
-                    data = orjson.loads(event[6:])
-                except orjson.JSONDecodeError:
-                    data = None
+                data = _event_json(event)
                 usage = usage_from_openai(data)
                 if usage is not None:
                     self.usage = usage
@@ -107,39 +130,20 @@ def usage_from_anthropic(data: Any) -> Usage | None:
     )
 
 
-class AnthropicStreamScanner:
+class AnthropicStreamScanner(EventScanner):
     """Follows an Anthropic message stream for its usage, relaying it untouched."""
 
-    def __init__(self) -> None:
-        self.usage: Usage | None = None
-        self.delta_events = 0
-        self._pending = b""
-
-    def feed(self, chunk: bytes) -> bytes:
-        data = self._pending + chunk if self._pending else chunk
-        end = data.rfind(b"\n\n")
-        if end < 0:
-            self._pending = data
-            return b""
-        complete, self._pending = data[: end + 2], data[end + 2 :]
+    def scan(self, complete: bytes) -> bytes:
         self.delta_events += complete.count(b"event: content_block_delta")
         if b"event: message_start" in complete or b"event: message_delta" in complete:
             self._read_usage(complete)
         return complete
 
-    def flush(self) -> bytes:
-        rest, self._pending = self._pending, b""
-        return rest
-
     def _read_usage(self, complete: bytes) -> None:
         for event in complete.split(b"\n\n"):
-            start = event.find(b"data: ")
-            if start < 0 or b'"usage"' not in event:
+            if b'"usage"' not in event:
                 continue
-            try:
-                data = orjson.loads(event[start + 6 :])
-            except orjson.JSONDecodeError:
-                continue
+            data = _event_json(event)
             if not isinstance(data, dict):
                 continue
             if data.get("type") == "message_start":
@@ -170,40 +174,21 @@ def usage_from_responses(data: Any) -> Usage | None:
     )
 
 
-class ResponsesStreamScanner:
+class ResponsesStreamScanner(EventScanner):
     """Follows a Responses API stream for the usage of its final response."""
 
-    def __init__(self) -> None:
-        self.usage: Usage | None = None
-        self.delta_events = 0
-        self._pending = b""
-
-    def feed(self, chunk: bytes) -> bytes:
-        data = self._pending + chunk if self._pending else chunk
-        end = data.rfind(b"\n\n")
-        if end < 0:
-            self._pending = data
-            return b""
-        complete, self._pending = data[: end + 2], data[end + 2 :]
+    def scan(self, complete: bytes) -> bytes:
         self.delta_events += complete.count(b".delta\n")
         for final in (b"response.completed", b"response.incomplete", b"response.failed"):
             if b"event: " + final in complete:
                 self._read_usage(complete)
         return complete
 
-    def flush(self) -> bytes:
-        rest, self._pending = self._pending, b""
-        return rest
-
     def _read_usage(self, complete: bytes) -> None:
         for event in complete.split(b"\n\n"):
-            start = event.find(b"data: ")
-            if start < 0 or b'"usage"' not in event:
+            if b'"usage"' not in event:
                 continue
-            try:
-                data = orjson.loads(event[start + 6 :])
-            except orjson.JSONDecodeError:
-                continue
+            data = _event_json(event)
             if isinstance(data, dict):
                 usage = usage_from_responses(data.get("response"))
                 if usage is not None:
