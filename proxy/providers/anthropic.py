@@ -17,13 +17,13 @@ import orjson
 from proxy.providers.base import Target, UpstreamRequest
 from proxy.providers.canonical import (
     ChunkFactory,
+    JSONEventDecoder,
     completion,
     invalid_answer,
     parse_data_url,
     text_of,
     unsupported,
 )
-from proxy.sse import SSEParser
 from proxy.usage import Usage, usage_from_anthropic
 
 API_VERSION = "2023-06-01"
@@ -278,42 +278,24 @@ class AnthropicAdapter:
         return AnthropicStreamDecoder(model)
 
 
-class AnthropicStreamDecoder:
+class AnthropicStreamDecoder(JSONEventDecoder):
     """Anthropic's stream events as canonical chunks."""
 
+    skips_done = False  # Anthropic's streams end with message_stop, never [DONE]
+
     def __init__(self, model: str) -> None:
-        self.usage: Usage | None = None
-        self._events = SSEParser()
+        super().__init__()
         self._chunks = ChunkFactory(model)
         # Content block index → tool call index, for tool_use blocks.
         self._tool_index: dict[int, int] = {}
         self._finish: str | None = None
         self._done = False
 
-    def feed(self, data: bytes) -> list[dict[str, Any]]:
-        return self._decode(self._events.feed(data))
-
-    def finish(self) -> list[dict[str, Any]]:
-        chunks = self._decode(self._events.finish())
+    def end(self, chunks: list[dict[str, Any]]) -> None:
         if not self._done:
             raise invalid_answer("the stream ended before message_stop")
-        return chunks
 
-    def _decode(self, events: list[Any]) -> list[dict[str, Any]]:
-        out: list[dict[str, Any]] = []
-        for event in events:
-            if not event.data:
-                continue
-            try:
-                data = orjson.loads(event.data)
-            except orjson.JSONDecodeError:
-                raise invalid_answer("an event of the stream is not JSON") from None
-            if not isinstance(data, dict):
-                raise invalid_answer("an event of the stream is not an object")
-            self._event(data, out)
-        return out
-
-    def _event(self, data: dict[str, Any], out: list[dict[str, Any]]) -> None:
+    def event(self, data: dict[str, Any], out: list[dict[str, Any]]) -> None:
         kind = data.get("type")
         chunks = self._chunks
         if kind == "message_start":

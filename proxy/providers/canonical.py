@@ -9,7 +9,10 @@ import os
 import time
 from typing import Any
 
+import orjson
+
 from proxy.errors import GatewayError
+from proxy.sse import Event, SSEParser
 from proxy.usage import Usage
 
 FINISH_REASONS = ("stop", "length", "tool_calls", "content_filter")
@@ -84,6 +87,48 @@ class ChunkFactory:
             "choices": [],
             "usage": usage_dict(usage),
         }
+
+
+class JSONEventDecoder:
+    """The base of decoders of SSE streams whose events each carry one JSON
+    object: events are parsed as they complete and handed to :meth:`event`;
+    one that is not a JSON object ends the stream with a 502."""
+
+    # Whether an OpenAI-style ``data: [DONE]`` event may end the stream.
+    skips_done = True
+
+    def __init__(self) -> None:
+        self.usage: Usage | None = None
+        self._events = SSEParser()
+
+    def feed(self, data: bytes) -> list[dict[str, Any]]:
+        return self._decode(self._events.feed(data))
+
+    def finish(self) -> list[dict[str, Any]]:
+        chunks = self._decode(self._events.finish())
+        self.end(chunks)
+        return chunks
+
+    def _decode(self, events: list[Event]) -> list[dict[str, Any]]:
+        chunks: list[dict[str, Any]] = []
+        for event in events:
+            if not event.data or (self.skips_done and event.data == b"[DONE]"):
+                continue
+            try:
+                data = orjson.loads(event.data)
+            except orjson.JSONDecodeError:
+                raise invalid_answer("an event of the stream is not JSON") from None
+            if not isinstance(data, dict):
+                raise invalid_answer("an event of the stream is not an object")
+            self.event(data, chunks)
+        return chunks
+
+    def event(self, data: dict[str, Any], chunks: list[dict[str, Any]]) -> None:
+        """Append the canonical chunks of one event to ``chunks``."""
+        raise NotImplementedError
+
+    def end(self, chunks: list[dict[str, Any]]) -> None:
+        """At the end of the stream: refuse an incomplete one, append what is left."""
 
 
 def invalid_answer(detail: str) -> GatewayError:

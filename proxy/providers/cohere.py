@@ -28,12 +28,12 @@ from proxy.errors import GatewayError
 from proxy.providers.base import Target, UpstreamRequest
 from proxy.providers.canonical import (
     ChunkFactory,
+    JSONEventDecoder,
     completion,
     invalid_answer,
     text_of,
     unsupported,
 )
-from proxy.sse import SSEParser
 from proxy.usage import Usage
 
 KIND = "cohere"
@@ -400,12 +400,11 @@ def _tool_call(call: Any) -> dict[str, Any]:
     }
 
 
-class CohereStreamDecoder:
+class CohereStreamDecoder(JSONEventDecoder):
     """Cohere's chat stream events as canonical chunks."""
 
     def __init__(self, model: str) -> None:
-        self.usage: Usage | None = None
-        self._events = SSEParser()
+        super().__init__()
         self._chunks = ChunkFactory(model)
         self._started = False
         self._ended = False
@@ -413,34 +412,16 @@ class CohereStreamDecoder:
         self._tool_index: int | None = None
         self._thinking: set[int] = set()
 
-    def feed(self, data: bytes) -> list[dict[str, Any]]:
-        out: list[dict[str, Any]] = []
-        for event in self._events.feed(data):
-            self._event(event.data, out)
-        return out
-
-    def finish(self) -> list[dict[str, Any]]:
-        out: list[dict[str, Any]] = []
-        for event in self._events.finish():
-            self._event(event.data, out)
+    def end(self, chunks: list[dict[str, Any]]) -> None:
         if not self._ended:
             raise invalid_answer("the stream ended before its message-end event")
-        return out
 
     def _start(self, out: list[dict[str, Any]]) -> None:
         if not self._started:
             self._started = True
             out.append(self._chunks.chunk({"role": "assistant", "content": ""}))
 
-    def _event(self, raw: bytes, out: list[dict[str, Any]]) -> None:
-        if not raw or raw == b"[DONE]":
-            return
-        try:
-            event = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            raise invalid_answer("an event of the stream is not JSON") from None
-        if not isinstance(event, dict):
-            raise invalid_answer("an event of the stream is not an object")
+    def event(self, event: dict[str, Any], out: list[dict[str, Any]]) -> None:
         kind = event.get("type")
         delta = event.get("delta") if isinstance(event.get("delta"), dict) else {}
         message = delta.get("message") if isinstance(delta.get("message"), dict) else {}

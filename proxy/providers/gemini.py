@@ -36,13 +36,13 @@ from proxy.errors import GatewayError, bad_request
 from proxy.providers.base import Target, UpstreamRequest
 from proxy.providers.canonical import (
     ChunkFactory,
+    JSONEventDecoder,
     completion,
     invalid_answer,
     parse_data_url,
     text_of,
     unsupported,
 )
-from proxy.sse import Event, SSEParser
 from proxy.usage import Usage
 
 KIND = "gemini"
@@ -714,7 +714,7 @@ def chat_completion(data: Any, *, model: str) -> dict[str, Any]:
     return result
 
 
-class GeminiStreamDecoder:
+class GeminiStreamDecoder(JSONEventDecoder):
     """Turns ``streamGenerateContent?alt=sse`` events into canonical chunks.
 
     Every event is a whole ``GenerateContentResponse`` holding the parts added
@@ -725,56 +725,39 @@ class GeminiStreamDecoder:
     """
 
     def __init__(self, *, model: str) -> None:
-        self.usage: Usage | None = None
-        self._events = SSEParser()
+        super().__init__()
         self._chunks = ChunkFactory(model)
         self._started: set[int] = set()
         self._calls: dict[int, int] = {}
         self._finished: set[int] = set()
         self._response_id = ""
 
-    def feed(self, data: bytes) -> list[dict[str, Any]]:
-        return self._decode(self._events.feed(data))
-
-    def finish(self) -> list[dict[str, Any]]:
-        chunks = self._decode(self._events.finish())
+    def end(self, chunks: list[dict[str, Any]]) -> None:
         if not self._finished:
             raise invalid_answer("the stream ended before the answer was complete")
         if self.usage is not None:
             chunks.append(self._chunks.usage_chunk(self.usage))
-        return chunks
 
-    def _decode(self, events: list[Event]) -> list[dict[str, Any]]:
-        chunks: list[dict[str, Any]] = []
-        for event in events:
-            if not event.data or event.data == b"[DONE]":
-                continue
-            try:
-                data = orjson.loads(event.data)
-            except orjson.JSONDecodeError:
-                raise invalid_answer("an event of the stream is not JSON") from None
-            if not isinstance(data, dict):
-                raise invalid_answer("an event of the stream is not an object")
-            if "error" in data:
-                raise stream_error(data["error"])
-            if isinstance(data.get("responseId"), str) and data["responseId"]:
-                if not self._response_id and not self._started:
-                    # The answer's own id names the completion, as it does unstreamed.
-                    self._chunks.id = f"chatcmpl-{data['responseId']}"
-                self._response_id = data["responseId"]
-            usage = usage_from_gemini(data)
-            if usage is not None:
-                self.usage = usage
-            candidates = data.get("candidates")
-            if isinstance(candidates, list):
-                for position, candidate in enumerate(candidates):
-                    if isinstance(candidate, dict):
-                        self._candidate(candidate, position, chunks)
-            elif _blocked(data) and not self._finished:
-                self._start(0, chunks)
-                self._finished.add(0)
-                chunks.append(self._chunks.chunk({}, "content_filter"))
-        return chunks
+    def event(self, data: dict[str, Any], chunks: list[dict[str, Any]]) -> None:
+        if "error" in data:
+            raise stream_error(data["error"])
+        if isinstance(data.get("responseId"), str) and data["responseId"]:
+            if not self._response_id and not self._started:
+                # The answer's own id names the completion, as it does unstreamed.
+                self._chunks.id = f"chatcmpl-{data['responseId']}"
+            self._response_id = data["responseId"]
+        usage = usage_from_gemini(data)
+        if usage is not None:
+            self.usage = usage
+        candidates = data.get("candidates")
+        if isinstance(candidates, list):
+            for position, candidate in enumerate(candidates):
+                if isinstance(candidate, dict):
+                    self._candidate(candidate, position, chunks)
+        elif _blocked(data) and not self._finished:
+            self._start(0, chunks)
+            self._finished.add(0)
+            chunks.append(self._chunks.chunk({}, "content_filter"))
 
     def _start(self, index: int, chunks: list[dict[str, Any]]) -> None:
         if index not in self._started:
