@@ -24,6 +24,7 @@ from proxy.chat import ChatConsumer, model_not_found, parse_json_object
 from proxy.consumer import InferenceConsumer
 from proxy.errors import GatewayError, bad_request
 from proxy.openai_api import ModelsConsumer
+from proxy.providers.anthropic import assistant_message
 from proxy.providers.base import ProviderAdapter, Target
 from proxy.snapshot import store
 from proxy.sse import encode
@@ -151,34 +152,6 @@ def _user_messages(content: Any, where: str) -> list[dict[str, Any]]:
     return messages
 
 
-def _assistant_message(content: Any) -> dict[str, Any]:
-    if isinstance(content, str):
-        return {"role": "assistant", "content": content}
-    text = []
-    calls = []
-    for block in content:
-        if not isinstance(block, dict):
-            continue
-        if block.get("type") == "text":
-            text.append(block.get("text") or "")
-        elif block.get("type") == "tool_use":
-            calls.append(
-                {
-                    "id": block.get("id"),
-                    "type": "function",
-                    "function": {
-                        "name": block.get("name"),
-                        "arguments": orjson.dumps(block.get("input") or {}).decode(),
-                    },
-                }
-            )
-        # thinking blocks belong to the model that wrote them; they are not sent on.
-    message: dict[str, Any] = {"role": "assistant", "content": "".join(text) or None}
-    if calls:
-        message["tool_calls"] = calls
-    return message
-
-
 def _tool_choice(choice: Any) -> tuple[Any, bool | None]:
     if not isinstance(choice, dict):
         return None, None
@@ -203,7 +176,11 @@ def to_canonical(payload: dict[str, Any], *, stream: bool) -> dict[str, Any]:
         if message["role"] == "user":
             messages.extend(_user_messages(message["content"], f"messages.{index}"))
         else:
-            messages.append(_assistant_message(message["content"]))
+            content = message["content"]
+            if isinstance(content, str):
+                messages.append({"role": "assistant", "content": content})
+            else:
+                messages.append(assistant_message(content))
     canonical: dict[str, Any] = {
         "model": payload["model"],
         "messages": messages,

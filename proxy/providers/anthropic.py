@@ -19,9 +19,13 @@ from proxy.providers.canonical import (
     ChunkFactory,
     JSONEventDecoder,
     completion,
+    image_url,
     invalid_answer,
     parse_data_url,
     text_of,
+    tool_arguments,
+    tool_call,
+    tool_call_start,
     unsupported,
 )
 from proxy.usage import Usage, usage_from_anthropic
@@ -41,25 +45,8 @@ STOP_REASONS = {
 }
 
 
-def _json_arguments(arguments: Any, where: str) -> dict[str, Any]:
-    if isinstance(arguments, dict):
-        return arguments
-    if not isinstance(arguments, str) or not arguments.strip():
-        return {}
-    try:
-        value = orjson.loads(arguments)
-    except orjson.JSONDecodeError:
-        raise unsupported(f"{where}: tool call arguments that are not JSON", "anthropic") from None
-    if not isinstance(value, dict):
-        raise unsupported(f"{where}: tool call arguments that are not an object", "anthropic")
-    return value
-
-
 def _image_block(part: dict[str, Any], where: str) -> dict[str, Any]:
-    image = part.get("image_url")
-    url = image.get("url") if isinstance(image, dict) else image
-    if not isinstance(url, str) or not url:
-        raise unsupported(f"{where}: an image without a URL", "anthropic")
+    url = image_url(part, where, "anthropic")
     inline = parse_data_url(url)
     if inline is not None:
         media_type, data = inline
@@ -114,7 +101,7 @@ def _messages(messages: list[dict[str, Any]]) -> tuple[str | None, list[dict[str
                         "type": "tool_use",
                         "id": call.get("id"),
                         "name": function.get("name"),
-                        "input": _json_arguments(function.get("arguments"), where),
+                        "input": tool_arguments(function.get("arguments"), where, "anthropic"),
                     }
                 )
             add("assistant", blocks)
@@ -197,30 +184,24 @@ def messages_request(payload: dict[str, Any], model: str) -> dict[str, Any]:
     return body
 
 
-def _message(data: dict[str, Any]) -> tuple[dict[str, Any], str]:
-    """An Anthropic message's content as a canonical message, and its finish reason."""
+def assistant_message(blocks: list[Any]) -> dict[str, Any]:
+    """Anthropic content blocks of an assistant turn as a canonical message.
+
+    Thinking blocks belong to the model that wrote them and are not carried.
+    """
     text: list[str] = []
     calls = []
-    for block in data.get("content") or []:
+    for block in blocks:
         if not isinstance(block, dict):
             continue
         if block.get("type") == "text":
             text.append(block.get("text") or "")
         elif block.get("type") == "tool_use":
-            calls.append(
-                {
-                    "id": block.get("id"),
-                    "type": "function",
-                    "function": {
-                        "name": block.get("name"),
-                        "arguments": orjson.dumps(block.get("input") or {}).decode(),
-                    },
-                }
-            )
+            calls.append(tool_call(block.get("id"), block.get("name"), block.get("input")))
     message: dict[str, Any] = {"role": "assistant", "content": "".join(text) if text else None}
     if calls:
         message["tool_calls"] = calls
-    return message, STOP_REASONS.get(data.get("stop_reason") or "", "stop")
+    return message
 
 
 class AnthropicAdapter:
@@ -265,11 +246,10 @@ class AnthropicAdapter:
     def chat_response(self, data: Any, *, model: str) -> dict[str, Any]:
         if not isinstance(data, dict) or data.get("type") != "message":
             raise invalid_answer("not a message")
-        message, finish = _message(data)
         return completion(
             model=data.get("model") or model,
-            message=message,
-            finish_reason=finish,
+            message=assistant_message(data.get("content") or []),
+            finish_reason=STOP_REASONS.get(data.get("stop_reason") or "", "stop"),
             usage=usage_from_anthropic(data),
             id=data.get("id"),
         )
@@ -309,12 +289,7 @@ class AnthropicStreamDecoder(JSONEventDecoder):
             block = data.get("content_block") or {}
             if block.get("type") == "tool_use":
                 index = self._tool_index[data.get("index", 0)] = len(self._tool_index)
-                call = {
-                    "index": index,
-                    "id": block.get("id"),
-                    "type": "function",
-                    "function": {"name": block.get("name"), "arguments": ""},
-                }
+                call = tool_call_start(index, block.get("id"), block.get("name"))
                 out.append(chunks.chunk({"tool_calls": [call]}))
             elif block.get("type") == "text" and block.get("text"):
                 out.append(chunks.chunk({"content": block["text"]}))

@@ -30,9 +30,13 @@ from proxy.providers.base import Target, UpstreamRequest
 from proxy.providers.canonical import (
     ChunkFactory,
     completion,
+    image_url,
     invalid_answer,
     parse_data_url,
     text_of,
+    tool_arguments,
+    tool_call,
+    tool_call_start,
     unsupported,
 )
 from proxy.providers.eventstream import EventStreamDecoder, EventStreamError, Message
@@ -122,26 +126,8 @@ def usage_from_bedrock(data: Any) -> Usage | None:
 # --------------------------------------------------------------------------------------------
 
 
-def _arguments(arguments: Any, where: str) -> dict[str, Any]:
-    if isinstance(arguments, dict):
-        return arguments
-    if not isinstance(arguments, str) or not arguments.strip():
-        return {}
-    try:
-        value = orjson.loads(arguments)
-    except orjson.JSONDecodeError:
-        raise unsupported(f"{where}: tool call arguments that are not JSON", KIND) from None
-    if not isinstance(value, dict):
-        raise unsupported(f"{where}: tool call arguments that are not an object", KIND)
-    return value
-
-
 def _image_block(part: dict[str, Any], where: str) -> dict[str, Any]:
-    image = part.get("image_url")
-    url = image.get("url") if isinstance(image, dict) else image
-    if not isinstance(url, str) or not url:
-        raise unsupported(f"{where}: an image without a URL", KIND)
-    inline = parse_data_url(url)
+    inline = parse_data_url(image_url(part, where, KIND))
     if inline is None:
         # Converse takes images inline or from S3, never from a web address.
         raise unsupported(f"{where}: images by URL (send a data: URL)", KIND)
@@ -215,7 +201,7 @@ def converse_messages(
                         "toolUse": {
                             "toolUseId": call.get("id"),
                             "name": function.get("name"),
-                            "input": _arguments(function.get("arguments"), where),
+                            "input": tool_arguments(function.get("arguments"), where, KIND),
                         }
                     }
                 )
@@ -344,16 +330,7 @@ def _message(data: dict[str, Any]) -> dict[str, Any]:
             text.append(block["text"])
         elif isinstance(block.get("toolUse"), dict):
             use = block["toolUse"]
-            calls.append(
-                {
-                    "id": use.get("toolUseId"),
-                    "type": "function",
-                    "function": {
-                        "name": use.get("name"),
-                        "arguments": orjson.dumps(use.get("input") or {}).decode(),
-                    },
-                }
-            )
+            calls.append(tool_call(use.get("toolUseId"), use.get("name"), use.get("input")))
     result: dict[str, Any] = {"role": "assistant", "content": "".join(text) if text else None}
     if calls:
         result["tool_calls"] = calls
@@ -539,12 +516,7 @@ class BedrockStreamDecoder:
             if isinstance(use, dict):
                 index = len(self._tool_index)
                 self._tool_index[data.get("contentBlockIndex", 0)] = index
-                call = {
-                    "index": index,
-                    "id": use.get("toolUseId"),
-                    "type": "function",
-                    "function": {"name": use.get("name"), "arguments": ""},
-                }
+                call = tool_call_start(index, use.get("toolUseId"), use.get("name"))
                 out.append(chunks.chunk({"tool_calls": [call]}))
         elif kind == "contentBlockDelta":
             self._start(out)

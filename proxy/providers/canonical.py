@@ -148,6 +148,51 @@ def unsupported(what: str, provider_kind: str, param: str | None = None) -> Gate
     )
 
 
+def tool_call(call_id: Any, name: Any, arguments: Any) -> dict[str, Any]:
+    """A canonical tool call; ``arguments`` (a provider's parsed input) as JSON text."""
+    return {
+        "id": call_id,
+        "type": "function",
+        "function": {"name": name, "arguments": orjson.dumps(arguments or {}).decode()},
+    }
+
+
+def tool_call_start(position: int, call_id: Any, name: Any) -> dict[str, Any]:
+    """The first streamed delta of a tool call (its arguments follow in fragments)."""
+    return {
+        "index": position,
+        "id": call_id,
+        "type": "function",
+        "function": {"name": name, "arguments": ""},
+    }
+
+
+def tool_arguments(arguments: Any, where: str, provider_kind: str) -> dict[str, Any]:
+    """A canonical tool call's arguments as the JSON object providers take as input."""
+    if isinstance(arguments, dict):
+        return arguments
+    if not isinstance(arguments, str) or not arguments.strip():
+        return {}
+    try:
+        value = orjson.loads(arguments)
+    except orjson.JSONDecodeError:
+        raise unsupported(
+            f"{where}: tool call arguments that are not JSON", provider_kind
+        ) from None
+    if not isinstance(value, dict):
+        raise unsupported(f"{where}: tool call arguments that are not an object", provider_kind)
+    return value
+
+
+def image_url(part: dict[str, Any], where: str, provider_kind: str) -> str:
+    """The URL of a canonical ``image_url`` content part, or a 400."""
+    image = part.get("image_url")
+    url = image.get("url") if isinstance(image, dict) else image
+    if not isinstance(url, str) or not url:
+        raise unsupported(f"{where}: an image without a URL", provider_kind)
+    return url
+
+
 def text_of(content: Any) -> str:
     """The text of a canonical message content (a string or a list of parts)."""
     if isinstance(content, str):

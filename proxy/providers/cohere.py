@@ -32,6 +32,7 @@ from proxy.providers.canonical import (
     completion,
     invalid_answer,
     text_of,
+    tool_call_start,
     unsupported,
 )
 from proxy.usage import Usage
@@ -475,20 +476,8 @@ class CohereStreamDecoder(JSONEventDecoder):
         if not isinstance(function, dict) or not isinstance(function.get("name"), str):
             raise invalid_answer("a tool-call-start event without a function name")
         self._tool_index = 0 if self._tool_index is None else self._tool_index + 1
-        out.append(
-            self._chunks.chunk(
-                {
-                    "tool_calls": [
-                        {
-                            "index": self._tool_index,
-                            "id": call.get("id"),
-                            "type": "function",
-                            "function": {"name": function["name"], "arguments": ""},
-                        }
-                    ]
-                }
-            )
-        )
+        start = tool_call_start(self._tool_index, call.get("id"), function["name"])
+        out.append(self._chunks.chunk({"tool_calls": [start]}))
         first = function.get("arguments")
         if isinstance(first, str) and first:
             out.append(self._arguments_chunk(first))

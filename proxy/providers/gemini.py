@@ -41,6 +41,8 @@ from proxy.providers.canonical import (
     invalid_answer,
     parse_data_url,
     text_of,
+    tool_call,
+    tool_call_start,
     unsupported,
 )
 from proxy.usage import Usage
@@ -616,13 +618,9 @@ def _tool_call(
         raise invalid_answer("a function call without a name")
     args = call.get("args") if isinstance(call.get("args"), dict) else {}
     given = call.get("id")
-    return {
-        "id": given
-        if isinstance(given, str) and given
-        else call_id(response_id, candidate, position, call["name"], args),
-        "type": "function",
-        "function": {"name": call["name"], "arguments": orjson.dumps(args).decode()},
-    }
+    if not isinstance(given, str) or not given:
+        given = call_id(response_id, candidate, position, call["name"], args)
+    return tool_call(given, call["name"], args)
 
 
 def _logprobs(candidate: dict[str, Any]) -> dict[str, Any] | None:
@@ -784,12 +782,7 @@ class GeminiStreamDecoder(JSONEventDecoder):
                 slot = self._calls.get(index, 0)
                 self._calls[index] = slot + 1
                 call = _tool_call(part, self._response_id, index, slot)
-                head = {
-                    "index": slot,
-                    "id": call["id"],
-                    "type": "function",
-                    "function": {"name": call["function"]["name"], "arguments": ""},
-                }
+                head = tool_call_start(slot, call["id"], call["function"]["name"])
                 chunks.append(self._chunks.chunk({"tool_calls": [head]}, index=index))
                 arguments = {
                     "index": slot,
