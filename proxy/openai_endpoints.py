@@ -23,7 +23,14 @@ from proxy.errors import bad_request
 from proxy.openai_api import wants_usage, with_usage_requested
 from proxy.providers.base import ProviderAdapter, Target, UpstreamRequest
 from proxy.providers.canonical import unsupported
-from proxy.translation import Answer, Passthrough, Translation, openai_usage_chunk, parse_json
+from proxy.translation import (
+    Answer,
+    OpenAIChunkEncoder,
+    Passthrough,
+    Translation,
+    openai_usage_chunk,
+    parse_json,
+)
 from proxy.usage import (
     OpenAIStreamScanner,
     ResponsesStreamScanner,
@@ -183,60 +190,41 @@ def _text_choice(choice: dict[str, Any], text: str) -> dict[str, Any]:
     }
 
 
+def _text_completion(source: dict[str, Any], choices: list[dict[str, Any]]) -> dict[str, Any]:
+    """A legacy completion (or one of its chunks) with the id, time, model and
+    usage of the canonical ``source``."""
+    result = {
+        "id": source.get("id"),
+        "object": "text_completion",
+        "created": source.get("created"),
+        "model": source.get("model"),
+        "choices": choices,
+    }
+    if source.get("usage"):
+        result["usage"] = source["usage"]
+    return result
+
+
 def encode_text_completion(canonical: dict[str, Any]) -> bytes:
     choices = [
         _text_choice(choice, (choice.get("message") or {}).get("content") or "")
         for choice in canonical.get("choices") or []
     ]
-    result = {
-        "id": canonical.get("id"),
-        "object": "text_completion",
-        "created": canonical.get("created"),
-        "model": canonical.get("model"),
-        "choices": choices,
-    }
-    if canonical.get("usage"):
-        result["usage"] = canonical["usage"]
-    return orjson.dumps(result)
+    return orjson.dumps(_text_completion(canonical, choices))
 
 
-class TextCompletionEncoder:
+class TextCompletionEncoder(OpenAIChunkEncoder):
     """Canonical chat chunks as a legacy completion stream."""
 
-    def __init__(self, *, include_usage: bool) -> None:
-        self.include_usage = include_usage
-        self.delta_events = 0
-
-    def encode(self, chunks: list[dict[str, Any]]) -> bytes:
-        out = []
-        for chunk in chunks:
-            if openai_usage_chunk(chunk):
-                if not self.include_usage:
-                    continue
-                choices: list[dict[str, Any]] = []
-            else:
-                choices = [
-                    _text_choice(choice, (choice.get("delta") or {}).get("content") or "")
-                    for choice in chunk.get("choices") or []
-                ]
-                choices = [c for c in choices if c["text"] or c["finish_reason"]]
-                if not choices:
-                    continue
-                self.delta_events += 1
-            event = {
-                "id": chunk.get("id"),
-                "object": "text_completion",
-                "created": chunk.get("created"),
-                "model": chunk.get("model"),
-                "choices": choices,
-            }
-            if chunk.get("usage"):
-                event["usage"] = chunk["usage"]
-            out.append(b"data: " + orjson.dumps(event) + b"\n\n")
-        return b"".join(out)
-
-    def finish(self) -> bytes:
-        return b"data: [DONE]\n\n"
+    def convert(self, chunk: dict[str, Any]) -> dict[str, Any] | None:
+        if openai_usage_chunk(chunk):
+            return _text_completion(chunk, [])
+        choices = [
+            _text_choice(choice, (choice.get("delta") or {}).get("content") or "")
+            for choice in chunk.get("choices") or []
+        ]
+        choices = [c for c in choices if c["text"] or c["finish_reason"]]
+        return _text_completion(chunk, choices) if choices else None
 
 
 class CompletionsConsumer(ChatConsumer):

@@ -136,19 +136,29 @@ def openai_usage_chunk(chunk: dict[str, Any]) -> bool:
 
 
 class OpenAIChunkEncoder:
-    """Canonical chunks as OpenAI's SSE stream (they are OpenAI chunks already)."""
+    """Canonical chunks as OpenAI's SSE stream (they are OpenAI chunks already);
+    subclasses write other OpenAI stream shapes through :meth:`convert`."""
 
     def __init__(self, *, include_usage: bool) -> None:
         self.include_usage = include_usage
         self.delta_events = 0
 
+    def convert(self, chunk: dict[str, Any]) -> dict[str, Any] | None:
+        """The event to send for ``chunk``, or None to send nothing."""
+        return chunk
+
     def encode(self, chunks: list[dict[str, Any]]) -> bytes:
         out = []
         for chunk in chunks:
-            if openai_usage_chunk(chunk) and not self.include_usage:
+            usage_only = openai_usage_chunk(chunk)
+            if usage_only and not self.include_usage:
                 continue
-            self.delta_events += 1
-            out.append(b"data: " + orjson.dumps(chunk) + b"\n\n")
+            event = self.convert(chunk)
+            if event is None:
+                continue
+            if not usage_only:
+                self.delta_events += 1
+            out.append(b"data: " + orjson.dumps(event) + b"\n\n")
         return b"".join(out)
 
     def finish(self) -> bytes:
