@@ -135,6 +135,14 @@ def _texts(messages: list[Any]) -> str:
     return "\n".join(parts)
 
 
+async def _unauthenticated(request: web.Request) -> web.Response | None:
+    """Azure's 401 for a request with neither an api-key nor a bearer token."""
+    auth = request.headers.get("authorization", "")
+    if request.headers.get("api-key") or (auth.lower().startswith("bearer ") and auth[7:].strip()):
+        return None
+    return azure_error(401)
+
+
 class AzureChat:
     """The chat completions handler of the mock Azure resource."""
 
@@ -157,17 +165,9 @@ class AzureChat:
 
     async def _chat(self, request: web.Request, deployment: str | None) -> web.StreamResponse:
         routes = self.routes
-        call = await routes._begin(request, render=_render)
+        call = await routes.accept(request, render=_render, refuse=_unauthenticated)
         if isinstance(call, web.StreamResponse):
             return call
-        auth = request.headers.get("authorization", "")
-        if not request.headers.get("api-key") and not (
-            auth.lower().startswith("bearer ") and auth[7:].strip()
-        ):
-            return azure_error(401)
-        early = await routes._inject(request, call)
-        if early is not None:
-            return early
         body: dict[str, Any] = call.body
         if deployment is None:
             deployment = body.get("model")

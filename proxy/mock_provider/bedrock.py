@@ -576,14 +576,11 @@ class BedrockRuntime:
     async def _prologue(self, request: web.Request) -> _Call | web.StreamResponse:
         """Record the request and pick its behaviour, then authenticate it (as AWS does,
         before anything else) and apply injected failures."""
-        call = await self.routes._begin(request, render=_render)
-        if isinstance(call, web.StreamResponse):
-            return call
-        refused = authenticate(request, await request.read())
-        if refused is not None:
-            return refused
-        early = await self.routes._inject(request, call)
-        return early if early is not None else call
+
+        async def unsigned(request: web.Request) -> web.Response | None:
+            return authenticate(request, await request.read())
+
+        return await self.routes.accept(request, render=_render, refuse=unsigned)
 
     async def converse(self, request: web.Request) -> web.StreamResponse:
         return await self._converse(request, stream=False)

@@ -163,6 +163,14 @@ def _tool_for(body: dict[str, Any]) -> _ToolCall | None:
     return _openai_tool({"tools": body.get("tools"), "messages": body.get("messages")})
 
 
+async def _unauthenticated(request: web.Request) -> web.Response | None:
+    """Cohere's 401 for a request without a bearer token."""
+    auth = request.headers.get("authorization", "")
+    if auth.lower().startswith("bearer ") and auth[7:].strip():
+        return None
+    return cohere_error(401, "no api key supplied")
+
+
 class CohereRoutes:
     """The mock's Cohere handlers."""
 
@@ -174,15 +182,9 @@ class CohereRoutes:
     ) -> _Call | web.StreamResponse:
         """The common prologue: record, authenticate, inject failures, check the body's
         fields and model."""
-        call = await self.routes._begin(request, render=_render)
+        call = await self.routes.accept(request, render=_render, refuse=_unauthenticated)
         if isinstance(call, web.StreamResponse):
             return call
-        auth = request.headers.get("authorization", "")
-        if not auth.lower().startswith("bearer ") or not auth[7:].strip():
-            return cohere_error(401, "no api key supplied")
-        early = await self.routes._inject(request, call)
-        if early is not None:
-            return early
         unknown = sorted(set(call.body) - fields)
         if unknown:
             return _invalid(f"unknown field: parameter {unknown[0]} is not a valid field")

@@ -607,6 +607,18 @@ class _Answer:
 # --------------------------------------------------------------------------------------------
 
 
+async def _unauthenticated(request: web.Request) -> web.Response | None:
+    """Google's 403 for a request with no API key (header or ``key`` parameter)."""
+    if request.headers.get("x-goog-api-key") or request.query.get("key"):
+        return None
+    return google_error(
+        403,
+        "Method doesn't allow unregistered callers (callers without established "
+        "identity). Please use API Key or other form of API consumer identity to call "
+        "this API.",
+    )
+
+
 class GeminiAPI:
     """The mock Generative Language API's handlers."""
 
@@ -614,19 +626,7 @@ class GeminiAPI:
         self.routes = routes
 
     async def _start(self, request: web.Request) -> _Call | web.StreamResponse:
-        routes = self.routes
-        call = await routes._begin(request, render=_render)
-        if isinstance(call, web.StreamResponse):
-            return call
-        if not request.headers.get("x-goog-api-key") and not request.query.get("key"):
-            return google_error(
-                403,
-                "Method doesn't allow unregistered callers (callers without established "
-                "identity). Please use API Key or other form of API consumer identity to call "
-                "this API.",
-            )
-        early = await routes._inject(request, call)
-        return early if early is not None else call
+        return await self.routes.accept(request, render=_render, refuse=_unauthenticated)
 
     async def generate(self, request: web.Request) -> web.StreamResponse:
         return await self._generate(request, stream=False)

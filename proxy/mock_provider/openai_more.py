@@ -37,12 +37,9 @@ def _usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
 
 
 async def completions(routes: _Routes, request: web.Request) -> web.StreamResponse:
-    call = await routes._begin(request)
+    call = await routes.accept(request)
     if isinstance(call, web.StreamResponse):
         return call
-    early = await routes._inject(request, call)
-    if early is not None:
-        return early
     body: dict[str, Any] = call.body
     if not isinstance(body.get("model"), str):
         return openai_error(400, "you must provide a model parameter", param="model")
@@ -96,12 +93,9 @@ def _input_tokens(value: Any, instructions: Any) -> int:
 
 
 async def responses(routes: _Routes, request: web.Request) -> web.StreamResponse:
-    call = await routes._begin(request)
+    call = await routes.accept(request)
     if isinstance(call, web.StreamResponse):
         return call
-    early = await routes._inject(request, call)
-    if early is not None:
-        return early
     body: dict[str, Any] = call.body
     if not isinstance(body.get("model"), str):
         return openai_error(400, "Missing required parameter: 'model'.", param="model")

@@ -854,6 +854,27 @@ class _Routes:
                 return render(400, f"Invalid x-mock-behaviour header: {exc}", {})
         return _Call(body, behaviour, render)
 
+    async def accept(
+        self,
+        request: web.Request,
+        *,
+        anthropic: bool = False,
+        render: ErrorRenderer | None = None,
+        refuse: Callable[[web.Request], Awaitable[web.StreamResponse | None]] | None = None,
+    ) -> _Call | web.StreamResponse:
+        """Every handler's prologue: the request read and recorded (:meth:`_begin`),
+        refused by ``refuse`` (a format's credential check) when it says so,
+        then the behaviour's injected delays and failures (:meth:`_inject`)."""
+        call = await self._begin(request, anthropic, render)
+        if isinstance(call, web.StreamResponse):
+            return call
+        if refuse is not None:
+            refused = await refuse(request)
+            if refused is not None:
+                return refused
+        early = await self._inject(request, call)
+        return early if early is not None else call
+
     async def _inject(self, request: web.Request, call: _Call) -> web.StreamResponse | None:
         """Apply slow first byte, connection resets and injected error statuses."""
         b = call.behaviour
@@ -946,12 +967,9 @@ class _Routes:
     # -- OpenAI ---------------------------------------------------------------------------
 
     async def chat_completions(self, request: web.Request) -> web.StreamResponse:
-        call = await self._begin(request, anthropic=False)
+        call = await self.accept(request, anthropic=False)
         if isinstance(call, web.StreamResponse):
             return call
-        early = await self._inject(request, call)
-        if early is not None:
-            return early
         body: dict[str, Any] = call.body
         model = body.get("model")
         messages = body.get("messages")
@@ -1161,12 +1179,9 @@ class _Routes:
         return resp
 
     async def embeddings(self, request: web.Request) -> web.StreamResponse:
-        call = await self._begin(request, anthropic=False)
+        call = await self.accept(request, anthropic=False)
         if isinstance(call, web.StreamResponse):
             return call
-        early = await self._inject(request, call)
-        if early is not None:
-            return early
         body: dict[str, Any] = call.body
         model = body.get("model")
         if not isinstance(model, str) or not model:
@@ -1227,12 +1242,9 @@ class _Routes:
 
     async def models(self, request: web.Request) -> web.StreamResponse:
         anthropic = request.path.startswith("/anthropic/")
-        call = await self._begin(request, anthropic=anthropic)
+        call = await self.accept(request, anthropic=anthropic)
         if isinstance(call, web.StreamResponse):
             return call
-        early = await self._inject(request, call)
-        if early is not None:
-            return early
         if call.behaviour.latency_ms:
             await _sleep(call.behaviour.latency_ms)
         wanted = request.match_info.get("model")
@@ -1277,12 +1289,9 @@ class _Routes:
     # -- Anthropic ------------------------------------------------------------------------
 
     async def messages(self, request: web.Request) -> web.StreamResponse:
-        call = await self._begin(request, anthropic=True)
+        call = await self.accept(request, anthropic=True)
         if isinstance(call, web.StreamResponse):
             return call
-        early = await self._inject(request, call)
-        if early is not None:
-            return early
         body: dict[str, Any] = call.body
         model = body.get("model")
         messages = body.get("messages")
@@ -1446,12 +1455,9 @@ class _Routes:
         return resp
 
     async def count_tokens(self, request: web.Request) -> web.StreamResponse:
-        call = await self._begin(request, anthropic=True)
+        call = await self.accept(request, anthropic=True)
         if isinstance(call, web.StreamResponse):
             return call
-        early = await self._inject(request, call)
-        if early is not None:
-            return early
         body: dict[str, Any] = call.body
         if not isinstance(body.get("messages"), list):
             return anthropic_error(400, "messages: Field required")
