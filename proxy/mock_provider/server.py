@@ -56,25 +56,6 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-__all__ = [
-    "MODELS",
-    "Behaviour",
-    "MockProvider",
-    "MockServerThread",
-    "Rule",
-    "add_cli_arguments",
-    "anthropic_error",
-    "count_input_tokens",
-    "main",
-    "make_app",
-    "openai_error",
-    "parse_overrides",
-    "provider_from_options",
-    "run_from_options",
-    "serve",
-    "start_in_loop",
-]
-
 PREFIXES: tuple[str, ...] = ("", "/openai", "/anthropic")
 MODELS: tuple[str, ...] = ("mock-gpt", "mock-gpt-mini", "mock-claude", "mock-embed")
 MODEL_CREATED = 1_700_000_000
