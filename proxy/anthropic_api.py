@@ -418,6 +418,12 @@ class AnthropicEventEncoder:
 # --- the consumers -------------------------------------------------------------------
 
 
+# Anthropic answers relayed untouched (stateless: each stream gets its own scanner).
+ANTHROPIC_PASSTHROUGH = Passthrough(
+    "text/event-stream", usage_from_anthropic, AnthropicStreamScanner
+)
+
+
 class AnthropicErrors:
     """Errors in Anthropic's envelope, also in the middle of a stream."""
 
@@ -440,7 +446,7 @@ class MessagesConsumer(AnthropicErrors, ChatConsumer):
         return to_canonical(payload, stream=stream)
 
     def passthrough(self, payload: dict[str, Any]) -> Answer:
-        return Passthrough("text/event-stream", usage_from_anthropic, AnthropicStreamScanner)
+        return ANTHROPIC_PASSTHROUGH
 
     def translation(self, adapter: ProviderAdapter, model: str, payload: dict[str, Any]) -> Answer:
         requested = payload["model"]
@@ -515,12 +521,12 @@ class CountTokensConsumer(AnthropicErrors, InferenceConsumer):
             route.provider_model,
             route.provider.options,
         )
-        answer = Passthrough("text/event-stream", lambda data: None, AnthropicStreamScanner)
+        # A count carries no usage: usage_from_anthropic finds none in it.
         await forward(
             self,
             counter(target, payload),
             stream=False,
             served_by=[(b"x-gateway-provider", route.provider.name.encode())],
             exchange=Exchange(),
-            answer=answer,
+            answer=ANTHROPIC_PASSTHROUGH,
         )

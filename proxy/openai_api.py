@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import orjson
@@ -16,7 +17,7 @@ from proxy.snapshot import RouteEntry, store
 from proxy.translation import Answer, OpenAIChunkEncoder, Passthrough, Translation
 from proxy.usage import OpenAIStreamScanner, usage_from_openai
 
-__all__ = ["ChatCompletionsConsumer", "ModelsConsumer", "parse_json_object"]
+__all__ = ["ChatCompletionsConsumer", "ModelsConsumer", "openai_passthrough", "parse_json_object"]
 
 
 def validate_chat(payload: dict[str, Any]) -> tuple[str, bool]:
@@ -54,6 +55,24 @@ def with_usage_requested(payload: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+# OpenAI answers relayed untouched. Stateless (each stream gets its own
+# scanner), so made once: one drops the usage chunk the client did not ask for.
+_PASSTHROUGH = {
+    drop: Passthrough(
+        "text/event-stream",
+        usage_from_openai,
+        functools.partial(OpenAIStreamScanner, drop_usage_event=drop),
+    )
+    for drop in (False, True)
+}
+
+
+def openai_passthrough(payload: dict[str, Any]) -> Passthrough:
+    """How an OpenAI-compatible provider's chat or legacy completion reaches an
+    OpenAI client: untouched, the usage chunk kept only if the client asked."""
+    return _PASSTHROUGH[not wants_usage(payload)]
+
+
 class ChatCompletionsConsumer(ChatConsumer):
     """``POST /v1/chat/completions``, streaming and not."""
 
@@ -69,12 +88,7 @@ class ChatCompletionsConsumer(ChatConsumer):
         return payload
 
     def passthrough(self, payload: dict[str, Any]) -> Answer:
-        drop = not wants_usage(payload)
-        return Passthrough(
-            "text/event-stream",
-            usage_from_openai,
-            lambda: OpenAIStreamScanner(drop_usage_event=drop),
-        )
+        return openai_passthrough(payload)
 
     def translation(self, adapter: ProviderAdapter, model: str, payload: dict[str, Any]) -> Answer:
         include = wants_usage(payload)

@@ -20,7 +20,7 @@ import orjson
 
 from proxy.chat import ChatConsumer
 from proxy.errors import bad_request
-from proxy.openai_api import wants_usage, with_usage_requested
+from proxy.openai_api import openai_passthrough, wants_usage, with_usage_requested
 from proxy.providers.base import ProviderAdapter, Target, UpstreamRequest
 from proxy.providers.canonical import unsupported
 from proxy.translation import (
@@ -32,7 +32,6 @@ from proxy.translation import (
     parse_json,
 )
 from proxy.usage import (
-    OpenAIStreamScanner,
     ResponsesStreamScanner,
     Usage,
     usage_from_openai,
@@ -132,7 +131,7 @@ class EmbeddingsConsumer(ChatConsumer):
     ) -> tuple[UpstreamRequest, Answer]:
         if adapter.wire == "openai":
             request = _openai_request(adapter, where, "embeddings", payload)
-            return request, Passthrough("application/json", usage_from_openai, _no_stream)
+            return request, EMBEDDINGS_PASSTHROUGH
         translate = getattr(adapter, "embeddings_request", None)
         if translate is None:
             raise unsupported("Embeddings", adapter.kind)
@@ -144,6 +143,9 @@ class EmbeddingsConsumer(ChatConsumer):
 
 def _no_stream() -> Any:
     raise NotImplementedError
+
+
+EMBEDDINGS_PASSTHROUGH = Passthrough("application/json", usage_from_openai, _no_stream)
 
 
 # --- legacy completions ------------------------------------------------------------
@@ -253,16 +255,14 @@ class CompletionsConsumer(ChatConsumer):
         if adapter.wire != "openai":
             return super().prepare(adapter, where, payload, stream)
         sent = with_usage_requested(payload) if stream else payload
-        drop = not wants_usage(payload)
-        answer = Passthrough(
-            "text/event-stream",
-            usage_from_openai,
-            lambda: OpenAIStreamScanner(drop_usage_event=drop),
-        )
-        return _openai_request(adapter, where, "completions", sent), answer
+        return _openai_request(adapter, where, "completions", sent), openai_passthrough(payload)
 
 
 # --- responses -----------------------------------------------------------------------
+
+RESPONSES_PASSTHROUGH = Passthrough(
+    "text/event-stream", usage_from_responses, ResponsesStreamScanner
+)
 
 
 def validate_response(payload: dict[str, Any]) -> tuple[str, bool]:
@@ -285,5 +285,4 @@ class ResponsesConsumer(ChatConsumer):
     ) -> tuple[UpstreamRequest, Answer]:
         if not getattr(adapter, "speaks_responses", False):
             raise unsupported("The Responses API", adapter.kind)
-        answer = Passthrough("text/event-stream", usage_from_responses, ResponsesStreamScanner)
-        return _openai_request(adapter, where, "responses", payload), answer
+        return _openai_request(adapter, where, "responses", payload), RESPONSES_PASSTHROUGH
