@@ -18,14 +18,11 @@ from typing import Any
 
 import orjson
 
-from proxy import admission, tokens
-from proxy.auth import authenticate
-from proxy.chat import ChatConsumer, model_not_found, parse_json_object
-from proxy.consumer import InferenceConsumer
+from proxy.chat import ChatConsumer
 from proxy.errors import GatewayError, bad_request
 from proxy.openai_api import ModelsConsumer
 from proxy.providers.anthropic import assistant_message
-from proxy.providers.base import ProviderAdapter, Target
+from proxy.providers.base import ProviderAdapter
 from proxy.snapshot import store
 from proxy.sse import encode
 from proxy.streaming import Exchange, forward
@@ -476,55 +473,34 @@ class AnthropicModelsConsumer(AnthropicErrors, ModelsConsumer):
         await self.send_json(200, orjson.dumps(listing))
 
 
-class CountTokensConsumer(AnthropicErrors, InferenceConsumer):
+class CountTokensConsumer(AnthropicErrors, ChatConsumer):
     """``POST /anthropic/v1/messages/count_tokens``: counted by an Anthropic
     provider, by the gateway's tokenizer for others. Costs nothing, so it is
     not admitted against limits; it is recorded."""
 
-    async def handle(self, body: bytes) -> None:
-        await store.ensure_loaded()
-        key = await authenticate(self.headers, self.scope)
-        payload = parse_json_object(body)
+    def validate(self, payload: dict[str, Any]) -> tuple[str, bool]:
         model = payload.get("model")
         if not isinstance(model, str) or not model:
             raise bad_request("model: Field required (a non-empty string).", param="model")
         if not isinstance(payload.get("messages"), list):
             raise bad_request("messages: Field required (an array).", param="messages")
-        snapshot = store.current
-        route = snapshot.resolve_model(model)
-        if route is None:
-            raise model_not_found(model)
-        admission.check_access(snapshot.policy_levels(key), model, route)
-        self.entry.update(
-            key_id=key.id or None,
-            team_id=key.team_id,
-            customer_id=key.customer_id,
-            requested_model=model[:200],
-            provider=route.provider.name,
-            served_model=route.provider_model,
-        )
+        return model, False
+
+    async def handle(self, body: bytes) -> None:
+        addressed = await self.address(body)
+        payload, route = addressed.payload, addressed.route
+        self.entry.update(provider=route.provider.name, served_model=route.provider_model)
         adapter = route.provider.adapter
         provider_key = route.provider.pick_key()
         counter = getattr(adapter, "count_tokens_request", None)
         if counter is None or provider_key is None:
-            counted = await asyncio.to_thread(
-                tokens.count_messages,
-                payload["messages"],
-                system=payload.get("system"),
-                tools=payload.get("tools"),
-            )
+            counted = await asyncio.to_thread(self.count_input, payload)
             await self.send_json(200, orjson.dumps({"input_tokens": counted}))
             return
-        target = Target(
-            route.provider.base_url,
-            provider_key.secret,
-            route.provider_model,
-            route.provider.options,
-        )
         # A count carries no usage: usage_from_anthropic finds none in it.
         await forward(
             self,
-            counter(target, payload),
+            counter(route.target(provider_key), payload),
             stream=False,
             served_by=[(b"x-gateway-provider", route.provider.name.encode())],
             exchange=Exchange(),

@@ -11,16 +11,18 @@ the canonical shapes otherwise.
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
+from governance.enforcement import ScopePolicy
 from proxy import admission, routing, tokens
 from proxy.auth import authenticate
 from proxy.consumer import InferenceConsumer
 from proxy.errors import GatewayError, bad_request
 from proxy.providers.base import ProviderAdapter, Target, UpstreamRequest
-from proxy.snapshot import ProviderKeyEntry, RouteEntry, store
+from proxy.snapshot import ProviderKeyEntry, RouteEntry, Snapshot, store
 from proxy.streaming import Exchange, forward
 from proxy.translation import Answer
 
@@ -47,6 +49,17 @@ def model_not_found(model: str) -> GatewayError:
         code="model_not_found",
         param="model",
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Addressed:
+    """A request whose caller may use the model it asked for."""
+
+    payload: dict[str, Any]
+    stream: bool
+    snapshot: Snapshot
+    route: RouteEntry
+    levels: list[ScopePolicy]
 
 
 class ChatConsumer(InferenceConsumer):
@@ -99,7 +112,9 @@ class ChatConsumer(InferenceConsumer):
         request = adapter.chat_request(where, self._canonical, stream=stream)
         return request, self.translation(adapter, where.model, payload)
 
-    async def handle(self, body: bytes) -> None:
+    async def address(self, body: bytes) -> Addressed:
+        """The caller (by key), its request, the route serving the requested
+        model, and the policies the request must satisfy; raises the refusal."""
         await store.ensure_loaded()
         key = await authenticate(self.headers, self.scope)
         payload = parse_json_object(body)
@@ -117,6 +132,12 @@ class ChatConsumer(InferenceConsumer):
         )
         levels = snapshot.policy_levels(key)
         admission.check_access(levels, model, route)
+        return Addressed(payload, stream, snapshot, route, levels)
+
+    async def handle(self, body: bytes) -> None:
+        addressed = await self.address(body)
+        payload, stream, route = addressed.payload, addressed.stream, addressed.route
+        snapshot, levels = addressed.snapshot, addressed.levels
         fallbacks = routing.requested_fallbacks(payload)
         if "fallbacks" in payload:
             payload = {name: value for name, value in payload.items() if name != "fallbacks"}
@@ -144,9 +165,7 @@ class ChatConsumer(InferenceConsumer):
                 fallback_index=index,
                 retries=retries,
             )
-            where = Target(
-                provider.base_url, provider_key.secret, target.provider_model, provider.options
-            )
+            where = target.target(provider_key)
             request, answer = self.prepare(provider.adapter, where, payload, stream)
             served_by = [
                 (b"x-gateway-provider", provider.name.encode()),

@@ -35,6 +35,7 @@ from governance.enforcement import (
 )
 from keys import selectors
 from proxy.providers import REGISTRY, ProviderAdapter
+from proxy.providers.base import Target
 
 logger = logging.getLogger(__name__)
 
@@ -134,6 +135,11 @@ class RouteEntry:
     provider: ProviderEntry
     provider_model: str
     fallbacks: tuple[str, ...] = ()
+
+    def target(self, key: ProviderKeyEntry) -> Target:
+        """Where an attempt with ``key`` goes, for the provider's adapter."""
+        provider = self.provider
+        return Target(provider.base_url, key.secret, self.provider_model, provider.options)
 
 
 @dataclass(frozen=True, slots=True)
