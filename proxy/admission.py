@@ -71,13 +71,12 @@ async def admit(
     (embeddings) reserve their input only.
     """
 
-    def bound(price: Price) -> int:
-        return output_bound(payload, price) if produces_output else 0
-
+    outputs = [output_bound(payload, price) if produces_output else 0 for price in prices]
     # Input tokens never exceed the body's bytes: a safe bound for reservations.
-    max_output = max(bound(price) for price in prices)
-    tokens_bound = body_size + max_output
-    cost_bound = max(price.cost(body_size, bound(price)) for price in prices)
+    tokens_bound = body_size + max(outputs)
+    cost_bound = max(
+        price.cost(body_size, output) for price, output in zip(prices, outputs, strict=True)
+    )
     now = time.time()
     plan = plan_for(levels, now=now, tokens_bound=tokens_bound, cost_bound=cost_bound)
     if not plan:
