@@ -26,6 +26,7 @@ from proxy.mock_provider.bedrock import event, exception, frame
 from proxy.providers import REGISTRY
 from proxy.providers.base import Target
 from proxy.providers.bedrock import BedrockAdapter, converse_request
+from tests.adapter_helpers import decode_in_cuts
 
 GOLDEN = Path(__file__).parent / "golden" / "bedrock"
 REQUESTS = json.loads((GOLDEN / "requests.json").read_text())
@@ -45,12 +46,7 @@ def _stream_bytes(events: list[list[Any]]) -> bytes:
 
 
 def _decode(data: bytes, cut: int) -> list[dict[str, Any]]:
-    decoder = adapter.stream_decoder(model="claude")
-    chunks: list[dict[str, Any]] = []
-    for start in range(0, len(data), cut):
-        chunks += decoder.feed(data[start : start + cut])
-    chunks += decoder.finish()
-    return chunks
+    return decode_in_cuts(adapter.stream_decoder(model="claude"), data, cut)
 
 
 def test_the_adapter_is_registered_for_bedrock_providers() -> None:

@@ -19,8 +19,9 @@ import pytest
 from proxy.errors import GatewayError
 from proxy.mock_provider import bedrock as mock_bedrock
 from proxy.providers import sigv4
-from proxy.providers.base import Target, UpstreamRequest
+from proxy.providers.base import Target
 from proxy.providers.bedrock import BedrockAdapter
+from tests.adapter_helpers import send, stream_over_http
 from tests.processes import MockProviderProcess
 
 adapter = BedrockAdapter()
@@ -73,12 +74,8 @@ def _payload(text: str = "Hello there", **extra: Any) -> dict[str, Any]:
     return {"model": "claude", "messages": [{"role": "user", "content": text}], **extra}
 
 
-def _send(http: httpx.Client, request: UpstreamRequest) -> httpx.Response:
-    return http.request(request.method, request.url, headers=request.headers, content=request.body)
-
-
 def _complete(http: httpx.Client, target: Target, payload: dict[str, Any]) -> dict[str, Any]:
-    response = _send(http, adapter.chat_request(target, payload, stream=False))
+    response = send(client=http, request=adapter.chat_request(target, payload, stream=False))
     assert response.status_code == 200, response.text
     return adapter.chat_response(response.json(), model="claude")
 
@@ -90,20 +87,7 @@ def _stream(
     headers: dict[str, str] | None = None,
 ) -> tuple[list[dict[str, Any]], Any]:
     request = adapter.chat_request(target, payload, stream=True)
-    decoder = adapter.stream_decoder(model="claude")
-    chunks: list[dict[str, Any]] = []
-    with http.stream(
-        request.method,
-        request.url,
-        headers={**request.headers, **(headers or {})},
-        content=request.body,
-    ) as response:
-        assert response.status_code == 200, response.read()
-        assert response.headers["content-type"] == adapter.stream_content_type
-        for piece in response.iter_raw(chunk_size=5):
-            chunks += decoder.feed(piece)
-    chunks += decoder.finish()
-    return chunks, decoder.usage
+    return stream_over_http(adapter, request, model="claude", client=http, headers=headers)
 
 
 def _deltas(chunks: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -279,7 +263,9 @@ def _error(response: httpx.Response) -> tuple[int, str, str]:
 def test_the_mock_refuses_bad_credentials_as_bedrock_does(
     mock: MockProviderProcess, http: httpx.Client, key: str, error_type: str
 ) -> None:
-    response = _send(http, adapter.chat_request(_target(mock, key), _payload(), stream=False))
+    response = send(
+        client=http, request=adapter.chat_request(_target(mock, key), _payload(), stream=False)
+    )
     status, kind, message = _error(response)
     assert (status, kind) == (403, error_type)
     assert message
@@ -367,7 +353,7 @@ def test_the_mock_validates_converse_bodies(mock: MockProviderProcess, http: htt
         ),
     ]
     for body, words in cases:
-        response = _send(http, adapter.native_request(target, body, stream=False))
+        response = send(client=http, request=adapter.native_request(target, body, stream=False))
         status, kind, message = _error(response)
         assert (status, kind) == (400, "ValidationException"), body
         assert words in message
@@ -377,7 +363,9 @@ def test_an_injected_throttle_is_bedrock_s_throttling_exception(
     mock: MockProviderProcess, http: httpx.Client
 ) -> None:
     mock.add_rule(match={"path": "/converse"}, status=429, retry_after=2, times=1)
-    response = _send(http, adapter.chat_request(_target(mock), _payload(), stream=False))
+    response = send(
+        client=http, request=adapter.chat_request(_target(mock), _payload(), stream=False)
+    )
     assert _error(response) == (
         429,
         "ThrottlingException",
@@ -385,7 +373,9 @@ def test_an_injected_throttle_is_bedrock_s_throttling_exception(
     )
     assert response.headers["retry-after"] == "2"
     assert (
-        _send(http, adapter.chat_request(_target(mock), _payload(), stream=False)).status_code
+        send(
+            client=http, request=adapter.chat_request(_target(mock), _payload(), stream=False)
+        ).status_code
         == 200
     )
 
@@ -417,7 +407,7 @@ def test_the_recorded_body_hash_is_what_was_signed(
     mock: MockProviderProcess, http: httpx.Client
 ) -> None:
     request = adapter.chat_request(_target(mock), _payload(), stream=False)
-    assert _send(http, request).status_code == 200
+    assert send(client=http, request=request).status_code == 200
     recorded = mock.requests()[-1]
     assert (
         recorded["headers"]["x-amz-content-sha256"]
@@ -460,7 +450,7 @@ def test_more_credentials_can_be_given_to_the_mock_by_environment(
     try:
         for key in (extra, "ABSKZXh0cmEta2V5", LONG_TERM):
             request = adapter.chat_request(_target(server, key), _payload(), stream=False)
-            assert _send(http, request).status_code == 200, key
+            assert send(client=http, request=request).status_code == 200, key
     finally:
         server.close()
 
@@ -477,7 +467,7 @@ def test_an_embedding_comes_from_the_mock_titan_model(
     request = adapter.embeddings_request(
         target, {"model": "e", "input": "two words", "dimensions": 256}
     )
-    response = _send(http, request)
+    response = send(client=http, request=request)
     assert response.status_code == 200, response.text
     result = adapter.embeddings_response(response.json(), model="e")
     [item] = result["data"]
@@ -485,4 +475,4 @@ def test_an_embedding_comes_from_the_mock_titan_model(
     assert abs(sum(v * v for v in item["embedding"]) - 1) < 1e-3
     assert result["usage"]["prompt_tokens"] == 2
     bad = adapter.embeddings_request(target, {"model": "e", "input": "x", "dimensions": 100})
-    assert _error(_send(http, bad))[:2] == (400, "ValidationException")
+    assert _error(send(client=http, request=bad))[:2] == (400, "ValidationException")

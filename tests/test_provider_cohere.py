@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import json
 import struct
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -15,15 +14,16 @@ from proxy.errors import GatewayError
 from proxy.providers import REGISTRY
 from proxy.providers.base import Target, UpstreamRequest
 from proxy.providers.cohere import CohereAdapter
+from tests import adapter_helpers
+from tests.adapter_helpers import decode_in_cuts, send
 from tests.processes import MockProviderProcess
 
-GOLDEN = Path(__file__).parent / "golden" / "cohere"
 adapter = CohereAdapter()
 TARGET = Target("https://api.cohere.com", "secret-key", "command-a-03-2025", {})
 
 
 def golden(name: str) -> list[dict[str, Any]]:
-    return json.loads((GOLDEN / f"{name}.json").read_text())
+    return adapter_helpers.golden("cohere", name)
 
 
 def without_created(value: Any) -> Any:
@@ -36,30 +36,11 @@ def without_created(value: Any) -> Any:
 
 
 def decode(data: bytes, size: int) -> list[dict[str, Any]]:
-    decoder = adapter.stream_decoder(model="route-model")
-    chunks: list[dict[str, Any]] = []
-    for start in range(0, len(data), size):
-        chunks += decoder.feed(data[start : start + size])
-    return chunks + decoder.finish()
-
-
-def send(request: UpstreamRequest) -> httpx.Response:
-    return httpx.request(
-        request.method, request.url, headers=request.headers, content=request.body, timeout=10
-    )
+    return decode_in_cuts(adapter.stream_decoder(model="route-model"), data, size)
 
 
 def stream_over_http(request: UpstreamRequest) -> tuple[list[dict[str, Any]], Any]:
-    decoder = adapter.stream_decoder(model="route-model")
-    chunks: list[dict[str, Any]] = []
-    with httpx.stream(
-        request.method, request.url, headers=request.headers, content=request.body, timeout=10
-    ) as response:
-        assert response.status_code == 200, response.read()
-        assert response.headers["content-type"].startswith("text/event-stream")
-        for piece in response.iter_raw(chunk_size=7):
-            chunks += decoder.feed(piece)
-    return chunks + decoder.finish(), decoder.usage
+    return adapter_helpers.stream_over_http(adapter, request, chunk_size=7)
 
 
 def target(mock: MockProviderProcess, **options: str) -> Target:

@@ -12,8 +12,9 @@ import orjson
 import pytest
 
 from proxy.errors import GatewayError
-from proxy.providers.base import Target, UpstreamRequest
+from proxy.providers.base import Target
 from proxy.providers.gemini import GeminiAdapter
+from tests.adapter_helpers import send, stream_over_http
 
 ADAPTER = GeminiAdapter()
 MODEL = "gemini-2.5-flash"
@@ -59,16 +60,6 @@ def chat(text: str = "Say hello please", **extra: Any) -> dict[str, Any]:
     return {"model": "gpt-4o", "messages": [{"role": "user", "content": text}], **extra}
 
 
-def send(request: UpstreamRequest, **headers: str) -> httpx.Response:
-    return httpx.request(
-        request.method,
-        request.url,
-        headers={**request.headers, **headers},
-        content=request.body,
-        timeout=10,
-    )
-
-
 def complete(mock, payload: dict[str, Any], **headers: str) -> dict[str, Any]:
     response = send(ADAPTER.chat_request(target(mock), payload, stream=False), **headers)
     assert response.status_code == 200, response.text
@@ -77,21 +68,7 @@ def complete(mock, payload: dict[str, Any], **headers: str) -> dict[str, Any]:
 
 def stream(mock, payload: dict[str, Any], **headers: str) -> tuple[list[dict[str, Any]], Any]:
     request = ADAPTER.chat_request(target(mock), payload, stream=True)
-    decoder = ADAPTER.stream_decoder(model="route-model")
-    chunks: list[dict[str, Any]] = []
-    with httpx.stream(
-        request.method,
-        request.url,
-        headers={**request.headers, **headers},
-        content=request.body,
-        timeout=10,
-    ) as response:
-        assert response.status_code == 200
-        assert response.headers["content-type"].startswith("text/event-stream")
-        for piece in response.iter_raw(5):
-            chunks.extend(decoder.feed(piece))
-    chunks.extend(decoder.finish())
-    return chunks, decoder.usage
+    return stream_over_http(ADAPTER, request, headers=headers)
 
 
 def deltas(chunks: list[dict[str, Any]]) -> list[dict[str, Any]]:

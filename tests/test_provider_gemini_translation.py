@@ -4,9 +4,7 @@ as pinned in tests/golden/gemini/, and refuses what Gemini cannot do."""
 from __future__ import annotations
 
 import base64
-import json
 import struct
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -16,8 +14,9 @@ from proxy.errors import GatewayError
 from proxy.providers import REGISTRY
 from proxy.providers.base import Target
 from proxy.providers.gemini import GeminiAdapter, gemini_schema
+from tests import adapter_helpers
+from tests.adapter_helpers import decode_in_cuts
 
-GOLDEN = Path(__file__).parent / "golden" / "gemini"
 ADAPTER = GeminiAdapter()
 TARGET = Target(
     base_url="https://generativelanguage.googleapis.com/v1beta",
@@ -27,7 +26,7 @@ TARGET = Target(
 
 
 def golden(name: str) -> list[dict[str, Any]]:
-    return json.loads((GOLDEN / f"{name}.json").read_text())
+    return adapter_helpers.golden("gemini", name)
 
 
 def cases(name: str) -> list[Any]:
@@ -248,11 +247,7 @@ def test_an_unreadable_answer_is_a_502(answer):
 
 def decode(stream: bytes, cut: int) -> tuple[list[dict[str, Any]], Any]:
     decoder = ADAPTER.stream_decoder(model="route-model")
-    chunks: list[dict[str, Any]] = []
-    for start in range(0, len(stream), cut):
-        chunks.extend(decoder.feed(stream[start : start + cut]))
-    chunks.extend(decoder.finish())
-    return chunks, decoder.usage
+    return decode_in_cuts(decoder, stream, cut), decoder.usage
 
 
 @pytest.mark.parametrize("cut", [1, 2, 7, 64, 1 << 20])

@@ -10,6 +10,7 @@ from proxy.errors import GatewayError
 from proxy.providers.anthropic import AnthropicAdapter, messages_request
 from proxy.providers.base import Target
 from proxy.sse import SSEParser
+from tests.adapter_helpers import decode_in_cuts
 
 ADAPTER = AnthropicAdapter()
 SCHEMA = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
@@ -343,12 +344,7 @@ CANONICAL_CHUNKS = [
 
 
 def _decode(stream: bytes, cut: int) -> list[dict]:
-    decoder = ADAPTER.stream_decoder(model="claude-3")
-    chunks = []
-    for start in range(0, len(stream), cut):
-        chunks += decoder.feed(stream[start : start + cut])
-    chunks += decoder.finish()
-    return chunks
+    return decode_in_cuts(ADAPTER.stream_decoder(model="claude-3"), stream, cut)
 
 
 @pytest.mark.parametrize("cut", [1, 7, 10_000])
