@@ -7,6 +7,7 @@ The gateway runs in its own uvicorn process against the same test database
 
 from __future__ import annotations
 
+import base64
 import os
 import subprocess
 import sys
@@ -14,6 +15,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import anthropic
 import openai
 import pytest
 from django.conf import settings
@@ -22,6 +24,14 @@ from django.db import connection
 from keys import selectors, services
 from keys.models import Provider, Team
 from tests.processes import ROOT, GatewayProcess, MockProviderProcess, stop
+
+# A one-pixel PNG, base64: the image input of the SDK tests.
+PIXEL = base64.b64encode(
+    bytes.fromhex(
+        "89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c4890000000d49444154"
+        "789c6360000002000001e221bc330000000049454e44ae426082"
+    )
+).decode()
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -81,6 +91,14 @@ class Demo:
     def openai(self, key: str | None = None) -> openai.OpenAI:
         return openai.OpenAI(
             base_url=f"{self.gateway.url}/v1", api_key=key or self.key, max_retries=0, timeout=20
+        )
+
+    def anthropic(self, key: str | None = None) -> anthropic.Anthropic:
+        return anthropic.Anthropic(
+            base_url=f"{self.gateway.url}/anthropic",
+            api_key=key or self.key,
+            max_retries=0,
+            timeout=20,
         )
 
     def sync(self) -> None:

@@ -3,12 +3,11 @@ translated, streaming included; the openai SDK reaches Anthropic translated."""
 
 from __future__ import annotations
 
-import base64
-
 import anthropic
 import httpx
 import pytest
 
+from tests.conftest import PIXEL
 from tests.ledger_helpers import new_tag, record_tagged
 
 WEATHER_TOOL = {
@@ -20,18 +19,6 @@ WEATHER_TOOL = {
         "required": ["city"],
     },
 }
-PIXEL = base64.b64encode(
-    bytes.fromhex(
-        "89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c4890000000d49444154"
-        "789c6360000002000001e221bc330000000049454e44ae426082"
-    )
-).decode()
-
-
-def client(demo) -> anthropic.Anthropic:
-    return anthropic.Anthropic(
-        base_url=f"{demo.gateway.url}/anthropic", api_key=demo.key, max_retries=0, timeout=20
-    )
 
 
 def hello(**extra):
@@ -46,7 +33,7 @@ def hello(**extra):
 
 
 def test_it_relays_a_message_to_anthropic_as_sent(claude):
-    message = client(claude).messages.create(
+    message = claude.anthropic().messages.create(
         model="claude-sonnet", system="Be brief.", metadata={"user_id": "u-1"}, **hello()
     )
     assert message.type == "message"
@@ -79,7 +66,7 @@ def test_it_relays_an_anthropic_stream_byte_for_byte(claude):
 
 def test_it_records_the_usage_of_an_anthropic_stream(claude, celery_worker):
     tag = new_tag()
-    with client(claude).messages.stream(
+    with claude.anthropic().messages.stream(
         model="claude-sonnet", extra_headers={"x-request-id": tag}, **hello()
     ) as stream:
         final = stream.get_final_message()
@@ -93,7 +80,7 @@ def test_it_records_the_usage_of_an_anthropic_stream(claude, celery_worker):
 
 
 def test_it_translates_a_message_for_an_openai_provider(claude):
-    message = client(claude).messages.create(
+    message = claude.anthropic().messages.create(
         model="gpt-4o-mini", system="Be brief.", stop_sequences=["END"], **hello()
     )
     assert message.role == "assistant"
@@ -115,7 +102,7 @@ def test_it_translates_a_message_for_an_openai_provider(claude):
 
 
 def test_it_streams_anthropic_events_from_an_openai_provider(claude):
-    with client(claude).messages.stream(model="gpt-4o-mini", **hello()) as stream:
+    with claude.anthropic().messages.stream(model="gpt-4o-mini", **hello()) as stream:
         events = list(stream)
         final = stream.get_final_message()
     kinds = [event.type for event in events if event.type not in ("text", "input_json")]
@@ -143,7 +130,7 @@ def test_it_sends_a_ping_after_the_message_start(claude):
 @pytest.mark.parametrize("model", ["gpt-4o-mini", "claude-sonnet"])
 def test_it_completes_a_tool_round_trip(claude, model):
     messages = [{"role": "user", "content": "Weather in Paris?"}]
-    sdk = client(claude)
+    sdk = claude.anthropic()
     first = sdk.messages.create(model=model, max_tokens=64, tools=[WEATHER_TOOL], messages=messages)
     assert first.stop_reason == "tool_use"
     [call] = [block for block in first.content if block.type == "tool_use"]
@@ -169,7 +156,7 @@ def test_it_completes_a_tool_round_trip(claude, model):
 
 
 def test_it_streams_a_tool_call_from_an_openai_provider(claude):
-    with client(claude).messages.stream(
+    with claude.anthropic().messages.stream(
         model="gpt-4o-mini",
         max_tokens=64,
         tools=[WEATHER_TOOL],
@@ -183,7 +170,7 @@ def test_it_streams_a_tool_call_from_an_openai_provider(claude):
 
 
 def test_it_translates_an_image_for_an_openai_provider(claude):
-    client(claude).messages.create(
+    claude.anthropic().messages.create(
         model="gpt-4o-mini",
         max_tokens=16,
         messages=[
@@ -243,7 +230,7 @@ def test_the_openai_sdk_streams_from_anthropic(claude):
         )
     )
     text = "".join(chunk.choices[0].delta.content or "" for chunk in chunks if chunk.choices)
-    direct = client(claude).messages.create(model="claude-sonnet", **hello(max_tokens=4096))
+    direct = claude.anthropic().messages.create(model="claude-sonnet", **hello(max_tokens=4096))
     assert text == direct.content[0].text
     assert chunks[0].choices[0].delta.role == "assistant"
     assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop"
@@ -326,14 +313,14 @@ def test_the_openai_sdk_sends_an_image_to_anthropic(claude):
 
 
 def test_it_relays_count_tokens_to_anthropic(claude):
-    counted = client(claude).messages.count_tokens(
+    counted = claude.anthropic().messages.count_tokens(
         model="claude-sonnet", messages=[{"role": "user", "content": "one two three"}]
     )
     assert counted.input_tokens == 6  # the mock: three words + 3 for the message
 
 
 def test_it_estimates_count_tokens_for_other_providers(claude):
-    counted = client(claude).messages.count_tokens(
+    counted = claude.anthropic().messages.count_tokens(
         model="gpt-4o-mini", messages=[{"role": "user", "content": "one two three"}]
     )
     # The gateway's tokenizer: "user one two three" is 4 tokens, plus 3 for the message.
@@ -342,12 +329,12 @@ def test_it_estimates_count_tokens_for_other_providers(claude):
 
 def test_errors_come_in_anthropics_envelope(claude):
     with pytest.raises(anthropic.AuthenticationError) as caught:
-        client(claude).with_options(api_key="sk-gw-wrong").messages.create(
+        claude.anthropic().with_options(api_key="sk-gw-wrong").messages.create(
             model="claude-sonnet", **hello()
         )
     assert caught.value.body["error"]["type"] == "authentication_error"
     with pytest.raises(anthropic.NotFoundError):
-        client(claude).messages.create(model="no-such-model", **hello())
+        claude.anthropic().messages.create(model="no-such-model", **hello())
     response = httpx.post(
         f"{claude.gateway.url}/anthropic/v1/messages",
         json={"model": "claude-sonnet", "messages": [{"role": "user", "content": "hi"}]},
@@ -363,7 +350,7 @@ def test_errors_come_in_anthropics_envelope(claude):
 def test_an_upstream_rate_limit_reaches_the_anthropic_sdk(claude, model):
     claude.mock.add_rule(status=429, retry_after=7)
     with pytest.raises(anthropic.RateLimitError) as caught:
-        client(claude).messages.create(model=model, **hello())
+        claude.anthropic().messages.create(model=model, **hello())
     assert caught.value.response.headers["retry-after"] == "7"
     assert caught.value.body["error"]["type"] == "rate_limit_error"
 
@@ -381,7 +368,7 @@ def test_the_openai_sdk_gets_a_clear_error_for_what_anthropic_cannot_do(claude):
 
 
 def test_it_lists_the_callers_models_in_anthropics_shape(claude):
-    page = client(claude).models.list()
+    page = claude.anthropic().models.list()
     assert [model.id for model in page.data] == ["claude-sonnet", "gpt-4o-mini"]
     assert page.data[0].type == "model"
 
@@ -391,7 +378,7 @@ def test_the_anthropic_sdk_sends_an_image_to_anthropic_untouched(claude):
         {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PIXEL}},
         {"type": "text", "text": "What is this?"},
     ]
-    client(claude).messages.create(
+    claude.anthropic().messages.create(
         model="claude-sonnet", max_tokens=16, messages=[{"role": "user", "content": content}]
     )
     [received] = claude.mock.requests()

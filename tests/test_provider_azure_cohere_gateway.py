@@ -3,7 +3,6 @@ SDKs talk to the gateway, which talks to the mock's Azure resource and Cohere AP
 
 from __future__ import annotations
 
-import base64
 from dataclasses import dataclass
 
 import anthropic
@@ -11,14 +10,8 @@ import openai
 import pytest
 
 from keys import services
-from tests.conftest import Demo
+from tests.conftest import PIXEL, Demo
 
-PIXEL = base64.b64encode(
-    bytes.fromhex(
-        "89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c4890000000d49444154"
-        "789c6360000002000001e221bc330000000049454e44ae426082"
-    )
-).decode()
 OPENAI_TOOL = {
     "type": "function",
     "function": {
@@ -52,12 +45,7 @@ class Upstream:
         return self.demo.openai()
 
     def anthropic(self) -> anthropic.Anthropic:
-        return anthropic.Anthropic(
-            base_url=f"{self.demo.gateway.url}/anthropic",
-            api_key=self.demo.key,
-            max_retries=0,
-            timeout=20,
-        )
+        return self.demo.anthropic()
 
     def last_request(self) -> dict:
         [*_, received] = self.demo.mock.requests()

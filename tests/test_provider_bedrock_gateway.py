@@ -4,14 +4,12 @@ signed with Signature Version 4 and checked by the mock Bedrock runtime."""
 
 from __future__ import annotations
 
-import base64
-
-import anthropic
 import openai
 import pytest
 
 from keys import services
 from proxy.mock_provider import bedrock as mock_bedrock
+from tests.conftest import PIXEL
 
 MODEL = "anthropic.claude-3-5-sonnet-20240620-v1:0"
 CONVERSE = "/bedrock/model/anthropic.claude-3-5-sonnet-20240620-v1:0/converse"
@@ -25,12 +23,6 @@ OPENAI_TOOL = {
     "function": {"name": "get_weather", "description": "Weather", "parameters": WEATHER_SCHEMA},
 }
 ANTHROPIC_TOOL = {"name": "get_weather", "description": "Weather", "input_schema": WEATHER_SCHEMA}
-PIXEL = base64.b64encode(
-    bytes.fromhex(
-        "89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c4890000000d49444154"
-        "789c6360000002000001e221bc330000000049454e44ae426082"
-    )
-).decode()
 
 
 def add_bedrock(
@@ -54,12 +46,6 @@ def bedrock(demo):
     secret = f"{mock_bedrock.ACCESS_KEY_ID}:{mock_bedrock.SECRET_ACCESS_KEY}"
     add_bedrock(demo, name="bedrock", route="claude-br", secret=secret)
     return demo
-
-
-def claude_client(demo) -> anthropic.Anthropic:
-    return anthropic.Anthropic(
-        base_url=f"{demo.gateway.url}/anthropic", api_key=demo.key, max_retries=0, timeout=20
-    )
 
 
 def test_the_openai_sdk_gets_a_completion_from_bedrock(bedrock):
@@ -178,7 +164,7 @@ def test_an_image_by_url_is_refused_before_reaching_bedrock(bedrock):
 
 
 def test_the_anthropic_sdk_gets_a_message_from_bedrock(bedrock):
-    message = claude_client(bedrock).messages.create(
+    message = bedrock.anthropic().messages.create(
         model="claude-br",
         max_tokens=4,
         system="Be brief.",
@@ -191,7 +177,7 @@ def test_the_anthropic_sdk_gets_a_message_from_bedrock(bedrock):
 
 
 def test_the_anthropic_sdk_streams_from_bedrock(bedrock):
-    with claude_client(bedrock).messages.stream(
+    with bedrock.anthropic().messages.stream(
         model="claude-br", max_tokens=3, messages=[{"role": "user", "content": "Say hello"}]
     ) as stream:
         text = "".join(stream.text_stream)
@@ -202,7 +188,7 @@ def test_the_anthropic_sdk_streams_from_bedrock(bedrock):
 
 
 def test_the_anthropic_sdk_round_trips_a_tool_call_with_bedrock(bedrock):
-    sdk = claude_client(bedrock)
+    sdk = bedrock.anthropic()
     messages = [{"role": "user", "content": "Weather in Paris?"}]
     first = sdk.messages.create(
         model="claude-br", max_tokens=64, tools=[ANTHROPIC_TOOL], messages=messages
@@ -226,7 +212,7 @@ def test_the_anthropic_sdk_round_trips_a_tool_call_with_bedrock(bedrock):
 
 
 def test_the_anthropic_sdk_sends_an_image_to_bedrock(bedrock):
-    claude_client(bedrock).messages.create(
+    bedrock.anthropic().messages.create(
         model="claude-br",
         max_tokens=8,
         messages=[

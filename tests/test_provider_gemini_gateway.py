@@ -3,23 +3,16 @@ gateway: completions, streams, tool round trips and images, translated."""
 
 from __future__ import annotations
 
-import base64
 import json
 
-import anthropic
 import openai
 import pytest
 
 from keys import services
+from tests.conftest import PIXEL
 
 MODEL = "gemini-2.5-flash"
 WORDS_16 = " ".join(f"word{i}" for i in range(16))
-PIXEL = base64.b64encode(
-    bytes.fromhex(
-        "89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c4890000000d49444154"
-        "789c6360000002000001e221bc330000000049454e44ae426082"
-    )
-).decode()
 OPENAI_WEATHER = {
     "type": "function",
     "function": {
@@ -53,12 +46,6 @@ def gemini(demo):
     services.model_route_create(name="gemini", provider=provider, provider_model=MODEL)
     demo.sync()
     return demo
-
-
-def claude_sdk(demo) -> anthropic.Anthropic:
-    return anthropic.Anthropic(
-        base_url=f"{demo.gateway.url}/anthropic", api_key=demo.key, max_retries=0, timeout=20
-    )
 
 
 def gemini_requests(demo) -> list[dict]:
@@ -194,7 +181,7 @@ def test_a_gemini_rate_limit_reaches_the_openai_sdk(gemini):
 
 
 def test_the_anthropic_sdk_reaches_gemini(gemini):
-    message = claude_sdk(gemini).messages.create(
+    message = gemini.anthropic().messages.create(
         model="gemini",
         max_tokens=64,
         system="Be brief.",
@@ -209,7 +196,7 @@ def test_the_anthropic_sdk_reaches_gemini(gemini):
 
 
 def test_the_anthropic_sdk_streams_from_gemini(gemini):
-    with claude_sdk(gemini).messages.stream(
+    with gemini.anthropic().messages.stream(
         model="gemini", max_tokens=64, messages=[{"role": "user", "content": "Say hello please"}]
     ) as events:
         text = "".join(events.text_stream)
@@ -219,7 +206,7 @@ def test_the_anthropic_sdk_streams_from_gemini(gemini):
 
 
 def test_the_anthropic_sdk_round_trips_a_tool_call_with_gemini(gemini):
-    client = claude_sdk(gemini)
+    client = gemini.anthropic()
     messages = [{"role": "user", "content": "Weather in Paris?"}]
     first = client.messages.create(
         model="gemini", max_tokens=64, messages=messages, tools=[ANTHROPIC_WEATHER]
@@ -247,7 +234,7 @@ def test_the_anthropic_sdk_round_trips_a_tool_call_with_gemini(gemini):
 
 
 def test_the_anthropic_sdk_sends_an_image_to_gemini(gemini):
-    message = claude_sdk(gemini).messages.create(
+    message = gemini.anthropic().messages.create(
         model="gemini",
         max_tokens=64,
         messages=[

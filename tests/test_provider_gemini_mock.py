@@ -3,7 +3,6 @@ API over real HTTP, and its answers (whole, streamed, failed) read back."""
 
 from __future__ import annotations
 
-import base64
 import math
 from typing import Any
 
@@ -15,15 +14,10 @@ from proxy.errors import GatewayError
 from proxy.providers.base import Target
 from proxy.providers.gemini import GeminiAdapter
 from tests.adapter_helpers import send, stream_over_http
+from tests.conftest import PIXEL
 
 ADAPTER = GeminiAdapter()
 MODEL = "gemini-2.5-flash"
-PIXEL = base64.b64encode(
-    bytes.fromhex(
-        "89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c4890000000d49444154"
-        "789c6360000002000001e221bc330000000049454e44ae426082"
-    )
-).decode()
 WEATHER = {
     "type": "function",
     "function": {
