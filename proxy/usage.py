@@ -8,6 +8,7 @@ the client did not ask for it.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,6 +81,15 @@ class EventScanner:
         """Complete events, as they are to be forwarded."""
         raise NotImplementedError
 
+    @staticmethod
+    def usage_events(complete: bytes) -> Iterator[dict[str, Any]]:
+        """The JSON objects of the complete events that mention usage."""
+        for event in complete.split(b"\n\n"):
+            if b'"usage"' in event:
+                data = _event_json(event)
+                if isinstance(data, dict):
+                    yield data
+
 
 class OpenAIStreamScanner(EventScanner):
     """Follows an OpenAI chat completion stream for its usage."""
@@ -130,6 +140,23 @@ def usage_from_anthropic(data: Any) -> Usage | None:
     )
 
 
+def with_anthropic_delta(usage: Usage | None, event: dict[str, Any]) -> Usage:
+    """``usage`` (from ``message_start``) updated by a ``message_delta`` event:
+    its output count, and the input side when the delta repeats it (newer
+    streams do, cumulatively)."""
+    usage = usage or Usage()
+    late = event.get("usage")
+    if not isinstance(late, dict):
+        return usage
+    if isinstance(late.get("output_tokens"), int):
+        usage.output_tokens = late["output_tokens"]
+    if late.get("input_tokens"):
+        repeated = usage_from_anthropic(event)
+        if repeated is not None:
+            usage.input_tokens, usage.cached_tokens = repeated.input_tokens, repeated.cached_tokens
+    return usage
+
+
 class AnthropicStreamScanner(EventScanner):
     """Follows an Anthropic message stream for its usage, relaying it untouched."""
 
@@ -140,23 +167,11 @@ class AnthropicStreamScanner(EventScanner):
         return complete
 
     def _read_usage(self, complete: bytes) -> None:
-        for event in complete.split(b"\n\n"):
-            if b'"usage"' not in event:
-                continue
-            data = _event_json(event)
-            if not isinstance(data, dict):
-                continue
+        for data in self.usage_events(complete):
             if data.get("type") == "message_start":
                 self.usage = usage_from_anthropic(data.get("message"))
             elif data.get("type") == "message_delta":
-                late = usage_from_anthropic(data)
-                if late is None:
-                    continue
-                usage = self.usage or Usage()
-                usage.output_tokens = late.output_tokens
-                if late.input_tokens:
-                    usage.input_tokens, usage.cached_tokens = late.input_tokens, late.cached_tokens
-                self.usage = usage
+                self.usage = with_anthropic_delta(self.usage, data)
 
 
 def usage_from_responses(data: Any) -> Usage | None:
@@ -185,11 +200,7 @@ class ResponsesStreamScanner(EventScanner):
         return complete
 
     def _read_usage(self, complete: bytes) -> None:
-        for event in complete.split(b"\n\n"):
-            if b'"usage"' not in event:
-                continue
-            data = _event_json(event)
-            if isinstance(data, dict):
-                usage = usage_from_responses(data.get("response"))
-                if usage is not None:
-                    self.usage = usage
+        for data in self.usage_events(complete):
+            usage = usage_from_responses(data.get("response"))
+            if usage is not None:
+                self.usage = usage

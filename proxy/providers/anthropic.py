@@ -28,7 +28,7 @@ from proxy.providers.canonical import (
     tool_call_start,
     unsupported,
 )
-from proxy.usage import Usage, usage_from_anthropic
+from proxy.usage import Usage, usage_from_anthropic, with_anthropic_delta
 
 API_VERSION = "2023-06-01"
 # Anthropic requires max_tokens; OpenAI-shaped requests often leave it out.
@@ -307,18 +307,7 @@ class AnthropicStreamDecoder(JSONEventDecoder):
         elif kind == "message_delta":
             delta = data.get("delta") or {}
             self._finish = STOP_REASONS.get(delta.get("stop_reason") or "", "stop")
-            late = data.get("usage") or {}
-            usage = self.usage or Usage()
-            if isinstance(late.get("output_tokens"), int):
-                usage.output_tokens = late["output_tokens"]
-            # Newer streams repeat the input side in message_delta.
-            repeated = usage_from_anthropic({"usage": late}) if late.get("input_tokens") else None
-            if repeated is not None:
-                usage.input_tokens, usage.cached_tokens = (
-                    repeated.input_tokens,
-                    repeated.cached_tokens,
-                )
-            self.usage = usage
+            self.usage = with_anthropic_delta(self.usage, data)
             out.append(chunks.chunk({}, self._finish))
         elif kind == "message_stop":
             self._done = True
