@@ -404,14 +404,10 @@ def test_an_interrupted_stream_surfaces_as_a_bad_gateway(
     mock_provider: MockProviderProcess,
 ) -> None:
     request = adapter.chat_request(target(mock_provider), {**HI, "stream": True}, stream=True)
-    request = UpstreamRequest(
-        request.method,
-        request.url,
-        {**request.headers, "x-mock-behaviour": '{"malformed": "sse"}'},
-        request.body,
-    )
     with pytest.raises(GatewayError) as error:
-        stream_over_http(request)
+        adapter_helpers.stream_over_http(
+            adapter, request, headers={"x-mock-behaviour": '{"malformed": "sse"}'}
+        )
     assert error.value.code == "upstream_invalid_response"
 
 
