@@ -505,4 +505,5 @@ class CountTokensConsumer(AnthropicErrors, ChatConsumer):
             served_by=[(b"x-gateway-provider", route.provider.name.encode())],
             exchange=Exchange(),
             answer=ANTHROPIC_PASSTHROUGH,
+            adapter=adapter,
         )

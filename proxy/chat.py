@@ -176,7 +176,13 @@ class ChatConsumer(InferenceConsumer):
             if ticket is not None:
                 served_by += ticket.headers
             await forward(
-                self, request, stream=stream, served_by=served_by, exchange=exchange, answer=answer
+                self,
+                request,
+                stream=stream,
+                served_by=served_by,
+                exchange=exchange,
+                answer=answer,
+                adapter=provider.adapter,
             )
 
         try:

@@ -16,7 +16,7 @@ from django.conf import settings
 
 from proxy import upstream
 from proxy.errors import GatewayError
-from proxy.providers import UpstreamRequest
+from proxy.providers import ProviderAdapter, UpstreamRequest
 from proxy.translation import Answer, StreamRelay
 from proxy.usage import Usage
 
@@ -55,8 +55,10 @@ async def forward(
     served_by: list[tuple[bytes, bytes]],
     exchange: Exchange,
     answer: Answer,
+    adapter: ProviderAdapter | None = None,
 ) -> None:
-    """Send ``request`` upstream and relay the answer to ``consumer``'s client."""
+    """Send ``request`` upstream and relay the answer to ``consumer``'s client
+    (``adapter``: the provider's, for how it reports a refused key)."""
     exchange.sent_at = time.perf_counter()
     try:
         async with upstream.session().request(
@@ -64,7 +66,7 @@ async def forward(
         ) as response:
             exchange.mark_headers()
             if response.status >= 400:
-                raise await upstream_error(response)
+                raise await upstream_error(response, adapter)
             if stream and response.content_type == answer.stream_content_type:
                 await relay_stream(consumer, response, served_by, exchange, answer.stream())
             else:
@@ -136,12 +138,15 @@ def _too_large(limit: int) -> GatewayError:
     )
 
 
-async def upstream_error(response: aiohttp.ClientResponse) -> GatewayError:
+async def upstream_error(
+    response: aiohttp.ClientResponse, adapter: ProviderAdapter | None = None
+) -> GatewayError:
     """The client-facing error for an upstream error answer.
 
     Request errors (400, 404, 422…) keep their status and the provider's
-    message; the provider refusing *our* credentials is the gateway's fault
-    (502), not the client's; rate limits stay 429 with ``Retry-After``.
+    message; the provider refusing *our* credentials (401/403, or what the
+    adapter's ``refused_key`` recognises) is the gateway's fault (502), not the
+    client's; rate limits stay 429 with ``Retry-After``.
     """
     try:
         raw = await asyncio.wait_for(response.content.read(ERROR_BODY_LIMIT), timeout=5)
@@ -163,8 +168,8 @@ async def upstream_error(response: aiohttp.ClientResponse) -> GatewayError:
             key_fault=True,
             retry_after=_seconds(retry_after),
         )
-    # Google answers a key it does not accept with 400 API_KEY_INVALID.
-    if status in (401, 403) or (status == 400 and b"API_KEY_INVALID" in raw):
+    refused_key = getattr(adapter, "refused_key", None)
+    if status in (401, 403) or (refused_key is not None and refused_key(status, raw)):
         return GatewayError(
             502,
             f"the provider refused the gateway's credentials: {message}",

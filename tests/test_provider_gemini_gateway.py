@@ -177,6 +177,28 @@ def test_a_gemini_rate_limit_reaches_the_openai_sdk(gemini):
     assert caught.value.status_code == 429
 
 
+def test_a_key_google_calls_invalid_is_set_aside_and_another_key_serves(gemini):
+    provider = gemini.provider.__class__.objects.get(name="google")
+    primary = provider.keys.get(name="primary")
+    # The refused key is the one nearly always picked first.
+    services.provider_key_update(key=primary, weight=1000)
+    services.provider_key_create(provider=provider, name="spare", secret="AIza-mock-0002")
+    gemini.sync()
+    gemini.mock.add_rule(
+        match={"api_key": "AIza-mock-0001"},
+        status=400,
+        error_message="API key not valid. Please pass a valid API key. [API_KEY_INVALID]",
+    )
+    for _ in range(4):
+        completion = gemini.openai().chat.completions.create(
+            model="gemini", messages=[{"role": "user", "content": "Say hello please"}]
+        )
+        assert completion.choices[0].message.content == WORDS_16
+    keys = [record["api_key"] for record in gemini_requests(gemini)]
+    assert keys.count("AIza-mock-0001") == 1
+    assert keys.count("AIza-mock-0002") == 4
+
+
 # --- the anthropic SDK --------------------------------------------------------------------
 
 

@@ -388,13 +388,7 @@ class MockProvider:
 
 def _public_record(record: dict[str, Any]) -> dict[str, Any]:
     headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in record["raw_headers"]}
-    keys = _api_keys(
-        {
-            "Authorization": headers.get("authorization", ""),
-            "x-api-key": headers.get("x-api-key", ""),
-            "api-key": headers.get("api-key", ""),
-        }
-    )
+    keys = _api_keys(headers)
     raw: bytes = record["raw"]
     return {
         "time": record["time"],
@@ -410,9 +404,12 @@ def _public_record(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def _api_keys(headers: Mapping[str, str]) -> list[str]:
-    """Provider keys a request carries: Authorization, x-api-key, api-key, x-goog-api-key."""
+    """Provider keys a request carries: Authorization, x-api-key, api-key, x-goog-api-key.
+
+    ``headers`` is a request's (case-insensitive) or a lower-cased copy.
+    """
     keys: list[str] = []
-    auth = headers.get("Authorization")
+    auth = headers.get("authorization")
     if auth:
         scheme, _, value = auth.partition(" ")
         if scheme.lower() == "bearer" and value.strip():

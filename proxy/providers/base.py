@@ -121,3 +121,7 @@ class ProviderAdapter(Protocol):
     def stream_decoder(self, *, model: str) -> StreamDecoder:
         """A decoder for one streamed answer."""
         ...
+
+    # Optional: ``refused_key(status, body) -> bool``, for a provider that
+    # refuses a key with something other than 401/403 (the gateway then
+    # treats it as its own key's fault: another key, a cool-down, a 502).

@@ -896,6 +896,12 @@ class GeminiAdapter:
     def _headers(target: Target) -> dict[str, str]:
         return {"x-goog-api-key": target.api_key, "content-type": "application/json"}
 
+    @staticmethod
+    def refused_key(status: int, body: bytes) -> bool:
+        """Google answers a key it does not accept with 400 INVALID_ARGUMENT,
+        reason API_KEY_INVALID, rather than 401."""
+        return status == 400 and b"API_KEY_INVALID" in body
+
     def chat_request(
         self, target: Target, payload: dict[str, Any], *, stream: bool
     ) -> UpstreamRequest:
