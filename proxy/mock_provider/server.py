@@ -25,7 +25,9 @@ live matching rule, overridden by an ``x-mock-behaviour: {json}`` request header
 
 Token model (deterministic): input tokens are the whitespace-separated words of all text
 content plus 3 per message (at least 1); the answer is ``"word0 word1 ..."`` with one word per
-token, so usage always equals what was streamed.
+token, so usage always equals what was streamed. A request for structured output
+(OpenAI's ``response_format`` ``json_object`` / ``json_schema``, Anthropic's
+``output_config.format``) is answered with one token: a JSON value fitting the schema.
 """
 
 from __future__ import annotations
@@ -514,6 +516,55 @@ def _placeholder(schema: Any, depth: int = 0) -> Any:
     return "mock"
 
 
+def structured_units(schema: Any) -> tuple[str, ...]:
+    """A JSON answer fitting ``schema`` (any JSON object when None), as one token."""
+    value = _placeholder(schema) if isinstance(schema, dict) else {"answer": "word0"}
+    return (orjson.dumps(value).decode(),)
+
+
+def _openai_format(body: dict[str, Any]) -> tuple[bool, Any] | str:
+    """Whether ``response_format`` asks for JSON and with which schema, or what
+    is wrong with it (OpenAI's validation message)."""
+    value = body.get("response_format")
+    if value is None:
+        return False, None
+    kind = value.get("type") if isinstance(value, dict) else None
+    if kind == "text":
+        return False, None
+    if kind == "json_object":
+        return True, None
+    if kind == "json_schema":
+        spec = value.get("json_schema")
+        if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
+            return "Missing required parameter: 'response_format.json_schema.name'."
+        schema = spec.get("schema")
+        if schema is not None and not isinstance(schema, dict):
+            return "Invalid type for 'response_format.json_schema.schema': expected an object."
+        return True, schema if schema is not None else {"type": "object"}
+    return (
+        "Invalid value for 'response_format.type': expected one of 'text', "
+        "'json_object' or 'json_schema'."
+    )
+
+
+def _anthropic_format(body: dict[str, Any]) -> tuple[bool, Any] | str:
+    """Whether ``output_config.format`` asks for JSON and with which schema, or
+    what is wrong with it (Anthropic's validation message)."""
+    config = body.get("output_config")
+    if config is None:
+        return False, None
+    if not isinstance(config, dict):
+        return "output_config: Input should be a valid dictionary"
+    fmt = config.get("format")
+    if fmt is None:
+        return False, None
+    if not isinstance(fmt, dict) or fmt.get("type") != "json_schema":
+        return "output_config.format.type: Input should be 'json_schema'"
+    if not isinstance(fmt.get("schema"), dict):
+        return "output_config.format.schema: Field required"
+    return True, fmt["schema"]
+
+
 def _required_arguments(schema: Any, depth: int = 0) -> dict[str, Any]:
     if not isinstance(schema, dict):
         return {}
@@ -977,12 +1028,18 @@ class _Routes:
                 400, "Invalid 'n': must be <= 128.", param="n", code="invalid_value"
             )
 
+        structured = _openai_format(body)
+        if isinstance(structured, str):
+            return openai_error(400, structured, param="response_format", code="invalid_value")
+
         b = call.behaviour
         prompt_tokens = count_input_tokens(messages)
         tool = _openai_tool(body)
         if tool is not None:
             units: tuple[str, ...] = tool.fragments
             finish = "tool_calls"
+        elif structured[0]:
+            units, finish = structured_units(structured[1]), "stop"
         else:
             units, why, _ = _answer_tokens(b.output_tokens, cap, _stop_list(body.get("stop")))
             finish = "length" if why == "length" else "stop"
@@ -1284,6 +1341,10 @@ class _Routes:
         except ValueError:
             return anthropic_error(400, "max_tokens: Input should be greater than or equal to 1")
 
+        structured = _anthropic_format(body)
+        if isinstance(structured, str):
+            return anthropic_error(400, structured)
+
         b = call.behaviour
         input_tokens = count_input_tokens(messages, body.get("system"))
         tool = _anthropic_tool(body)
@@ -1291,6 +1352,8 @@ class _Routes:
         if tool is not None:
             units: tuple[str, ...] = tool.fragments
             stop_reason = "tool_use"
+        elif structured[0]:
+            units, stop_reason = structured_units(structured[1]), "end_turn"
         else:
             units, why, stop_sequence = _answer_tokens(
                 b.output_tokens, cap, _stop_list(body.get("stop_sequences"))
