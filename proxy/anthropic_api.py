@@ -459,6 +459,7 @@ class MessagesConsumer(AnthropicErrors, ChatConsumer):
     """``POST /anthropic/v1/messages`` (and ``/v1/messages``), streaming and not."""
 
     wire = "anthropic"
+    forwarded_headers = (b"anthropic-beta",)
 
     def validate(self, payload: dict[str, Any]) -> tuple[str, bool]:
         return validate_messages(payload)
@@ -502,6 +503,8 @@ class CountTokensConsumer(AnthropicErrors, ChatConsumer):
     provider, by the gateway's tokenizer for others. Costs nothing, so it is
     not admitted against limits; it is recorded."""
 
+    forwarded_headers = (b"anthropic-beta",)
+
     def validate(self, payload: dict[str, Any]) -> tuple[str, bool]:
         model = payload.get("model")
         if not isinstance(model, str) or not model:
@@ -524,7 +527,7 @@ class CountTokensConsumer(AnthropicErrors, ChatConsumer):
         # A count carries no usage: usage_from_anthropic finds none in it.
         await forward(
             self,
-            counter(route.target(provider_key), payload),
+            self.with_client_headers(counter(route.target(provider_key), payload)),
             stream=False,
             served_by=[(b"x-gateway-provider", route.provider.name.encode())],
             exchange=Exchange(),

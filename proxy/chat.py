@@ -11,7 +11,7 @@ the canonical shapes otherwise.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
@@ -89,6 +89,19 @@ class ChatConsumer(InferenceConsumer):
     # Whether the request produces output tokens (for its budget reservation).
     produces_output = True
 
+    # Client headers relayed to a provider of the client's wire format: opt-in
+    # feature flags such as Anthropic's ``anthropic-beta``.
+    forwarded_headers: tuple[bytes, ...] = ()
+
+    def with_client_headers(self, request: UpstreamRequest) -> UpstreamRequest:
+        """``request`` with the client's :attr:`forwarded_headers` added."""
+        extra = {
+            name.decode(): value.decode("latin-1")
+            for name in self.forwarded_headers
+            if (value := self.headers.get(name)) is not None
+        }
+        return replace(request, headers={**request.headers, **extra}) if extra else request
+
     def count_input(self, payload: dict[str, Any]) -> int:
         """The request's input tokens by the gateway's tokenizer (an estimate)."""
         return tokens.count_messages(
@@ -106,7 +119,7 @@ class ChatConsumer(InferenceConsumer):
             request = adapter.native_request(
                 where, self.native_payload(payload, stream), stream=stream
             )
-            return request, self.passthrough(payload)
+            return self.with_client_headers(request), self.passthrough(payload)
         if self._canonical is None:
             self._canonical = self.canonical(payload, stream)
         request = adapter.chat_request(where, self._canonical, stream=stream)

@@ -95,6 +95,7 @@ class EmbeddingsTranslation:
     (base64 of little-endian float32, as OpenAI encodes them, when asked)."""
 
     stream_content_type = "application/json"
+    relays_limit_headers = False
 
     def __init__(self, adapter: Any, model: str, *, base64: bool) -> None:
         self.adapter = adapter

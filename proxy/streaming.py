@@ -65,8 +65,13 @@ async def forward(
             request.method, request.url, headers=request.headers, data=request.body
         ) as response:
             exchange.mark_headers()
+            limits = (
+                provider_limit_headers(response, served_by) if answer.relays_limit_headers else []
+            )
             if response.status >= 400:
-                raise await upstream_error(response, adapter)
+                raise await upstream_error(response, adapter, limits)
+            if limits:
+                served_by = served_by + limits
             if stream and response.content_type == answer.stream_content_type:
                 await relay_stream(consumer, response, served_by, exchange, answer.stream())
             else:
@@ -138,15 +143,36 @@ def _too_large(limit: int) -> GatewayError:
     )
 
 
+# Rate-limit headers of OpenAI (and its peers) and of Anthropic.
+LIMIT_HEADER_PREFIXES = (b"x-ratelimit-", b"anthropic-ratelimit-")
+
+
+def provider_limit_headers(
+    response: aiohttp.ClientResponse, own: list[tuple[bytes, bytes]]
+) -> list[tuple[bytes, bytes]]:
+    """The provider's rate-limit headers, except those the gateway sets itself
+    (a virtual key's own limits are what its caller is held to)."""
+    taken = {name for name, _ in own}
+    relayed = []
+    for name, value in response.raw_headers:
+        lowered = name.lower()
+        if lowered.startswith(LIMIT_HEADER_PREFIXES) and lowered not in taken:
+            relayed.append((lowered, value))
+    return relayed
+
+
 async def upstream_error(
-    response: aiohttp.ClientResponse, adapter: ProviderAdapter | None = None
+    response: aiohttp.ClientResponse,
+    adapter: ProviderAdapter | None = None,
+    limits: list[tuple[bytes, bytes]] | None = None,
 ) -> GatewayError:
     """The client-facing error for an upstream error answer.
 
     Request errors (400, 404, 422…) keep their status and the provider's
     message; the provider refusing *our* credentials (401/403, or what the
     adapter's ``refused_key`` recognises) is the gateway's fault (502), not the
-    client's; rate limits stay 429 with ``Retry-After``.
+    client's; rate limits stay 429 with ``Retry-After`` and the provider's
+    rate-limit headers (``limits``, for a client of the provider's wire format).
     """
     try:
         raw = await asyncio.wait_for(response.content.read(ERROR_BODY_LIMIT), timeout=5)
@@ -156,6 +182,7 @@ async def upstream_error(
     status = response.status
     headers: list[tuple[bytes, bytes]] = []
     if status == 429:
+        headers += limits or []
         retry_after = response.headers.get("retry-after")
         if retry_after:
             headers.append((b"retry-after", retry_after.encode("latin-1")))

@@ -712,6 +712,40 @@ def _request_id() -> str:
     return _rand_id("req_")
 
 
+# The rate-limit headers each provider sends with every answer (fixed, generous
+# limits: the mock never rate-limits on its own).
+MOCK_REQUEST_LIMIT = 10_000
+MOCK_TOKEN_LIMIT = 2_000_000
+
+
+def openai_limit_headers() -> dict[str, str]:
+    """OpenAI's ``x-ratelimit-*`` headers (resets as durations)."""
+    return {
+        "x-ratelimit-limit-requests": str(MOCK_REQUEST_LIMIT),
+        "x-ratelimit-limit-tokens": str(MOCK_TOKEN_LIMIT),
+        "x-ratelimit-remaining-requests": str(MOCK_REQUEST_LIMIT - 1),
+        "x-ratelimit-remaining-tokens": str(MOCK_TOKEN_LIMIT - 1_000),
+        "x-ratelimit-reset-requests": "6ms",
+        "x-ratelimit-reset-tokens": "30ms",
+    }
+
+
+def anthropic_limit_headers() -> dict[str, str]:
+    """Anthropic's ``anthropic-ratelimit-*`` headers (resets as RFC 3339 times)."""
+    reset = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 60))
+    headers = {}
+    for kind, limit in (
+        ("requests", MOCK_REQUEST_LIMIT),
+        ("tokens", MOCK_TOKEN_LIMIT),
+        ("input-tokens", MOCK_TOKEN_LIMIT),
+        ("output-tokens", MOCK_TOKEN_LIMIT // 5),
+    ):
+        headers[f"anthropic-ratelimit-{kind}-limit"] = str(limit)
+        headers[f"anthropic-ratelimit-{kind}-remaining"] = str(limit - 1)
+        headers[f"anthropic-ratelimit-{kind}-reset"] = reset
+    return headers
+
+
 def openai_error(
     status: int,
     message: str | None = None,
@@ -772,12 +806,17 @@ ErrorRenderer = Callable[[int, str | None, Mapping[str, str]], web.Response]
 
 
 def openai_renderer(status: int, message: str | None, headers: Mapping[str, str]) -> web.Response:
+    if status == 429:  # a rate limit says which one ran out
+        headers = {**openai_limit_headers(), "x-ratelimit-remaining-requests": "0", **headers}
     return openai_error(status, message, headers=headers)
 
 
 def anthropic_renderer(
     status: int, message: str | None, headers: Mapping[str, str]
 ) -> web.Response:
+    if status == 429:
+        limits = anthropic_limit_headers()
+        headers = {**limits, "anthropic-ratelimit-requests-remaining": "0", **headers}
     return anthropic_error(status, message, headers=headers)
 
 
@@ -1051,7 +1090,7 @@ class _Routes:
             "prompt_tokens_details": {"cached_tokens": 0},
             "completion_tokens_details": {"reasoning_tokens": 0},
         }
-        extra = {"x-request-id": _request_id()}
+        extra = {"x-request-id": _request_id(), **openai_limit_headers()}
         completion_id = _rand_id("chatcmpl-")
         if body.get("stream") is True:
             options = body.get("stream_options")
@@ -1362,7 +1401,7 @@ class _Routes:
                 why or "", "end_turn"
             )
         message_id = _rand_id("msg_")
-        extra = {"request-id": _request_id()}
+        extra = {"request-id": _request_id(), **anthropic_limit_headers()}
         if body.get("stream") is True:
             return await self._stream_messages(
                 request,
