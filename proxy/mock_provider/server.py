@@ -803,6 +803,22 @@ def anthropic_error(
 
 # Renders an error in one wire format: (status, message, extra headers) -> response.
 ErrorRenderer = Callable[[int, str | None, Mapping[str, str]], web.Response]
+# A format's credential check: a refusal, or None to go on.
+Refusal = Callable[[web.Request], Awaitable[web.StreamResponse | None]]
+
+
+@dataclass(frozen=True)
+class Gate:
+    """How a provider surface enters a handler it shares with OpenAI's: its
+    error envelope, its credential check, and the model its path names (an
+    Azure deployment) for bodies that carry none."""
+
+    render: ErrorRenderer | None = None
+    refuse: Refusal | None = None
+    model: str | None = None
+
+
+OPENAI_GATE = Gate()
 
 
 def openai_renderer(status: int, message: str | None, headers: Mapping[str, str]) -> web.Response:
@@ -928,7 +944,7 @@ class _Routes:
         *,
         anthropic: bool = False,
         render: ErrorRenderer | None = None,
-        refuse: Callable[[web.Request], Awaitable[web.StreamResponse | None]] | None = None,
+        refuse: Refusal | None = None,
     ) -> _Call | web.StreamResponse:
         """Every handler's prologue: the request read and recorded (:meth:`_begin`),
         refused by ``refuse`` (a format's credential check) when it says so,
@@ -1252,12 +1268,14 @@ class _Routes:
             await resp.write_eof()
         return resp
 
-    async def embeddings(self, request: web.Request) -> web.StreamResponse:
-        call = await self.accept(request, anthropic=False)
+    async def embeddings(
+        self, request: web.Request, gate: Gate = OPENAI_GATE
+    ) -> web.StreamResponse:
+        call = await self.accept(request, render=gate.render, refuse=gate.refuse)
         if isinstance(call, web.StreamResponse):
             return call
         body: dict[str, Any] = call.body
-        model = body.get("model")
+        model = body.get("model") or gate.model
         if not isinstance(model, str) or not model:
             return openai_error(400, "you must provide a model parameter", param="model")
         items = _embedding_inputs(body.get("input"))
