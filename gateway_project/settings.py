@@ -268,6 +268,20 @@ GATEWAY_LEDGER_BATCH_SIZE = env_int("GATEWAY_LEDGER_BATCH_SIZE", 500)
 # another worker after this long (milliseconds).
 GATEWAY_LEDGER_CLAIM_IDLE_MS = env_int("GATEWAY_LEDGER_CLAIM_IDLE_MS", 60_000)
 
+# --- Observability ---------------------------------------------------------------
+
+# Worker processes of one server share their metrics through files in this
+# directory (wiped when the server starts); empty: one process, in memory.
+GATEWAY_METRICS_DIR = env("GATEWAY_METRICS_DIR", "") or ""
+GATEWAY_METRICS_FLUSH_SECONDS = env_float("GATEWAY_METRICS_FLUSH_SECONDS", 1.0)
+# /metrics asks for `Authorization: Bearer <token>` when a token is set. In
+# production without a token it is closed, unless declared reachable only by
+# the scraper (GATEWAY_METRICS_PUBLIC=true, e.g. behind a network policy).
+GATEWAY_METRICS_TOKEN = env("GATEWAY_METRICS_TOKEN", "") or ""
+GATEWAY_METRICS_PUBLIC = env_bool("GATEWAY_METRICS_PUBLIC", default=not PRODUCTION)
+# One JSON line per inference request on stdout (the access log).
+GATEWAY_ENABLE_LOGGING = env_bool("GATEWAY_ENABLE_LOGGING", default=True)
+
 CELERY_BEAT_SCHEDULE = {
     "usage-drain": {"task": "governance.usage_drain", "schedule": 1.0},
 }

@@ -5,6 +5,7 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 
 from gateway_project import health
+from gateway_project.metrics import metrics_view
 
 admin.site.site_header = "AI Gateway"
 admin.site.site_title = "AI Gateway console"
@@ -16,5 +17,5 @@ urlpatterns = [
     path("audit/", include("audit.urls")),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
-    path("", include("django_prometheus.urls")),
+    path("metrics", metrics_view, name="metrics"),
 ]

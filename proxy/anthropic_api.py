@@ -458,6 +458,8 @@ class AnthropicErrors:
 class MessagesConsumer(AnthropicErrors, ChatConsumer):
     """``POST /anthropic/v1/messages`` (and ``/v1/messages``), streaming and not."""
 
+    endpoint = "messages"
+
     wire = "anthropic"
     forwarded_headers = (b"anthropic-beta",)
 
@@ -502,6 +504,8 @@ class CountTokensConsumer(AnthropicErrors, ChatConsumer):
     """``POST /anthropic/v1/messages/count_tokens``: counted by an Anthropic
     provider, by the gateway's tokenizer for others. Costs nothing, so it is
     not admitted against limits; it is recorded."""
+
+    endpoint = "count_tokens"
 
     forwarded_headers = (b"anthropic-beta",)
 

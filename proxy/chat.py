@@ -143,6 +143,7 @@ class ChatConsumer(InferenceConsumer):
             requested_model=model[:200],
             stream=stream,
         )
+        self.team = key.team_name
         levels = snapshot.policy_levels(key)
         admission.check_access(levels, model, route)
         return Addressed(payload, stream, snapshot, route, levels)
@@ -201,6 +202,7 @@ class ChatConsumer(InferenceConsumer):
         try:
             await routing.call_with_fallbacks(targets, attempt, lambda: self.response_started)
         finally:
+            self.upstream_seconds = exchange.upstream_seconds
             input_estimate = None
             if exchange.usage is None and exchange.delta_events:
                 # No usage reported (client left, provider sent none): count the

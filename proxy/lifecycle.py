@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
+from django.conf import settings
+
 from governance.ledger import ledger
-from proxy import upstream
+from proxy import metrics, upstream
 from proxy.snapshot import store
 
 logger = logging.getLogger(__name__)
+_background: list[asyncio.Task[None]] = []
 
 
 async def startup() -> None:
@@ -20,12 +24,22 @@ async def startup() -> None:
         logger.warning("configuration snapshot not loaded at start-up", exc_info=True)
     store.start()
     ledger.start()
+    if settings.GATEWAY_METRICS_DIR:
+        _background.append(asyncio.create_task(metrics.run_writer(), name="metrics-writer"))
 
 
 async def shutdown() -> None:
     await ledger.stop()
     await store.stop()
     await upstream.close()
+    for task in _background:
+        task.cancel()
+    await asyncio.gather(*_background, return_exceptions=True)
+    _background.clear()
+    try:
+        metrics.write_own()  # the last totals, for the workers still serving
+    except OSError:
+        logger.warning("could not write the metrics file", exc_info=True)
 
 
 async def lifespan(receive: Any, send: Any) -> None:

@@ -121,6 +121,8 @@ class EmbeddingsTranslation:
 class EmbeddingsConsumer(ChatConsumer):
     """``POST /v1/embeddings``."""
 
+    endpoint = "embeddings"
+
     wire = "openai"
     produces_output = False
 
@@ -233,6 +235,8 @@ class TextCompletionEncoder(OpenAIChunkEncoder):
 class CompletionsConsumer(ChatConsumer):
     """``POST /v1/completions`` (legacy), streaming and not."""
 
+    endpoint = "completions"
+
     wire = "openai"
 
     def validate(self, payload: dict[str, Any]) -> tuple[str, bool]:
@@ -275,6 +279,8 @@ def validate_response(payload: dict[str, Any]) -> tuple[str, bool]:
 
 class ResponsesConsumer(ChatConsumer):
     """``POST /v1/responses``: passed through to providers that speak it."""
+
+    endpoint = "responses"
 
     wire = "openai"
 

@@ -24,6 +24,7 @@ from django.conf import settings
 from governance.enforcement import ScopePolicy
 from proxy.admission import is_allowed
 from proxy.errors import GatewayError, bad_request
+from proxy.metrics import metrics
 from proxy.snapshot import ProviderEntry, ProviderKeyEntry, RouteEntry, Snapshot
 
 # How long a key that the provider refused (401/403) stays out of rotation.
@@ -132,6 +133,8 @@ async def call_with_fallbacks(
                 await attempt(target, key, index, retries)
                 return index, retries
             except GatewayError as error:
+                if error.code.startswith("upstream_"):
+                    metrics.upstream_failed(target.provider.name, error.code)
                 if not error.retryable or response_started():
                     raise
                 last_error = error
