@@ -231,11 +231,25 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAdminUser"],
 }
 
+# "json" (one object per line; production's default) or "plain".
+GATEWAY_LOG_FORMAT = env("GATEWAY_LOG_FORMAT", "json" if PRODUCTION else "plain") or "plain"
+if GATEWAY_LOG_FORMAT not in ("json", "plain"):
+    raise ImproperlyConfigured("GATEWAY_LOG_FORMAT must be 'json' or 'plain'")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "gateway_project.logs.JsonFormatter"},
+    },
+    "filters": {"secrets": {"()": "gateway_project.logs.SecretFilter"}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": GATEWAY_LOG_FORMAT,
+            "filters": ["secrets"],
+        }
+    },
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", "INFO")},
 }
 

@@ -20,6 +20,7 @@ from channels.generic.http import AsyncHttpConsumer
 from django.conf import settings
 
 from governance.ledger import ledger
+from proxy.access_log import access_log
 from proxy.errors import GatewayError
 from proxy.metrics import metrics
 
@@ -76,6 +77,8 @@ class InferenceConsumer(AsyncHttpConsumer):
                 if self.upstream_seconds is not None:
                     overhead = time.perf_counter() - started - self.upstream_seconds
                 metrics.request_finished(self.endpoint, entry, self.team, overhead)
+                if settings.GATEWAY_ENABLE_LOGGING:
+                    access_log.write(entry, endpoint=self.endpoint, team=self.team)
 
     async def _serve(self, receive: Any) -> None:
         scope = self.scope

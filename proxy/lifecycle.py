@@ -10,6 +10,7 @@ from django.conf import settings
 
 from governance.ledger import ledger
 from proxy import metrics, upstream
+from proxy.access_log import access_log
 from proxy.snapshot import store
 
 logger = logging.getLogger(__name__)
@@ -24,11 +25,13 @@ async def startup() -> None:
         logger.warning("configuration snapshot not loaded at start-up", exc_info=True)
     store.start()
     ledger.start()
+    access_log.start()
     if settings.GATEWAY_METRICS_DIR:
         _background.append(asyncio.create_task(metrics.run_writer(), name="metrics-writer"))
 
 
 async def shutdown() -> None:
+    await access_log.stop()
     await ledger.stop()
     await store.stop()
     await upstream.close()

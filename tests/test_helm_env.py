@@ -38,7 +38,6 @@ ENV_READERS = {"env", "env_bool", "env_int", "env_float", "env_list"}
 SETTINGS_STILL_TO_ADD = {
     "GATEWAY_INITIAL_POOL_SIZE",  # gateway.client.initialPoolSize
     "GATEWAY_DROP_EXCESS_REQUESTS",  # gateway.client.dropExcessRequests
-    "GATEWAY_ENABLE_LOGGING",  # gateway.client.enableLogging
 }
 
 
