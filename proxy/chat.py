@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 
 from governance.enforcement import ScopePolicy
-from proxy import admission, routing, tokens
+from proxy import admission, routing, tokens, tracing
 from proxy.auth import authenticate
 from proxy.consumer import InferenceConsumer
 from proxy.errors import GatewayError, bad_request
@@ -189,15 +189,34 @@ class ChatConsumer(InferenceConsumer):
             ]
             if ticket is not None:
                 served_by += ticket.headers
-            await forward(
-                self,
-                request,
-                stream=stream,
-                served_by=served_by,
-                exchange=exchange,
-                answer=answer,
-                adapter=provider.adapter,
-            )
+            span = None
+            if self.span is not None:
+                span = tracing.start_attempt(
+                    self.span,
+                    tracing.OPERATIONS.get(self.endpoint, self.endpoint),
+                    provider.adapter.kind,
+                    target.provider_model,
+                    request.headers,
+                    request.url,
+                )
+            try:
+                await forward(
+                    self,
+                    request,
+                    stream=stream,
+                    served_by=served_by,
+                    exchange=exchange,
+                    answer=answer,
+                    adapter=provider.adapter,
+                )
+            except GatewayError as error:
+                if span is not None:
+                    tracing.end_attempt(span, error=error)
+                    span = None
+                raise
+            finally:
+                if span is not None:
+                    tracing.end_attempt(span, usage=exchange.usage)
 
         try:
             await routing.call_with_fallbacks(targets, attempt, lambda: self.response_started)

@@ -20,6 +20,7 @@ from channels.generic.http import AsyncHttpConsumer
 from django.conf import settings
 
 from governance.ledger import ledger
+from proxy import tracing
 from proxy.access_log import access_log
 from proxy.errors import GatewayError
 from proxy.metrics import metrics
@@ -66,6 +67,11 @@ class InferenceConsumer(AsyncHttpConsumer):
         self.team = ""
         self.upstream_seconds: float | None = None
         metrics.add("gateway_active_requests", 1)
+        self.span = (
+            tracing.start_request(self.endpoint, scope, self.headers)
+            if tracing.enabled and self.recorded
+            else None
+        )
         try:
             await self._serve(receive)
         finally:
@@ -79,6 +85,8 @@ class InferenceConsumer(AsyncHttpConsumer):
                 metrics.request_finished(self.endpoint, entry, self.team, overhead)
                 if settings.GATEWAY_ENABLE_LOGGING:
                     access_log.write(entry, endpoint=self.endpoint, team=self.team)
+                if self.span is not None:
+                    tracing.end_request(self.span, entry, self.team)
 
     async def _serve(self, receive: Any) -> None:
         scope = self.scope

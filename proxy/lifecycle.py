@@ -9,7 +9,7 @@ from typing import Any
 from django.conf import settings
 
 from governance.ledger import ledger
-from proxy import metrics, upstream
+from proxy import metrics, tracing, upstream
 from proxy.access_log import access_log
 from proxy.snapshot import store
 
@@ -18,6 +18,7 @@ _background: list[asyncio.Task[None]] = []
 
 
 async def startup() -> None:
+    tracing.configure()
     try:
         await store.load()
     except Exception:
@@ -39,6 +40,7 @@ async def shutdown() -> None:
         task.cancel()
     await asyncio.gather(*_background, return_exceptions=True)
     _background.clear()
+    await asyncio.to_thread(tracing.shutdown)
     try:
         metrics.write_own()  # the last totals, for the workers still serving
     except OSError:
