@@ -302,6 +302,18 @@ CELERY_BEAT_SCHEDULE = {
 
 # --- Retries and fallbacks ------------------------------------------------------
 
+# A provider is retried at most this share of its recent requests (plus the
+# floor), over the window: no retry storm against a provider that is down.
+GATEWAY_RETRY_BUDGET_RATIO = env_float("GATEWAY_RETRY_BUDGET_RATIO", 0.2)
+GATEWAY_RETRY_BUDGET_MIN_RETRIES = env_int("GATEWAY_RETRY_BUDGET_MIN_RETRIES", 5)
+GATEWAY_RETRY_BUDGET_WINDOW_SECONDS = env_int("GATEWAY_RETRY_BUDGET_WINDOW_SECONDS", 10)
+# Circuit breaking per deployment: open when the window holds this many
+# failures making up this share of attempts; stay open this long, then probe.
+GATEWAY_BREAKER_MIN_FAILURES = env_int("GATEWAY_BREAKER_MIN_FAILURES", 5)
+GATEWAY_BREAKER_FAILURE_RATE = env_float("GATEWAY_BREAKER_FAILURE_RATE", 0.5)
+GATEWAY_BREAKER_WINDOW_SECONDS = env_int("GATEWAY_BREAKER_WINDOW_SECONDS", 10)
+GATEWAY_BREAKER_OPEN_SECONDS = env_float("GATEWAY_BREAKER_OPEN_SECONDS", 30.0)
+
 # Retries per deployment (a route, or one of its fallbacks) after the first try.
 GATEWAY_RETRIES = env_int("GATEWAY_RETRIES", 2)
 # Exponential backoff with jitter between retries: base and ceiling (seconds).

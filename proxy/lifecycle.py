@@ -11,6 +11,7 @@ from django.conf import settings
 from governance.ledger import ledger
 from proxy import metrics, tracing, upstream
 from proxy.access_log import access_log
+from proxy.breaker import breakers
 from proxy.snapshot import store
 
 logger = logging.getLogger(__name__)
@@ -27,6 +28,7 @@ async def startup() -> None:
     store.start()
     ledger.start()
     access_log.start()
+    await breakers.start()
     if settings.GATEWAY_METRICS_DIR:
         _background.append(asyncio.create_task(metrics.run_writer(), name="metrics-writer"))
 
@@ -35,6 +37,7 @@ async def shutdown() -> None:
     await access_log.stop()
     await ledger.stop()
     await store.stop()
+    await breakers.stop()
     await upstream.close()
     for task in _background:
         task.cancel()

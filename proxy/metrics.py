@@ -53,6 +53,8 @@ class Family:
     help: str
     labels: tuple[str, ...]
     buckets: tuple[float, ...] = ()
+    # How workers' gauges combine: "sum" (in-flight counts) or "max" (states).
+    combine: str = "sum"
 
 
 FAMILIES = {
@@ -144,6 +146,38 @@ FAMILIES = {
             (),
         ),
         Family(
+            "gateway_circuit_open",
+            "gauge",
+            "1 while a deployment's circuit breaker is open or half-open, else 0.",
+            ("provider", "model"),
+            combine="max",
+        ),
+        Family(
+            "gateway_retry_budget_exhausted",
+            "counter",
+            "Retries not made because the provider's retry budget was spent.",
+            ("provider",),
+        ),
+        Family(
+            "gateway_provider_queue_depth",
+            "gauge",
+            "Requests waiting for one of a provider's concurrency slots.",
+            ("provider",),
+        ),
+        Family(
+            "gateway_provider_queue_wait_seconds",
+            "histogram",
+            "Time requests waited for a provider's concurrency slot.",
+            ("provider",),
+            (*OVERHEAD_BUCKETS, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+        ),
+        Family(
+            "gateway_provider_queue_drops",
+            "counter",
+            "Requests refused because a provider's wait buffer was full (or the wait timed out).",
+            ("provider", "reason"),
+        ),
+        Family(
             "gateway_usage_buffer_records",
             "gauge",
             "Usage records waiting in the gateway's buffer to be written.",
@@ -184,6 +218,10 @@ class Metrics:
         """Move a gauge by ``value``."""
         key = (name, labels)
         self.gauges[key] = self.gauges.get(key, 0) + value
+
+    def set(self, name: str, value: float, labels: Labels = ()) -> None:
+        """Set a gauge."""
+        self.gauges[(name, labels)] = value
 
     def request_finished(
         self, endpoint: str, entry: dict[str, Any], team: str, overhead: float | None
@@ -332,7 +370,11 @@ class GatewayCollector:
             if alive:
                 for name, labels, value in dump["gauges"]:
                     key = (name, tuple(labels))
-                    gauges[key] = gauges.get(key, 0) + value
+                    family = FAMILIES.get(name)
+                    if family is not None and family.combine == "max":
+                        gauges[key] = max(gauges.get(key, value), value)
+                    else:
+                        gauges[key] = gauges.get(key, 0) + value
         yield from _families(counters, histograms, gauges)
 
 
