@@ -300,6 +300,17 @@ CELERY_BEAT_SCHEDULE = {
     "usage-drain": {"task": "governance.usage_drain", "schedule": 1.0},
 }
 
+# --- Admission per provider ------------------------------------------------------
+
+# Concurrency slots per provider and process (the seed's initialPoolSize);
+# beyond them requests wait, up to the timeout. With GATEWAY_DROP_EXCESS_REQUESTS
+# (dropExcessRequests) a request finding GATEWAY_QUEUE_SIZE already waiting
+# is refused at once (503, Retry-After).
+GATEWAY_INITIAL_POOL_SIZE = env_int("GATEWAY_INITIAL_POOL_SIZE", 300)
+GATEWAY_QUEUE_SIZE = env_int("GATEWAY_QUEUE_SIZE", 1000)
+GATEWAY_DROP_EXCESS_REQUESTS = env_bool("GATEWAY_DROP_EXCESS_REQUESTS", default=False)
+GATEWAY_QUEUE_TIMEOUT_SECONDS = env_float("GATEWAY_QUEUE_TIMEOUT_SECONDS", 30.0)
+
 # --- Retries and fallbacks ------------------------------------------------------
 
 # A provider is retried at most this share of its recent requests (plus the

@@ -27,6 +27,7 @@ from proxy.admission import is_allowed
 from proxy.breaker import breakers
 from proxy.errors import GatewayError, bad_request
 from proxy.metrics import metrics
+from proxy.provider_pool import pools
 from proxy.retry_budget import budgets
 from proxy.snapshot import ProviderEntry, ProviderKeyEntry, RouteEntry, Snapshot
 
@@ -122,7 +123,9 @@ async def call_with_fallbacks(
     """Run ``attempt(target, key, fallback_index, retries)`` until one succeeds.
 
     A deployment whose circuit breaker is open is skipped; a retry is made
-    only while the provider's retry budget allows. Returns
+    only while the provider's retry budget allows; each attempt holds one of
+    the provider's concurrency slots (a provider at capacity passes the
+    request to the next deployment). Returns
     ``(fallback_index, retries)`` of the success; raises the last error when
     every deployment failed (503 ``circuit_open`` when none could be tried).
     """
@@ -144,6 +147,12 @@ async def call_with_fallbacks(
                 budgets.requested(provider.name)
             elif not budgets.try_retry(provider.name):
                 breakers.release(deployment)
+                break
+            try:
+                await pools.acquire(provider.name)
+            except GatewayError as error:  # at capacity: the next deployment
+                breakers.release(deployment)
+                last_error = error
                 break
             try:
                 await attempt(target, key, index, retries)
@@ -175,6 +184,8 @@ async def call_with_fallbacks(
             else:
                 breakers.succeeded(deployment)
                 return index, retries
+            finally:
+                pools.release(provider.name)
     if last_error is not None:
         raise last_error
     if circuit_error is not None:
