@@ -1,6 +1,7 @@
 """URLs served by Django: console, admin, probes, metrics."""
 
 from django.contrib import admin
+from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from django.views.generic import RedirectView
 
@@ -11,7 +12,15 @@ admin.site.site_title = "AI Gateway console"
 admin.site.index_title = "Administration"
 
 urlpatterns = [
-    path("", RedirectView.as_view(pattern_name="admin:index", permanent=False)),
+    path("", RedirectView.as_view(pattern_name="governance:dashboard", permanent=False)),
+    path(
+        "console/login/",
+        auth_views.LoginView.as_view(template_name="console/login.html"),
+        name="login",
+    ),
+    path("console/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("console/", include("governance.urls")),
+    path("console/", include("keys.urls")),
     path("admin/", admin.site.urls),
     path("audit/", include("audit.urls")),
     path("healthz", health.healthz, name="healthz"),
