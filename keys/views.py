@@ -173,7 +173,9 @@ def key_list(request: HttpRequest, access: Access) -> HttpResponse:
 
 def _show_secret(request: HttpRequest, key: VirtualKey, secret: str, action: str) -> HttpResponse:
     response = render(
-        request, "console/key_secret.html", {"key": key, "secret": secret, "action": action}
+        request,
+        "console/key_secret.html",
+        {"title": f"Secret of {key.name}", "key": key, "secret": secret, "action": action},
     )
     # The secret must not survive in any cache: this page is its only showing.
     response["Cache-Control"] = "no-store"
@@ -357,9 +359,7 @@ def provider_key_edit(request: HttpRequest, access: Access, pk: int, key_pk: int
 
 
 @console_view(ProviderKey)
-def provider_key_delete(
-    request: HttpRequest, access: Access, pk: int, key_pk: int
-) -> HttpResponse:
+def provider_key_delete(request: HttpRequest, access: Access, pk: int, key_pk: int) -> HttpResponse:
     provider = visible_object(access, Provider.objects.all(), pk=pk)
     key = visible_object(access, provider.keys.all(), pk=key_pk)
     if request.method != "POST":

@@ -1,0 +1,190 @@
+"""Every console page applies the roles: allowed, 403 for a kind off limits, 404 across teams."""
+
+from __future__ import annotations
+
+import pytest
+from django.urls import reverse
+
+from tests.console_helpers import console_world, personas
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def world():
+    return console_world()
+
+
+@pytest.fixture
+def who(world):
+    return personas(world)
+
+
+def status(client, name, *args, method="get", **data):
+    response = getattr(client, method)(reverse(name, args=args), data)
+    return response.status_code
+
+
+LISTS = [
+    "governance:dashboard",
+    "governance:request_log",
+    "governance:live",
+    "keys:customers_list",
+    "keys:teams_list",
+    "keys:key_list",
+    "keys:providers_list",
+    "keys:routes_list",
+    "governance:budgets_list",
+    "governance:limits_list",
+    "governance:prices_list",
+]
+# What a team manager may read: their teams' usage, keys, budgets, limits and the catalogue.
+MANAGER_READS = {
+    "governance:dashboard",
+    "governance:request_log",
+    "governance:live",
+    "keys:teams_list",
+    "keys:key_list",
+    "keys:routes_list",
+    "governance:budgets_list",
+    "governance:limits_list",
+    "governance:prices_list",
+}
+
+
+@pytest.mark.parametrize("name", LISTS)
+def test_admins_and_viewers_read_every_page(who, name):
+    assert status(who.admin, name) == 200
+    assert status(who.viewer, name) == 200
+
+
+@pytest.mark.parametrize("name", LISTS)
+def test_a_team_manager_reads_their_pages_and_is_refused_the_others(who, name):
+    assert status(who.manager, name) == (200 if name in MANAGER_READS else 403)
+
+
+@pytest.mark.parametrize("name", LISTS)
+def test_auditors_and_operators_without_a_role_are_refused(who, name):
+    expected = 302 if name == "governance:dashboard" else 403  # auditors land on the audit trail
+    assert status(who.auditor, name) == expected
+    assert status(who.outsider, name) == 403
+
+
+def test_the_root_sends_a_visitor_to_the_sign_in_page(client):
+    response = client.get("/", follow=True)
+    assert response.redirect_chain[-1][0].startswith(reverse("login"))
+    assert b"Sign in" in response.content
+
+
+def test_an_operator_signs_in_with_a_password_and_lands_on_the_dashboard(world, client):
+    from tests.console_helpers import PASSWORD, persona
+
+    persona("ops", superuser=True, password=PASSWORD)
+    response = client.post(reverse("login"), {"username": "ops", "password": PASSWORD}, follow=True)
+    assert response.redirect_chain[-1][0] == reverse("governance:dashboard")
+    assert b"Dashboard" in response.content
+
+
+def test_a_team_manager_sees_only_their_teams_rows(world, who):
+    keys = who.manager.get(reverse("keys:key_list")).content.decode()
+    assert "search-prod" in keys and "ads-prod" not in keys
+    log = who.manager.get(reverse("governance:request_log")).content.decode()
+    assert "req-search-1" in log and "req-ads-1" not in log
+    budgets = who.manager.get(reverse("governance:budgets_list")).content.decode()
+    assert "team search" in budgets and "team ads" not in budgets
+    dashboard = who.manager.get(reverse("governance:dashboard")).content.decode()
+    assert "req-search-1" in dashboard and "req-ads-1" not in dashboard
+    assert "team ads" not in dashboard
+
+
+@pytest.mark.parametrize(
+    "name,obj",
+    [
+        ("keys:teams_edit", "other_team"),
+        ("keys:key_detail", "other_key"),
+        ("governance:budgets_edit", "other_budget"),
+        ("governance:limits_edit", "other_limit"),
+    ],
+)
+def test_another_teams_object_is_not_found_for_a_team_manager(world, who, name, obj):
+    assert status(who.manager, name, getattr(world, obj).pk) == 404
+    assert status(who.viewer, name, getattr(world, obj).pk) == 200
+
+
+def test_another_teams_request_is_not_found_for_a_team_manager(world, who):
+    name = "governance:request_detail"
+    assert status(who.manager, name, world.record.request_id) == 200
+    assert status(who.manager, name, world.other_record.request_id) == 404
+    assert status(who.admin, name, world.other_record.request_id) == 200
+
+
+@pytest.mark.parametrize(
+    "name,obj",
+    [
+        ("keys:customers_edit", "customer"),
+        ("keys:teams_edit", "team"),
+        ("keys:key_detail", "key"),
+        ("keys:providers_edit", "provider"),
+        ("keys:routes_edit", "route"),
+        ("governance:budgets_edit", "budget"),
+        ("governance:limits_edit", "limit"),
+        ("governance:prices_edit", "price"),
+    ],
+)
+def test_a_viewer_reads_an_object_but_may_not_change_it(world, who, name, obj):
+    pk = getattr(world, obj).pk
+    assert status(who.viewer, name, pk) == 200
+    assert status(who.viewer, name, pk, method="post") == 403
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "keys:customers_new",
+        "keys:teams_new",
+        "keys:key_new",
+        "keys:providers_new",
+        "keys:routes_new",
+        "governance:budgets_new",
+        "governance:limits_new",
+        "governance:prices_new",
+    ],
+)
+def test_only_writers_open_the_creation_pages(who, name):
+    assert status(who.admin, name) == 200
+    assert status(who.viewer, name) == 403
+    manager_writes = name in {"keys:key_new", "governance:budgets_new", "governance:limits_new"}
+    assert status(who.manager, name) == (200 if manager_writes else 403)
+
+
+def test_a_provider_key_page_shows_the_last_four_characters_only(world, who):
+    from tests.audit_fixtures import PROVIDER_SECRET
+
+    pages = [
+        reverse("keys:provider_keys", args=[world.provider.pk]),
+        reverse("keys:provider_key_edit", args=[world.provider.pk, world.provider_key.pk]),
+    ]
+    for url in pages:
+        page = who.admin.get(url).content.decode()
+        assert "…0001" in page
+        assert PROVIDER_SECRET not in page
+        assert world.provider_key.encrypted_secret not in page
+    assert who.manager.get(pages[0]).status_code == 403
+
+
+def test_the_dashboard_shows_spend_against_every_visible_budget(world, who):
+    page = who.admin.get(reverse("governance:dashboard")).content.decode()
+    assert "team search: 1.5 of 5 spent per day" in page
+    assert "team ads: 0 of 1 spent per month" in page
+    assert 'id="chart-data"' in page
+    assert "vendor/chartjs/chart.umd.min.js" in page
+
+
+def test_the_dashboard_filters_by_model_and_splits_by_team(world, who):
+    url = reverse("governance:dashboard")
+    page = who.admin.get(url, {"model": "gpt-4o", "group_by": "team"})
+    series = page.context["chart"]["series"]
+    assert {s["name"] for s in series} == {"search", "ads"}
+    assert sum(sum(s["requests"]) for s in series) == 2
+    nothing = who.admin.get(url, {"model": "nope"}).context["chart"]["series"]
+    assert nothing == []
