@@ -72,7 +72,7 @@ def _chart_data(points: list[Any], buckets: list[dt.datetime], labels: dict[Any,
             }
         )
     step_format = (
-        "%Y-%m-%d %H:00"
+        "%m-%d %H:00"
         if len(buckets) < 2 or buckets[1] - buckets[0] < dt.timedelta(days=1)
         else "%Y-%m-%d"
     )

@@ -232,7 +232,7 @@ class Resource:
             form = self.form(request.POST or None, **self.form_kwargs(access))
             if request.method == "POST" and form.is_valid():
                 require(access.can_create(self.model, owner=self.owner(form)))
-                created = call_service(form, self.create, form=form)
+                created = call_service(form, functools.partial(self.create, form))
                 if created is not None:
                     return _redirect(self.url("edit", created.pk))
             return render_form(
@@ -255,7 +255,7 @@ class Resource:
                 **self.form_kwargs(access),
             )
             if request.method == "POST" and form.is_valid():
-                if call_service(form, self.update, obj=obj, form=form) is not None:
+                if call_service(form, functools.partial(self.update, obj, form)) is not None:
                     return _redirect(self.url("edit", obj.pk))
             if not editable:
                 for field in form.fields.values():

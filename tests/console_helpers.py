@@ -16,7 +16,7 @@ from keys.models import Team, VirtualKey
 from tests.audit_fixtures import World, build_world
 
 User = get_user_model()
-PASSWORD = "a-long-test-password-1"  # noqa: S105
+PASSWORD = "a-long-test-password-1"
 
 
 @dataclass
