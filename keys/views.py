@@ -172,14 +172,12 @@ def key_list(request: HttpRequest, access: Access) -> HttpResponse:
 
 
 def _show_secret(request: HttpRequest, key: VirtualKey, secret: str, action: str) -> HttpResponse:
-    response = render(
+    # The views showing it are ``never_cache``: this page is the secret's only showing.
+    return render(
         request,
         "console/key_secret.html",
         {"title": f"Secret of {key.name}", "key": key, "secret": secret, "action": action},
     )
-    # The secret must not survive in any cache: this page is its only showing.
-    response["Cache-Control"] = "no-store"
-    return response
 
 
 @never_cache
