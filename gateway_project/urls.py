@@ -5,6 +5,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from django.views.generic import RedirectView
 
+from audit.urls import console_urlpatterns as audit_console
 from gateway_project import health
 
 admin.site.site_header = "AI Gateway"
@@ -19,6 +20,7 @@ urlpatterns = [
         name="login",
     ),
     path("console/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("console/audit/", include(audit_console)),
     path("console/", include("governance.urls")),
     path("console/", include("keys.urls")),
     path("admin/", admin.site.urls),

@@ -123,7 +123,7 @@ def home(request: HttpRequest) -> HttpResponse:
     """Where signing in lands: the dashboard, or the audit trail for auditors."""
     access = request_access(request)
     if not access.can_view(RequestRecord) and access.can_view(AuditEvent):
-        return redirect("admin:audit_auditevent_changelist")
+        return redirect("audit_console:trail")
     return dashboard(request)
 
 

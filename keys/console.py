@@ -307,3 +307,46 @@ def delete_and_redirect(
     else:
         messages.success(request, f"{description} deleted.")
     return _redirect(url)
+
+
+def _navigation_items(request: HttpRequest) -> list[dict[str, Any]]:
+    from django.urls import reverse
+
+    from audit.models import AuditEvent
+    from governance.models import Budget, ModelPrice, RateLimit, RequestRecord
+    from keys.models import Customer, ModelRoute, Provider, Team, VirtualKey
+
+    pages = [
+        ("Dashboard", "governance:dashboard", RequestRecord),
+        ("Requests", "governance:request_log", RequestRecord),
+        ("Live", "governance:live", RequestRecord),
+        ("Customers", "keys:customers_list", Customer),
+        ("Teams", "keys:teams_list", Team),
+        ("Keys", "keys:key_list", VirtualKey),
+        ("Providers", "keys:providers_list", Provider),
+        ("Routes", "keys:routes_list", ModelRoute),
+        ("Budgets", "governance:budgets_list", Budget),
+        ("Limits", "governance:limits_list", RateLimit),
+        ("Prices", "governance:prices_list", ModelPrice),
+        ("Audit trail", "audit_console:trail", AuditEvent),
+    ]
+    access = request_access(request)
+    root = reverse("governance:dashboard")
+    items = []
+    for label, name, model in pages:
+        if access.can_view(model):
+            url = reverse(name)
+            # The dashboard is the console's root: only an exact match is "here".
+            here = request.path == url or (url != root and request.path.startswith(url))
+            items.append({"label": label, "url": url, "current": here})
+    return items
+
+
+def navigation(request: HttpRequest) -> dict[str, Any]:
+    """Template context: ``console_nav``, the console pages this operator may open.
+
+    Computed only when a template iterates it (the admin's pages do not).
+    """
+    from django.utils.functional import SimpleLazyObject
+
+    return {"console_nav": SimpleLazyObject(lambda: _navigation_items(request))}
