@@ -77,7 +77,9 @@ async def stream_batches() -> AsyncIterator[list[dict[str, Any]]]:
             if batch:
                 yield batch
     finally:
+        # The pool was made for this viewer alone: close its connections too.
         await client.aclose()
+        await client.connection_pool.disconnect()
 
 
 def visible(access: Access, entry: dict[str, Any]) -> bool:

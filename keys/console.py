@@ -115,6 +115,7 @@ def render_table(
     link: Callable[[Any], str] | None = None,
     create_url: str | None = None,
     intro: str = "",
+    back: str | None = None,
 ) -> HttpResponse:
     """A page listing ``rows``; the first cell links to ``link(row)``."""
     table = [
@@ -130,6 +131,7 @@ def render_table(
             "table": table,
             "create_url": create_url,
             "intro": intro,
+            "back": back,
         },
     )
 
@@ -144,12 +146,19 @@ def render_form(
     back: str | None = None,
     status: int = 200,
     extra: dict[str, Any] | None = None,
+    editable: bool = True,
 ) -> HttpResponse:
-    """A page with ``form``; ``actions`` are further POST buttons (label, url, style)."""
+    """A page with ``form``; ``actions`` are further POST buttons (label, url, style).
+
+    A form the operator may not submit is shown read-only, without its button.
+    """
+    if not editable:
+        for field in form.fields.values():
+            field.disabled = True
     context = {
         "title": title,
         "form": form,
-        "submit": submit,
+        "submit": submit if editable else "",
         "actions": actions,
         "back": back,
         **(extra or {}),
@@ -257,9 +266,6 @@ class Resource:
             if request.method == "POST" and form.is_valid():
                 if call_service(form, functools.partial(self.update, obj, form)) is not None:
                     return _redirect(self.url("edit", obj.pk))
-            if not editable:
-                for field in form.fields.values():
-                    field.disabled = True
             actions = []
             if editable and self.delete is not None:
                 actions.append(("Delete", self.url("delete", obj.pk), "danger"))
@@ -267,7 +273,7 @@ class Resource:
                 request,
                 form,
                 title=f"{self.singular.capitalize()} {obj}",
-                submit="Save" if editable else "",
+                editable=editable,
                 actions=actions,
                 back=self.url("list"),
                 extra={"links": self.links(obj)},

@@ -10,6 +10,7 @@ import datetime as dt
 from typing import Any
 
 from django.contrib import messages
+from django.db.models import Count
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -97,9 +98,10 @@ providers = Resource(
         Column("Name", lambda p: p.name),
         Column("Kind", lambda p: p.get_kind_display()),
         Column("Base URL", lambda p: p.base_url),
-        Column("Keys", lambda p: p.keys.count()),
+        Column("Keys", lambda p: p.key_count),
         Column("Active", lambda p: "yes" if p.is_active else "no"),
     ],
+    queryset=lambda: Provider.objects.annotate(key_count=Count("keys")),
     create=lambda form: services.provider_create(**form.cleaned_data),
     update=lambda obj, form: services.provider_update(provider=obj, **form.changes()),
     delete=lambda obj: services.provider_delete(provider=obj),
@@ -214,19 +216,12 @@ def key_detail(request: HttpRequest, access: Access, pk: int) -> HttpResponse:
         if call_service(form, services.virtual_key_update, key=key, **form.changes()):
             messages.success(request, f"{key.name} saved.")
             return redirect("keys:key_detail", pk=key.pk)
-    if not editable:
-        for field in form.fields.values():
-            field.disabled = True
-    actions = []
-    if editable:
-        actions = [
-            ("Revoke", reverse("keys:key_revoke", args=[key.pk]), "danger"),
-        ]
+    actions = [("Revoke", reverse("keys:key_revoke", args=[key.pk]), "danger")] if editable else []
     return render_form(
         request,
         form,
         title=f"Virtual key {key.name}",
-        submit="Save" if editable else "",
+        editable=editable,
         actions=actions,
         back=reverse("keys:key_list"),
         extra={
@@ -269,31 +264,24 @@ def key_rotate(request: HttpRequest, access: Access, pk: int) -> HttpResponse:
 # --- provider keys, under their provider ------------------------------------------
 
 
-def _provider_key_table(request: HttpRequest, provider: Provider, access: Access) -> Any:
-    return [
-        {
-            "url": reverse("keys:provider_key_edit", args=[provider.pk, key.pk]),
-            "cells": [key.name, f"…{key.last_four}", key.weight, "yes" if key.is_active else "no"],
-        }
-        for key in provider.keys.all()
-    ]
-
-
 @console_view(ProviderKey)
 def provider_keys(request: HttpRequest, access: Access, pk: int) -> HttpResponse:
     provider = visible_object(access, Provider.objects.all(), pk=pk)
-    return render(
+    return render_table(
         request,
-        "console/table.html",
-        {
-            "title": f"Keys of {provider.name}",
-            "headings": ["Name", "Key", "Weight", "Active"],
-            "table": _provider_key_table(request, provider, access),
-            "create_url": reverse("keys:provider_key_new", args=[provider.pk])
-            if access.can_write(ProviderKey)
-            else None,
-            "back": reverse("keys:providers_edit", args=[provider.pk]),
-        },
+        title=f"Keys of {provider.name}",
+        columns=[
+            Column("Name", lambda k: k.name),
+            Column("Key", lambda k: f"…{k.last_four}"),
+            Column("Weight", lambda k: k.weight),
+            Column("Active", lambda k: "yes" if k.is_active else "no"),
+        ],
+        rows=access.scope(provider.keys.all()),
+        link=lambda key: reverse("keys:provider_key_edit", args=[provider.pk, key.pk]),
+        create_url=reverse("keys:provider_key_new", args=[provider.pk])
+        if access.can_write(ProviderKey)
+        else None,
+        back=reverse("keys:providers_edit", args=[provider.pk]),
     )
 
 
@@ -339,9 +327,6 @@ def provider_key_edit(request: HttpRequest, access: Access, pk: int, key_pk: int
         ):
             messages.success(request, f"Key {key.name} saved (…{key.last_four}).")
             return redirect(back)
-    if not editable:
-        for field in form.fields.values():
-            field.disabled = True
     actions = []
     if editable:
         delete_url = reverse("keys:provider_key_delete", args=[provider.pk, key.pk])
@@ -350,7 +335,7 @@ def provider_key_edit(request: HttpRequest, access: Access, pk: int, key_pk: int
         request,
         form,
         title=f"Key {key.name} of {provider.name} (…{key.last_four})",
-        submit="Save" if editable else "",
+        editable=editable,
         actions=actions,
         back=back,
     )

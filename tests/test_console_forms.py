@@ -10,37 +10,30 @@ from governance.models import Budget, ModelPrice
 from keys import tokens
 from keys.models import ModelRoute, Provider, ProviderKey, Team, VirtualKey
 from tests.audit_fixtures import new_events
-from tests.console_helpers import console_world, personas
 
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def world():
-    return console_world()
-
-
-@pytest.fixture
-def who(world):
-    return personas(world)
-
-
-def test_creating_a_team_writes_one_audit_event(world, who):
+def test_creating_a_team_writes_one_audit_event(console, who):
     with new_events() as events:
         response = who.admin.post(
             reverse("keys:teams_new"),
-            {"name": "growth", "customer": world.customer.pk, "allowed_models": "gpt-4o, claude*"},
+            {
+                "name": "growth",
+                "customer": console.customer.pk,
+                "allowed_models": "gpt-4o, claude*",
+            },
         )
     team = Team.objects.get(name="growth")
     assert response.status_code == 302
     assert response["Location"] == reverse("keys:teams_edit", args=[team.pk])
-    assert team.customer == world.customer
+    assert team.customer == console.customer
     assert team.allowed_models == ["gpt-4o", "claude*"]
     assert [(e.action, e.object_repr) for e in events] == [("create", "growth")]
     assert events[0].actor_name == "root"
 
 
-def test_a_model_validation_error_shows_on_its_field_and_changes_nothing(world, who):
+def test_a_model_validation_error_shows_on_its_field_and_changes_nothing(console, who):
     with new_events() as events:
         bad = who.admin.post(reverse("keys:teams_new"), {"name": "Not A Slug"})
         taken = who.admin.post(reverse("keys:teams_new"), {"name": "search"})
@@ -51,21 +44,21 @@ def test_a_model_validation_error_shows_on_its_field_and_changes_nothing(world, 
     assert events == []
 
 
-def test_editing_a_team_writes_one_event_and_nothing_when_unchanged(world, who):
-    url = reverse("keys:teams_edit", args=[world.team.pk])
-    data = {"customer": world.customer.pk, "description": "search engine", "allowed_models": ""}
+def test_editing_a_team_writes_one_event_and_nothing_when_unchanged(console, who):
+    url = reverse("keys:teams_edit", args=[console.team.pk])
+    data = {"customer": console.customer.pk, "description": "search engine", "allowed_models": ""}
     with new_events() as events:
         who.admin.post(url, data)
         who.admin.post(url, data)
     assert [e.action for e in events] == ["update"]
-    world.team.refresh_from_db()
-    assert world.team.description == "search engine"
+    console.team.refresh_from_db()
+    assert console.team.description == "search engine"
 
 
-def test_a_new_key_shows_its_secret_once(world, who):
+def test_a_new_key_shows_its_secret_once(console, who):
     with new_events() as events:
         response = who.manager.post(
-            reverse("keys:key_new"), {"name": "search-batch", "team": world.team.pk}
+            reverse("keys:key_new"), {"name": "search-batch", "team": console.team.pk}
         )
     key = VirtualKey.objects.get(name="search-batch")
     secret = response.context["secret"]
@@ -78,10 +71,10 @@ def test_a_new_key_shows_its_secret_once(world, who):
         assert secret not in who.manager.get(url).content.decode()
 
 
-def test_a_team_manager_cannot_create_a_key_for_another_team(world, who):
+def test_a_team_manager_cannot_create_a_key_for_another_team(console, who):
     with new_events() as events:
         response = who.manager.post(
-            reverse("keys:key_new"), {"name": "sneaky", "team": world.other_team.pk}
+            reverse("keys:key_new"), {"name": "sneaky", "team": console.other_team.pk}
         )
     assert response.status_code == 400
     assert "team" in response.context["form"].errors
@@ -89,37 +82,37 @@ def test_a_team_manager_cannot_create_a_key_for_another_team(world, who):
     assert events == []
 
 
-def test_revoking_a_key_writes_one_event_and_refuses_further_changes(world, who):
-    url = reverse("keys:key_revoke", args=[world.key.pk])
+def test_revoking_a_key_writes_one_event_and_refuses_further_changes(console, who):
+    url = reverse("keys:key_revoke", args=[console.key.pk])
     assert who.viewer.post(url).status_code == 403
     assert (
-        who.manager.post(reverse("keys:key_revoke", args=[world.other_key.pk])).status_code == 404
+        who.manager.post(reverse("keys:key_revoke", args=[console.other_key.pk])).status_code == 404
     )
     with new_events() as events:
         assert who.manager.post(url).status_code == 302
-    world.key.refresh_from_db()
-    assert not world.key.is_active
+    console.key.refresh_from_db()
+    assert not console.key.is_active
     assert [e.action for e in events] == ["revoke"]
-    page = who.manager.get(reverse("keys:key_detail", args=[world.key.pk]))
+    page = who.manager.get(reverse("keys:key_detail", args=[console.key.pk]))
     assert "revoked" in page.content.decode()
     assert who.manager.get(url).status_code == 405
 
 
-def test_rotating_a_key_shows_the_new_secret_once_and_keeps_the_old_one_for_the_grace(world, who):
-    old_prefix = world.key.prefix
+def test_rotating_a_key_shows_the_new_secret_once_and_keeps_the_old_one_for_the_grace(console, who):
+    old_prefix = console.key.prefix
     with new_events() as events:
         response = who.manager.post(
-            reverse("keys:key_rotate", args=[world.key.pk]), {"grace_hours": "2"}
+            reverse("keys:key_rotate", args=[console.key.pk]), {"grace_hours": "2"}
         )
-    world.key.refresh_from_db()
+    console.key.refresh_from_db()
     secret = response.context["secret"]
-    assert tokens.hash_key(secret) == world.key.secret_hash
-    assert world.key.previous_prefix == old_prefix
+    assert tokens.hash_key(secret) == console.key.secret_hash
+    assert console.key.previous_prefix == old_prefix
     assert [e.action for e in events] == ["rotate"]
 
 
-def test_a_provider_key_is_saved_encrypted_and_never_shown_again(world, who):
-    url = reverse("keys:provider_key_new", args=[world.provider.pk])
+def test_a_provider_key_is_saved_encrypted_and_never_shown_again(console, who):
+    url = reverse("keys:provider_key_new", args=[console.provider.pk])
     with new_events() as events:
         response = who.admin.post(
             url, {"name": "backup", "secret": "sk-live-backup-9876", "weight": 2, "is_active": "on"}
@@ -128,10 +121,10 @@ def test_a_provider_key_is_saved_encrypted_and_never_shown_again(world, who):
     assert response.status_code == 302
     assert key.last_four == "9876" and key.weight == 2
     assert [e.action for e in events] == ["create"]
-    page = who.admin.get(reverse("keys:provider_keys", args=[world.provider.pk])).content.decode()
+    page = who.admin.get(reverse("keys:provider_keys", args=[console.provider.pk])).content.decode()
     assert "…9876" in page and "sk-live-backup-9876" not in page
 
-    edit = reverse("keys:provider_key_edit", args=[world.provider.pk, key.pk])
+    edit = reverse("keys:provider_key_edit", args=[console.provider.pk, key.pk])
     assert "sk-live-backup" not in who.admin.get(edit).content.decode()
     with new_events() as events:
         who.admin.post(edit, {"secret": "sk-live-backup-5555", "weight": 2, "is_active": "on"})
@@ -140,7 +133,7 @@ def test_a_provider_key_is_saved_encrypted_and_never_shown_again(world, who):
     assert [e.action for e in events] == ["rotate"]
 
 
-def test_a_provider_with_an_unknown_option_is_refused_on_the_options_field(world, who):
+def test_a_provider_with_an_unknown_option_is_refused_on_the_options_field(console, who):
     data = {"name": "azure", "kind": "azure", "base_url": "https://x.example", "options": "nope=1"}
     with new_events() as events:
         response = who.admin.post(reverse("keys:providers_new"), data)
@@ -153,13 +146,13 @@ def test_a_provider_with_an_unknown_option_is_refused_on_the_options_field(world
     assert events == [] and [e.action for e in created] == ["create"]
 
 
-def test_a_route_is_created_with_its_fallbacks_in_order(world, who):
+def test_a_route_is_created_with_its_fallbacks_in_order(console, who):
     with new_events() as events:
         who.admin.post(
             reverse("keys:routes_new"),
             {
                 "name": "smart",
-                "provider": world.provider.pk,
+                "provider": console.provider.pk,
                 "provider_model": "gpt-4o",
                 "fallbacks": "gpt-4o\nopenai/gpt-4o-mini",
                 "is_active": "on",
@@ -169,33 +162,33 @@ def test_a_route_is_created_with_its_fallbacks_in_order(world, who):
     assert len(events) == 1
 
 
-def test_a_team_manager_sets_a_budget_for_their_team_in_currency_units(world, who):
+def test_a_team_manager_sets_a_budget_for_their_team_in_currency_units(console, who):
     with new_events() as events:
         response = who.manager.post(
             reverse("governance:budgets_new"),
-            {"owner": f"team:{world.team.pk}", "amount_micros": "12.5", "period": "1w"},
+            {"owner": f"team:{console.team.pk}", "amount_micros": "12.5", "period": "1w"},
         )
     budget = Budget.objects.latest("id")
     assert response.status_code == 302
-    assert (budget.team, budget.amount_micros, budget.period) == (world.team, 12_500_000, "1w")
+    assert (budget.team, budget.amount_micros, budget.period) == (console.team, 12_500_000, "1w")
     assert [e.action for e in events] == ["create"]
     refused = who.manager.post(
         reverse("governance:budgets_new"),
-        {"owner": f"team:{world.other_team.pk}", "amount_micros": "1", "period": "1d"},
+        {"owner": f"team:{console.other_team.pk}", "amount_micros": "1", "period": "1d"},
     )
     assert refused.status_code == 400
 
 
-def test_changing_a_budget_changes_its_amount_only(world, who):
-    url = reverse("governance:budgets_edit", args=[world.budget.pk])
+def test_changing_a_budget_changes_its_amount_only(console, who):
+    url = reverse("governance:budgets_edit", args=[console.budget.pk])
     with new_events() as events:
         who.manager.post(url, {"amount_micros": "7", "period": "1Y"})
-    world.budget.refresh_from_db()
-    assert (world.budget.amount_micros, world.budget.period) == (7_000_000, "1d")
+    console.budget.refresh_from_db()
+    assert (console.budget.amount_micros, console.budget.period) == (7_000_000, "1d")
     assert [e.action for e in events] == ["update"]
 
 
-def test_a_price_is_typed_per_million_tokens(world, who):
+def test_a_price_is_typed_per_million_tokens(console, who):
     with new_events() as events:
         who.admin.post(
             reverse("governance:prices_new"),
@@ -213,22 +206,22 @@ def test_a_price_is_typed_per_million_tokens(world, who):
     assert [e.action for e in events] == ["create"]
 
 
-def test_a_team_still_holding_keys_is_not_deleted(world, who):
+def test_a_team_still_holding_keys_is_not_deleted(console, who):
     with new_events() as events:
-        response = who.admin.post(reverse("keys:teams_delete", args=[world.team.pk]), follow=True)
-    assert Team.objects.filter(pk=world.team.pk).exists()
+        response = who.admin.post(reverse("keys:teams_delete", args=[console.team.pk]), follow=True)
+    assert Team.objects.filter(pk=console.team.pk).exists()
     assert "still in use" in response.content.decode()
     assert events == []
     assert AuditEvent.objects.filter(action="delete").count() == 0
 
 
-def test_deleting_a_rate_limit_writes_one_event(world, who):
+def test_deleting_a_rate_limit_writes_one_event(console, who):
     with new_events() as events:
-        who.manager.post(reverse("governance:limits_delete", args=[world.limit.pk]))
+        who.manager.post(reverse("governance:limits_delete", args=[console.limit.pk]))
     assert [e.action for e in events] == ["delete"]
     assert (
         who.manager.post(
-            reverse("governance:limits_delete", args=[world.other_limit.pk])
+            reverse("governance:limits_delete", args=[console.other_limit.pk])
         ).status_code
         == 404
     )

@@ -18,21 +18,10 @@ from django.conf import settings
 from gateway_project.asgi import router
 from governance.ledger import ledger
 from governance.live import CLOSE_FORBIDDEN
-from tests.console_helpers import console_world, personas
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 ORIGIN = (b"origin", b"http://127.0.0.1")
-
-
-@pytest.fixture
-def world():
-    return console_world()
-
-
-@pytest.fixture
-def who(world):
-    return personas(world)
 
 
 @pytest.fixture
@@ -75,15 +64,15 @@ async def watch(headers, entries, expect: int = 0) -> tuple[bool, int | None, li
     return connected, code, received
 
 
-def test_an_admin_sees_every_finished_request(world, who, fresh_ledger):
-    entries = [entry(world.team.pk, "live-1"), entry(world.other_team.pk, "live-2")]
+def test_an_admin_sees_every_finished_request(console, who, fresh_ledger):
+    entries = [entry(console.team.pk, "live-1"), entry(console.other_team.pk, "live-2")]
     connected, _, received = async_to_sync(watch)([ORIGIN, cookie(who.admin)], entries, 2)
     assert connected
     assert [r["request_id"] for r in received] == ["live-1", "live-2"]
 
 
-def test_a_team_manager_sees_only_their_teams_requests(world, who, fresh_ledger):
-    entries = [entry(world.other_team.pk, "theirs"), entry(world.team.pk, "mine")]
+def test_a_team_manager_sees_only_their_teams_requests(console, who, fresh_ledger):
+    entries = [entry(console.other_team.pk, "theirs"), entry(console.team.pk, "mine")]
     connected, _, received = async_to_sync(watch)([ORIGIN, cookie(who.manager)], entries, 1)
     assert connected
     assert [r["request_id"] for r in received] == ["mine"]

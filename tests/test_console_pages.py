@@ -5,19 +5,7 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
-from tests.console_helpers import console_world, personas
-
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def world():
-    return console_world()
-
-
-@pytest.fixture
-def who(world):
-    return personas(world)
 
 
 def status(client, name, *args, method="get", **data):
@@ -77,7 +65,7 @@ def test_the_root_sends_a_visitor_to_the_sign_in_page(client):
     assert b"Sign in" in response.content
 
 
-def test_an_operator_signs_in_with_a_password_and_lands_on_the_dashboard(world, client):
+def test_an_operator_signs_in_with_a_password_and_lands_on_the_dashboard(console, client):
     from tests.console_helpers import PASSWORD, persona
 
     persona("ops", superuser=True, password=PASSWORD)
@@ -86,7 +74,7 @@ def test_an_operator_signs_in_with_a_password_and_lands_on_the_dashboard(world, 
     assert b"Dashboard" in response.content
 
 
-def test_a_team_manager_sees_only_their_teams_rows(world, who):
+def test_a_team_manager_sees_only_their_teams_rows(console, who):
     keys = who.manager.get(reverse("keys:key_list")).content.decode()
     assert "search-prod" in keys and "ads-prod" not in keys
     log = who.manager.get(reverse("governance:request_log")).content.decode()
@@ -107,16 +95,16 @@ def test_a_team_manager_sees_only_their_teams_rows(world, who):
         ("governance:limits_edit", "other_limit"),
     ],
 )
-def test_another_teams_object_is_not_found_for_a_team_manager(world, who, name, obj):
-    assert status(who.manager, name, getattr(world, obj).pk) == 404
-    assert status(who.viewer, name, getattr(world, obj).pk) == 200
+def test_another_teams_object_is_not_found_for_a_team_manager(console, who, name, obj):
+    assert status(who.manager, name, getattr(console, obj).pk) == 404
+    assert status(who.viewer, name, getattr(console, obj).pk) == 200
 
 
-def test_another_teams_request_is_not_found_for_a_team_manager(world, who):
+def test_another_teams_request_is_not_found_for_a_team_manager(console, who):
     name = "governance:request_detail"
-    assert status(who.manager, name, world.record.request_id) == 200
-    assert status(who.manager, name, world.other_record.request_id) == 404
-    assert status(who.admin, name, world.other_record.request_id) == 200
+    assert status(who.manager, name, console.record.request_id) == 200
+    assert status(who.manager, name, console.other_record.request_id) == 404
+    assert status(who.admin, name, console.other_record.request_id) == 200
 
 
 @pytest.mark.parametrize(
@@ -132,8 +120,8 @@ def test_another_teams_request_is_not_found_for_a_team_manager(world, who):
         ("governance:prices_edit", "price"),
     ],
 )
-def test_a_viewer_reads_an_object_but_may_not_change_it(world, who, name, obj):
-    pk = getattr(world, obj).pk
+def test_a_viewer_reads_an_object_but_may_not_change_it(console, who, name, obj):
+    pk = getattr(console, obj).pk
     assert status(who.viewer, name, pk) == 200
     assert status(who.viewer, name, pk, method="post") == 403
 
@@ -158,22 +146,22 @@ def test_only_writers_open_the_creation_pages(who, name):
     assert status(who.manager, name) == (200 if manager_writes else 403)
 
 
-def test_a_provider_key_page_shows_the_last_four_characters_only(world, who):
+def test_a_provider_key_page_shows_the_last_four_characters_only(console, who):
     from tests.audit_fixtures import PROVIDER_SECRET
 
     pages = [
-        reverse("keys:provider_keys", args=[world.provider.pk]),
-        reverse("keys:provider_key_edit", args=[world.provider.pk, world.provider_key.pk]),
+        reverse("keys:provider_keys", args=[console.provider.pk]),
+        reverse("keys:provider_key_edit", args=[console.provider.pk, console.provider_key.pk]),
     ]
     for url in pages:
         page = who.admin.get(url).content.decode()
         assert "…0001" in page
         assert PROVIDER_SECRET not in page
-        assert world.provider_key.encrypted_secret not in page
+        assert console.provider_key.encrypted_secret not in page
     assert who.manager.get(pages[0]).status_code == 403
 
 
-def test_the_dashboard_shows_spend_against_every_visible_budget(world, who):
+def test_the_dashboard_shows_spend_against_every_visible_budget(console, who):
     page = who.admin.get(reverse("governance:dashboard")).content.decode()
     assert "team search: 1.5 of 5 spent per day" in page
     assert "team ads: 0 of 1 spent per month" in page
@@ -181,7 +169,7 @@ def test_the_dashboard_shows_spend_against_every_visible_budget(world, who):
     assert "vendor/chartjs/chart.umd.min.js" in page
 
 
-def test_the_dashboard_filters_by_model_and_splits_by_team(world, who):
+def test_the_dashboard_filters_by_model_and_splits_by_team(console, who):
     url = reverse("governance:dashboard")
     page = who.admin.get(url, {"model": "gpt-4o", "group_by": "team"})
     series = page.context["chart"]["series"]
@@ -191,7 +179,7 @@ def test_the_dashboard_filters_by_model_and_splits_by_team(world, who):
     assert nothing == []
 
 
-def test_an_auditor_lands_on_the_audit_trail_and_reads_an_event(world, who):
+def test_an_auditor_lands_on_the_audit_trail_and_reads_an_event(console, who):
     from audit.models import AuditEvent
 
     landing = who.auditor.get(reverse("governance:dashboard"))
@@ -240,7 +228,7 @@ def test_the_navigation_lists_only_the_pages_a_role_may_open(who):
     assert f'href="{reverse("keys:key_list")}" aria-current="page"' in page
 
 
-def test_the_audit_trail_pages_back_by_sequence(world, who):
+def test_the_audit_trail_pages_back_by_sequence(console, who):
     first = who.admin.get(reverse("audit_console:trail"))
     assert first.context["next_url"] is None  # fewer than a page of events
     sequences = [e.sequence for e in first.context["events"]]
