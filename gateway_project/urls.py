@@ -1,10 +1,19 @@
-"""URLs served by Django: console, admin, probes, metrics."""
+"""URLs served by Django: console, admin, REST API, probes, metrics."""
 
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
 from django.views.generic import RedirectView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from gateway_project import health
+from keys.api.errors import api_not_found
+
+# The REST management API: each app's ``api/urls.py`` under one version prefix.
+api_v1 = [
+    path("", include("keys.api.urls")),
+    path("", include("governance.api.urls")),
+    path("", include("audit.api.urls")),
+]
 
 admin.site.site_header = "AI Gateway"
 admin.site.site_title = "AI Gateway console"
@@ -14,6 +23,10 @@ urlpatterns = [
     path("", RedirectView.as_view(pattern_name="admin:index", permanent=False)),
     path("admin/", admin.site.urls),
     path("audit/", include("audit.urls")),
+    path("api/v1/", include(api_v1)),
+    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    re_path(r"^api/", api_not_found),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
     path("", include("django_prometheus.urls")),
