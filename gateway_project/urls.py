@@ -4,6 +4,7 @@ from django.contrib import admin
 from django.urls import include, path, re_path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.permissions import AllowAny
 
 from gateway_project import health
 from keys.api.errors import api_not_found
@@ -24,8 +25,15 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("audit/", include("audit.urls")),
     path("api/v1/", include(api_v1)),
-    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    # The schema describes the API, it holds no data: readable without signing in.
+    path(
+        "api/schema/", SpectacularAPIView.as_view(permission_classes=[AllowAny]), name="api-schema"
+    ),
+    path(
+        "api/docs/",
+        SpectacularSwaggerView.as_view(url_name="api-schema", permission_classes=[AllowAny]),
+        name="api-docs",
+    ),
     re_path(r"^api/", api_not_found),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
