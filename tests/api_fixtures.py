@@ -41,6 +41,7 @@ class ApiWorld:
     def __init__(self) -> None:
         world = build_world()
         self.customer, self.team, self.key = world.customer, world.team, world.key
+        self.key_secret = world.key_secret
         self.provider, self.provider_key, self.route = (
             world.provider,
             world.provider_key,

@@ -5,13 +5,14 @@ from __future__ import annotations
 import django_filters
 
 from audit.models import ActorKind, AuditEvent
+from keys.api.filters import UtcDateTimeFilter
 
 
 class AuditEventFilter(django_filters.FilterSet):
     """``since`` inclusive, ``until`` exclusive; the actor by name or kind; the object."""
 
-    since = django_filters.IsoDateTimeFilter(field_name="time", lookup_expr="gte")
-    until = django_filters.IsoDateTimeFilter(field_name="time", lookup_expr="lt")
+    since = UtcDateTimeFilter(field_name="time", lookup_expr="gte")
+    until = UtcDateTimeFilter(field_name="time", lookup_expr="lt")
     actor = django_filters.CharFilter(field_name="actor_name")
     actor_kind = django_filters.ChoiceFilter(choices=ActorKind.choices)
     action = django_filters.CharFilter()

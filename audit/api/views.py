@@ -7,21 +7,18 @@ from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework.decorators import action
-from rest_framework.pagination import CursorPagination
 from rest_framework.request import Request
 
 from audit.api.filters import AuditEventFilter
 from audit.api.serializers import AuditEventSerializer, ExportQuerySerializer
 from audit.export import CONTENT_TYPES, LINES_PER_CHUNK, export_lines, export_stream
 from audit.models import AuditEvent
+from keys.api.pagination import CursorPages
 from keys.api.viewsets import ReadOnlyScopedViewSet
 
 
-class AuditTrailPagination(CursorPagination):
+class AuditTrailPagination(CursorPages):
     ordering = "-sequence"
-    page_size = 50
-    page_size_query_param = "page_size"
-    max_page_size = 500
 
 
 class AuditEventViewSet(ReadOnlyScopedViewSet):

@@ -6,13 +6,14 @@ import django_filters
 from django.db.models import Q, QuerySet
 
 from governance.models import RequestRecord
+from keys.api.filters import UtcDateTimeFilter
 
 
 class RequestRecordFilter(django_filters.FilterSet):
     """Time range (``since`` inclusive, ``until`` exclusive), owner, model, provider, status."""
 
-    since = django_filters.IsoDateTimeFilter(field_name="time", lookup_expr="gte")
-    until = django_filters.IsoDateTimeFilter(field_name="time", lookup_expr="lt")
+    since = UtcDateTimeFilter(field_name="time", lookup_expr="gte")
+    until = UtcDateTimeFilter(field_name="time", lookup_expr="lt")
     key = django_filters.NumberFilter(field_name="key_id")
     team = django_filters.NumberFilter(field_name="team_id")
     customer = django_filters.NumberFilter(field_name="customer_id")

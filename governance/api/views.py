@@ -6,7 +6,6 @@ from dataclasses import asdict
 from typing import Any
 
 from drf_spectacular.utils import extend_schema
-from rest_framework.pagination import CursorPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -15,6 +14,7 @@ from governance.api import serializers as s
 from governance.api.filters import RequestRecordFilter
 from governance.models import Budget, ModelPrice, RateLimit, RequestRecord
 from governance.selectors import usage_group_labels, usage_series
+from keys.api.pagination import CursorPages
 from keys.api.views import CrudViewSet
 from keys.api.viewsets import ReadOnlyScopedViewSet, ScopedViewSet
 
@@ -89,13 +89,8 @@ class ModelPriceViewSet(CrudViewSet):
         services.model_price_delete(price=instance)
 
 
-class RequestLogPagination(CursorPagination):
-    """Cursor pages: stable and cheap however many millions of records there are."""
-
+class RequestLogPagination(CursorPages):
     ordering = ("-time", "-id")
-    page_size = 50
-    page_size_query_param = "page_size"
-    max_page_size = 500
 
 
 class RequestLogViewSet(ReadOnlyScopedViewSet):
