@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import itertools
 import json
-from collections.abc import AsyncIterator, Iterator
-from functools import partial
 
-from asgiref.sync import sync_to_async
 from django.contrib.admin.views.decorators import staff_member_required
 from django.core.exceptions import PermissionDenied
-from django.core.handlers.asgi import ASGIRequest
 from django.http import (
     Http404,
     HttpRequest,
@@ -22,13 +17,11 @@ from django.shortcuts import render
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
-from audit.export import CONTENT_TYPES, export_lines
+from audit.export import CONTENT_TYPES, LINES_PER_CHUNK, export_lines, export_stream
 from audit.models import AuditEvent
 from audit.selectors import audit_event_list, audit_event_page, parse_time_bound
 from keys.access import Access
 from keys.console import console_view, visible_object
-
-LINES_PER_CHUNK = 500
 
 
 @require_GET
@@ -55,31 +48,11 @@ def audit_export(request: HttpRequest) -> HttpResponse | StreamingHttpResponse:
     events = audit_event_list(actor=request.GET.get("actor") or None, **bounds)
     lines = export_lines(events.iterator(chunk_size=LINES_PER_CHUNK), fmt)
     response = StreamingHttpResponse(
-        _stream(request, lines), content_type=f"{CONTENT_TYPES[fmt]}; charset=utf-8"
+        export_stream(request, lines), content_type=f"{CONTENT_TYPES[fmt]}; charset=utf-8"
     )
     stamp = timezone.now().strftime("%Y%m%dT%H%M%SZ")
     response["Content-Disposition"] = f'attachment; filename="audit-{stamp}.{fmt}"'
     return response
-
-
-def _stream(request: HttpRequest, lines: Iterator[str]) -> Iterator[str] | AsyncIterator[str]:
-    chunks = iter(partial(_take, lines), "")
-    if isinstance(request, ASGIRequest):
-        # Served by the ASGI handler, a synchronous iterator would be read
-        # whole into memory before the first byte goes out.
-        return _async_chunks(chunks)
-    return chunks
-
-
-def _take(lines: Iterator[str]) -> str:
-    return "".join(itertools.islice(lines, LINES_PER_CHUNK))
-
-
-async def _async_chunks(chunks: Iterator[str]) -> AsyncIterator[str]:
-    # The database cursor stays in the request's one synchronous thread.
-    read = sync_to_async(partial(next, chunks, ""), thread_sensitive=True)
-    while chunk := await read():
-        yield chunk
 
 
 @console_view(AuditEvent)
