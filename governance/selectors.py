@@ -222,45 +222,7 @@ def usage_group_labels(group_by: str, values: Iterable[Any]) -> dict[Any, str]:
     return {value: names.get(value, f"#{value}") for value in values}
 
 
-# --- the request log: filters and keyset pages ------------------------------------
-
-STATUS_CLASSES = {"2xx": (200, 300), "4xx": (400, 500), "5xx": (500, 600), "error": (400, 1000)}
-
-
-def request_log_filter(
-    records: QuerySet[RequestRecord],
-    *,
-    since: dt.datetime | None = None,
-    until: dt.datetime | None = None,
-    key_id: int | None = None,
-    team_id: int | None = None,
-    model: str = "",
-    provider: str = "",
-    status: str = "",
-) -> QuerySet[RequestRecord]:
-    """``records`` narrowed by time (``since`` inclusive), key, team, model, provider, status.
-
-    ``model`` matches the model asked for or the one that served; ``status``
-    is a code (``429``) or a class (``2xx``, ``4xx``, ``5xx``, ``error``).
-    """
-    if since is not None:
-        records = records.filter(time__gte=since)
-    if until is not None:
-        records = records.filter(time__lt=until)
-    if key_id is not None:
-        records = records.filter(key_id=key_id)
-    if team_id is not None:
-        records = records.filter(team_id=team_id)
-    if model:
-        records = records.filter(Q(requested_model=model) | Q(served_model=model))
-    if provider:
-        records = records.filter(provider=provider)
-    if status in STATUS_CLASSES:
-        low, high = STATUS_CLASSES[status]
-        records = records.filter(status__gte=low, status__lt=high)
-    elif status:
-        records = records.filter(status=int(status))
-    return records
+# --- the request log: keyset pages ----------------------------------------------
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -16,6 +17,7 @@ from django.utils import timezone
 
 from audit.models import AuditEvent
 from governance import services
+from governance.api.filters import RequestRecordFilter
 from governance.forms import (
     RANGES,
     BudgetForm,
@@ -23,11 +25,11 @@ from governance.forms import (
     RateLimitForm,
     RequestLogFilterForm,
     UsageFilterForm,
+    record_filter_data,
 )
 from governance.models import Budget, ModelPrice, RateLimit, RequestRecord
 from governance.selectors import (
     budget_spend_list,
-    request_log_filter,
     request_log_page,
     usage_group_labels,
     usage_series,
@@ -79,14 +81,18 @@ def _chart_data(points: list[Any], buckets: list[dt.datetime], labels: dict[Any,
     return {"labels": [b.strftime(step_format) for b in buckets], "series": series}
 
 
-def _usage_filters(form: UsageFilterForm | RequestLogFilterForm) -> dict[str, Any]:
-    data = form.cleaned_data if form.is_valid() else {}
-    return {
-        "key_id": data["key"].pk if data.get("key") else None,
-        "team_id": data["team"].pk if data.get("team") else None,
-        "model": data.get("model") or "",
-        "provider": data.get("provider") or "",
-    }
+def _filtered(access: Access, form: UsageFilterForm) -> QuerySet[RequestRecord]:
+    """The request log ``access`` may read, narrowed by ``form`` (nothing if it is invalid).
+
+    The narrowing is the REST API's own filter set, so both faces agree.
+    """
+    records = access.scope(RequestRecord.objects.all())
+    if not form.is_bound:
+        return records
+    if not form.is_valid():
+        return records.none()
+    values = {k: v for k, v in form.cleaned_data.items() if k not in ("range", "group_by")}
+    return RequestRecordFilter(data=record_filter_data(values), queryset=records).qs
 
 
 @console_view(RequestRecord)
@@ -97,7 +103,7 @@ def dashboard(request: HttpRequest, access: Access) -> HttpResponse:
     until = timezone.now()
     since = until - dt.timedelta(hours=hours)
     step = dt.timedelta(hours=1) if hours <= 48 else dt.timedelta(days=1)
-    records = request_log_filter(access.scope(RequestRecord.objects.all()), **_usage_filters(form))
+    records = _filtered(access, form)
     bucket = "hour" if step == dt.timedelta(hours=1) else "day"
     points = usage_series(
         records=records, since=since, until=until, bucket=bucket, group_by=group_by
@@ -133,17 +139,7 @@ def home(request: HttpRequest) -> HttpResponse:
 @console_view(RequestRecord)
 def request_log(request: HttpRequest, access: Access) -> HttpResponse:
     form = RequestLogFilterForm(request.GET or None, access=access)
-    records = access.scope(RequestRecord.objects.all())
-    if form.is_valid():
-        records = request_log_filter(
-            records,
-            since=form.cleaned_data["since"],
-            until=form.cleaned_data["until"],
-            status=form.cleaned_data["status"],
-            **_usage_filters(form),
-        )
-    elif form.is_bound:
-        records = records.none()
+    records = _filtered(access, form)
     try:
         page = request_log_page(records=records, cursor=request.GET.get("cursor") or None)
     except ValueError:

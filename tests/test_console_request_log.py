@@ -57,7 +57,8 @@ def test_a_page_costs_the_same_few_queries_however_deep(console):
 
 def test_filters_narrow_by_status_model_provider_team_and_time(console, who):
     url = reverse("governance:request_log")
-    assert ids(who.admin.get(url, {"status": "5xx"})) == ["req-ads-1"]
+    assert ids(who.admin.get(url, {"errors": "true"})) == ["req-ads-1"]
+    assert ids(who.admin.get(url, {"errors": "false"})) == ["req-search-1"]
     assert ids(who.admin.get(url, {"status": "200"})) == ["req-search-1"]
     assert ids(who.admin.get(url, {"team": console.team.pk})) == ["req-search-1"]
     assert ids(who.admin.get(url, {"model": "claude"})) == []
