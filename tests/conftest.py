@@ -174,3 +174,19 @@ def celery_worker(demo) -> Iterator[subprocess.Popen | None]:
     )
     yield process
     stop(process)
+
+
+@pytest.fixture
+def console(db):
+    """The console tests' world: two teams and what hangs off them (tests.console_helpers)."""
+    from tests.console_helpers import console_world
+
+    return console_world()
+
+
+@pytest.fixture
+def who(console):
+    """One signed-in test client per role (tests.console_helpers.personas)."""
+    from tests.console_helpers import personas
+
+    return personas(console)
