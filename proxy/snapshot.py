@@ -36,6 +36,7 @@ from governance.enforcement import (
 from keys import selectors
 from proxy.providers import REGISTRY, ProviderAdapter
 from proxy.providers.base import Target
+from proxy.timeouts import Timeouts
 
 logger = logging.getLogger(__name__)
 
@@ -120,6 +121,7 @@ class ProviderEntry:
     # Running totals of the keys' weights, for weighted choice by bisection.
     cumulative_weights: tuple[int, ...]
     options: dict[str, Any] = field(default_factory=dict)
+    timeouts: Timeouts = field(default_factory=lambda: Timeouts.of({}))
 
     def pick_key(self) -> ProviderKeyEntry | None:
         """A key chosen at random in proportion to its weight."""
@@ -213,6 +215,7 @@ def build_snapshot(rows: dict[str, Any]) -> Snapshot:
             keys=provider_keys,
             cumulative_weights=tuple(itertools.accumulate(k.weight for k in provider_keys)),
             options=row.get("options") or {},
+            timeouts=Timeouts.of(row.get("options") or {}),
         )
         providers[entry.name] = entry
         providers_by_id[entry.id] = entry
