@@ -356,27 +356,14 @@ class SnapshotStore:
                 )
 
     async def _listen(self) -> None:
-        from gateway_project.redis_client import CONFIG_CHANNEL, async_client, redis_key
+        from gateway_project.redis_client import CONFIG_CHANNEL, follow
 
-        while True:
-            client = async_client()
-            try:
-                async with client.pubsub() as pubsub:
-                    await pubsub.subscribe(redis_key(CONFIG_CHANNEL))
-                    async for message in pubsub.listen():
-                        if message.get("type") != "message":
-                            continue
-                        revision = message["data"].decode()
-                        if revision != self.current.revision:
-                            async with self._lock:
-                                await self.load()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                logger.warning("configuration notifications lost; retrying", exc_info=True)
-                await asyncio.sleep(1.0)
-            finally:
-                await client.aclose()
+        async def changed(raw: bytes) -> None:
+            if raw.decode() != self.current.revision:
+                async with self._lock:
+                    await self.load()
+
+        await follow(CONFIG_CHANNEL, changed, what="configuration notifications")
 
 
 store = SnapshotStore()
