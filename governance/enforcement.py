@@ -175,6 +175,12 @@ def output_bound(payload: dict[str, Any], price: Price) -> int:
     return bound
 
 
+def budget_counter(budget: BudgetRule, now: float) -> tuple[str, int]:
+    """The counter of ``budget``'s current period, and when the period ends."""
+    start, end = budget.bounds(now)
+    return redis_key("budget", str(budget.id), str(start)), end
+
+
 def plan_for(
     levels: list[ScopePolicy], *, now: float, tokens_bound: int, cost_bound: int
 ) -> AdmissionPlan:
@@ -194,10 +200,10 @@ def plan_for(
                 )
             )
         for budget in policy.budgets:
-            start, end = budget.bounds(now)
+            key, end = budget_counter(budget, now)
             plan.counters.append(
                 CounterCheck(
-                    key=redis_key("budget", str(budget.id), str(start)),
+                    key=key,
                     limit=budget.amount_micros,
                     amount=cost_bound,
                     expires_at=end,

@@ -73,6 +73,10 @@ class Admission:
 class LimitsBackend(Protocol):
     async def admit(self, plan: AdmissionPlan, now: float) -> Admission: ...
 
+    async def values(self, keys: list[str], now: float) -> list[int]:
+        """The current values of counters (0 for one not started)."""
+        ...
+
     async def settle(self, plan: AdmissionPlan, adjustments: dict[str, int], now: float) -> None:
         """Add ``adjustments`` (key → delta) and release the plan's slots."""
         ...
@@ -94,6 +98,9 @@ class MemoryLimits:
         if entry is None or entry[1] <= now:
             return 0
         return entry[0]
+
+    async def values(self, keys: list[str], now: float) -> list[int]:
+        return [self._value(key, now) for key in keys]
 
     async def admit(self, plan: AdmissionPlan, now: float) -> Admission:
         for check in plan.counters:
@@ -183,6 +190,11 @@ class RedisLimits:
         self.client = client
         self.admit_script = client.register_script(ADMIT_SCRIPT)
         self.settle_script = client.register_script(SETTLE_SCRIPT)
+
+    async def values(self, keys: list[str], now: float) -> list[int]:
+        if not keys:
+            return []
+        return [int(value or 0) for value in await self.client.mget(keys)]
 
     async def admit(self, plan: AdmissionPlan, now: float) -> Admission:
         keys = [c.key for c in plan.counters] + [s.key for s in plan.slots]

@@ -139,3 +139,25 @@ def test_without_a_token_production_keeps_the_endpoint_closed(client, settings):
     assert b"GATEWAY_METRICS_TOKEN" in answer.content
     settings.GATEWAY_METRICS_PUBLIC = True
     assert client.get("/metrics").status_code == 200
+
+
+def test_team_budgets_show_what_is_left_of_them(demo):
+    from governance import services as governance
+
+    governance.model_price_set(
+        provider_kind="openai",
+        model="mock-gpt",
+        input_micros_per_mtok=1_000_000,
+        output_micros_per_mtok=2_000_000,
+    )
+    governance.budget_create(owner=demo.team, amount_micros=5_000_000, period="1d")
+    demo.sync()
+    labels = (("owner", "platform"), ("period", "1d"), ("scope", "team"))
+    before = scrape(demo.gateway.client)
+    assert before["gateway_budget_limit_micros"][labels] == 5_000_000
+    assert before["gateway_budget_remaining_micros"][labels] == 5_000_000
+    demo.openai().chat.completions.create(**CHAT)
+    after = scrape(demo.gateway.client)
+    used = 5_000_000 - after["gateway_budget_remaining_micros"][labels]
+    cost = total(after, "gateway_cost_micros_total") - total(before, "gateway_cost_micros_total")
+    assert used == cost > 0
