@@ -32,7 +32,7 @@ from types import FrameType
 
 import uvicorn
 
-from gateway_project.environment import env, env_float
+from gateway_project.environment import env
 from proxy import drain
 
 logger = logging.getLogger("gateway.serve")
@@ -42,11 +42,15 @@ EXIT_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 def drain_delay() -> float:
-    return env_float("GATEWAY_DRAIN_DELAY_SECONDS", 0.0)
+    from django.conf import settings
+
+    return settings.GATEWAY_DRAIN_DELAY_SECONDS
 
 
 def shutdown_grace() -> float:
-    return env_float("GATEWAY_SHUTDOWN_GRACE_SECONDS", 30.0)
+    from django.conf import settings
+
+    return settings.GATEWAY_SHUTDOWN_GRACE_SECONDS
 
 
 class DrainingServer(uvicorn.Server):

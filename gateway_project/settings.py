@@ -324,6 +324,14 @@ GATEWAY_LEDGER_BATCH_SIZE = env_int("GATEWAY_LEDGER_BATCH_SIZE", 500)
 # another worker after this long (milliseconds).
 GATEWAY_LEDGER_CLAIM_IDLE_MS = env_int("GATEWAY_LEDGER_CLAIM_IDLE_MS", 60_000)
 
+# --- Shutdown (gateway_project.serve) ---------------------------------------------
+
+# On SIGTERM readiness goes off at once and the socket closes after this
+# delay (0 where a preStop hook already waited); requests and streams in
+# flight then have the grace period to finish before the process exits.
+GATEWAY_DRAIN_DELAY_SECONDS = env_float("GATEWAY_DRAIN_DELAY_SECONDS", 0.0)
+GATEWAY_SHUTDOWN_GRACE_SECONDS = env_float("GATEWAY_SHUTDOWN_GRACE_SECONDS", 30.0)
+
 # --- Observability ---------------------------------------------------------------
 
 # Worker processes of one server share their metrics through files in this

@@ -78,6 +78,8 @@ inline (it runs before the ConfigMap exists).
   "GATEWAY_UPSTREAM_CONNECT_TIMEOUT" (toString $g.upstream.connectTimeout)
   "GATEWAY_UPSTREAM_READ_TIMEOUT" (toString $g.upstream.readTimeout)
   "GATEWAY_UPSTREAM_TOTAL_TIMEOUT" (toString $g.upstream.totalTimeout)
+  "GATEWAY_SHUTDOWN_GRACE_SECONDS" (toString $g.upstream.totalTimeout)
+  "GATEWAY_DRAIN_DELAY_SECONDS" "0"
   "GATEWAY_UPSTREAM_POOL_SIZE" (toString (int64 $g.upstream.poolSize))
   "GATEWAY_INITIAL_POOL_SIZE" (toString (int64 $g.client.initialPoolSize))
   "GATEWAY_DROP_EXCESS_REQUESTS" (toString $g.client.dropExcessRequests)
