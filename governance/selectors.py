@@ -1,4 +1,5 @@
-"""Reads of budgets, limits and prices, shaped for the data plane's snapshot."""
+"""Reads of budgets, limits, guardrail policies and prices, shaped for the data
+plane's snapshot."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from typing import Any
 
 from django.utils import timezone
 
-from governance.models import Budget, ModelPrice, RateLimit
+from governance.models import Budget, GuardrailPolicy, ModelPrice, RateLimit
 from keys.models import Customer, Team, VirtualKey
 
 SCOPE_FIELDS = ("customer_id", "team_id", "virtual_key_id")
@@ -21,7 +22,7 @@ def _scope(row: dict[str, Any]) -> tuple[str, int]:
 
 
 def snapshot_rows() -> dict[str, Any]:
-    """Policies by scope, and the prices in force now."""
+    """Policies by scope, the active guardrail policies, and the prices in force now."""
     policies: dict[tuple[str, int], dict[str, Any]] = {}
 
     def policy(scope: tuple[str, int]) -> dict[str, Any]:
@@ -55,4 +56,16 @@ def snapshot_rows() -> dict[str, Any]:
         "max_output_tokens",
     ):
         prices.setdefault((row["provider_kind"], row["model"]), row)
-    return {"policies": policies, "prices": prices}
+    guardrail_policies = list(
+        GuardrailPolicy.objects.filter(is_active=True).values(
+            "id",
+            *SCOPE_FIELDS,
+            "direction",
+            "detectors",
+            "deny_patterns",
+            "allow_patterns",
+            "max_input_tokens",
+            "max_messages",
+        )
+    )
+    return {"policies": policies, "prices": prices, "guardrail_policies": guardrail_policies}
