@@ -18,6 +18,7 @@ from typing import Any
 
 import orjson
 
+from proxy import guarding
 from proxy.chat import ChatConsumer
 from proxy.errors import GatewayError, bad_request
 from proxy.openai_api import ModelsConsumer
@@ -435,6 +436,7 @@ class MessagesConsumer(AnthropicErrors, ChatConsumer):
     """``POST /anthropic/v1/messages`` (and ``/v1/messages``), streaming and not."""
 
     wire = "anthropic"
+    response_shape = guarding.ANTHROPIC
 
     def validate(self, payload: dict[str, Any]) -> tuple[str, bool]:
         return validate_messages(payload)

@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 
-from proxy import admission
+from proxy import admission, guarding
 from proxy.auth import authenticate
 from proxy.chat import ChatConsumer, parse_json_object
 from proxy.consumer import InferenceConsumer
@@ -77,6 +77,7 @@ class ChatCompletionsConsumer(ChatConsumer):
     """``POST /v1/chat/completions``, streaming and not."""
 
     wire = "openai"
+    response_shape = guarding.OPENAI_CHAT
 
     def validate(self, payload: dict[str, Any]) -> tuple[str, bool]:
         return validate_chat(payload)

@@ -22,6 +22,7 @@ from proxy.usage import Usage
 
 if TYPE_CHECKING:
     from proxy.consumer import InferenceConsumer
+    from proxy.guarding import ResponseGuard
 
 SSE = b"text/event-stream; charset=utf-8"
 ERROR_BODY_LIMIT = 64 * 1024
@@ -56,9 +57,11 @@ async def forward(
     exchange: Exchange,
     answer: Answer,
     adapter: ProviderAdapter | None = None,
+    guard: ResponseGuard | None = None,
 ) -> None:
     """Send ``request`` upstream and relay the answer to ``consumer``'s client
-    (``adapter``: the provider's, for how it reports a refused key)."""
+    (``adapter``: the provider's, for how it reports a refused key; ``guard``:
+    the response guardrails, when a policy applies)."""
     exchange.sent_at = time.perf_counter()
     try:
         async with upstream.session().request(
@@ -68,10 +71,15 @@ async def forward(
             if response.status >= 400:
                 raise await upstream_error(response, adapter)
             if stream and response.content_type == answer.stream_content_type:
-                await relay_stream(consumer, response, served_by, exchange, answer.stream())
+                relay = answer.stream()
+                if guard is not None:
+                    relay = guard.stream(relay)
+                await relay_stream(consumer, response, served_by, exchange, relay)
             else:
                 body = await read_limited(response, settings.GATEWAY_MAX_RESPONSE_BYTES)
                 body, exchange.usage = answer.complete(body)
+                if guard is not None:
+                    body = guard.complete(body)
                 await consumer.send_json(200, body, served_by)
     except aiohttp.ClientConnectorError as exc:
         raise GatewayError(
