@@ -15,6 +15,10 @@ from governance.guardrails import (
     redact,
 )
 
+JWT = (
+    "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0."
+    "dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U"
+)
 EVERY_DETECTOR = Scanner(detectors={d.name: Rule("redact") for d in DETECTORS})
 
 # (detector, text holding one match, the match)
@@ -85,8 +89,8 @@ TRUE_POSITIVES = [
     ),
     (
         "jwt",
-        "Bearer eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U",
-        "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U",
+        "Bearer " + JWT,
+        JWT,
     ),
     ("generic_credential", "db password: Xk9#mP2$vL7q!", "Xk9#mP2$vL7q!"),
     ("generic_credential", 'client_secret="q8R2-fT5yU1wE4zX7cV0"', "q8R2-fT5yU1wE4zX7cV0"),
