@@ -171,6 +171,8 @@ class Detector:
     needs: tuple[str, ...] = ()
     # Searched only inside runs of digits and separators (see NUMERIC_RUN).
     numeric: bool = False
+    # Found by this function instead of by searching the pattern from every position.
+    finder: Callable[[str], Iterable[tuple[int, int]]] | None = None
 
     @property
     def placeholder(self) -> str:
@@ -269,8 +271,8 @@ DETECTORS: tuple[Detector, ...] = (
         "personal_data",
         r"[A-Za-z0-9._%+-]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
         r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*\.[A-Za-z]{2,24}\b",
-        bounded=True,
         needs=("@",),
+        finder=lambda text: _emails(text),
     ),
     Detector(
         "phone",
@@ -352,6 +354,27 @@ COMPILED = {
 }
 
 
+_EMAIL_LOCAL = re.compile(r"[A-Za-z0-9._%+-]{1,64}\Z")
+_EMAIL_DOMAIN = re.compile(
+    r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*"
+    r"\.[A-Za-z]{2,24}\b"
+)
+
+
+def _emails(text: str) -> Iterable[tuple[int, int]]:
+    """Emails found from each ``@`` outwards: searching the local part from every
+    position costs several times more."""
+    at = text.find("@")
+    while at >= 0:
+        local = _EMAIL_LOCAL.search(text, max(0, at - 64), at)
+        domain = _EMAIL_DOMAIN.match(text, at + 1) if local else None
+        if local is not None and domain is not None:
+            yield local.start(), domain.end()
+            at = text.find("@", domain.end())
+        else:
+            at = text.find("@", at + 1)
+
+
 def _numeric_runs(text: str) -> list[tuple[int, int]]:
     """Spans of :data:`NUMERIC_RUN`, each with the ``+`` or ``(`` opening it."""
     runs = []
@@ -430,7 +453,9 @@ class Scanner:
                 if not any(need in lowered for need in detector.needs):
                     continue
             rule = self.detectors[detector.name]
-            if detector.numeric:
+            if detector.finder is not None:
+                spans = list(detector.finder(text))
+            elif detector.numeric:
                 if runs is None:
                     runs = _numeric_runs(text)
                 spans = [span for run in runs for span in _candidates(compiled, text, *run)]

@@ -188,3 +188,15 @@ def test_a_request_only_policy_leaves_answers_untouched(demo):
     demo.sync()
     answer_with(demo, SPLIT)
     assert "".join(openai_stream(demo, "gpt-4o-mini")) == "".join(SPLIT)
+
+
+@pytest.mark.parametrize("model", ["gpt-4o-mini", "claude-sonnet"])
+def test_a_split_secret_deep_in_a_long_stream_is_redacted_while_the_rest_flows(claude, model):
+    before = [f" word{i}" for i in range(60)]
+    after = [f" more{i}" for i in range(60)]
+    response_policy(claude, "redact", detectors=("secrets", "personal_data"))
+    answer_with(claude, [*before, " key AKIAIO", "SFODNN7E", "XAMPLE then", *after])
+    deltas = openai_stream(claude, model)
+    expected = "".join(before) + " key [SECRET:aws_access_key] then" + "".join(after)
+    assert "".join(deltas) == expected
+    assert not any("AKIA" in delta for delta in deltas)
