@@ -29,7 +29,9 @@ def ask(client, text: str, tag: str | None = None, **extra):
     )
 
 
-def test_a_blocked_secret_gets_a_400_naming_the_rule_and_never_reaches_the_provider(demo):
+def test_a_blocked_secret_gets_a_400_naming_the_rule_and_never_reaches_the_provider(
+    demo, celery_worker
+):
     services.guardrail_policy_create(name="no keys", detectors={"secrets": "block"})
     demo.sync()
     tag = new_tag()
@@ -62,7 +64,7 @@ def test_the_anthropic_front_door_refuses_in_anthropics_envelope(claude):
     assert claude.mock.request_count() == 0
 
 
-def test_redacted_text_reaches_the_provider_as_a_typed_placeholder(demo):
+def test_redacted_text_reaches_the_provider_as_a_typed_placeholder(demo, celery_worker):
     services.guardrail_policy_create(
         name="pii", owner=demo.team, direction="request", detectors={"personal_data": "redact"}
     )
@@ -108,7 +110,7 @@ def test_redaction_reaches_every_text_of_a_translated_anthropic_request(claude):
     assert sent.count("[SECRET:aws_access_key]") == 3
 
 
-def test_a_flagged_request_is_forwarded_as_it_came_and_marked_in_the_log(demo):
+def test_a_flagged_request_is_forwarded_as_it_came_and_marked_in_the_log(demo, celery_worker):
     services.guardrail_policy_create(name="watch", detectors={"email": "flag"})
     demo.sync()
     tag = new_tag()
@@ -119,7 +121,7 @@ def test_a_flagged_request_is_forwarded_as_it_came_and_marked_in_the_log(demo):
     assert record.guardrail_flags == ["request:flag:email"]
 
 
-def test_a_request_with_nothing_to_find_leaves_no_flags(demo):
+def test_a_request_with_nothing_to_find_leaves_no_flags(demo, celery_worker):
     services.guardrail_policy_create(
         name="all", detectors={"secrets": "block", "personal_data": "redact"}
     )

@@ -50,7 +50,7 @@ def anthropic_stream(demo, model: str) -> list[str]:
         return list(stream.text_stream)
 
 
-def test_a_whole_answer_is_redacted_before_the_client_sees_it(demo):
+def test_a_whole_answer_is_redacted_before_the_client_sees_it(demo, celery_worker):
     response_policy(demo, "redact")
     answer_with(demo, f"Your key is {AWS_KEY} and that is all.")
     tag = new_tag()
@@ -75,7 +75,7 @@ def test_a_whole_answer_with_a_blocked_secret_becomes_a_400_in_anthropics_envelo
     assert AWS_KEY not in caught.value.response.text
 
 
-def test_a_flagged_answer_is_relayed_unchanged_and_marked_in_the_log(demo):
+def test_a_flagged_answer_is_relayed_unchanged_and_marked_in_the_log(demo, celery_worker):
     response_policy(demo, "flag", detectors=("email",))
     answer_with(demo, "Write to jane@example.com today.")
     tag = new_tag()
@@ -89,7 +89,9 @@ def test_a_flagged_answer_is_relayed_unchanged_and_marked_in_the_log(demo):
 
 
 @pytest.mark.parametrize("model", ["gpt-4o-mini", "claude-sonnet"])
-def test_a_secret_split_across_stream_chunks_is_redacted_for_openai_clients(claude, model):
+def test_a_secret_split_across_stream_chunks_is_redacted_for_openai_clients(
+    claude, model, celery_worker
+):
     # gpt-4o-mini: OpenAI's bytes relayed; claude-sonnet: Anthropic's events translated.
     response_policy(claude, "redact")
     answer_with(claude, SPLIT, inter_token_ms=30)
@@ -141,7 +143,7 @@ def test_a_redacted_stream_keeps_every_other_event_byte_for_byte(claude):
 
 
 @pytest.mark.parametrize("model", ["gpt-4o-mini", "claude-sonnet"])
-def test_a_blocked_secret_ends_an_openai_stream_with_an_error_event(claude, model):
+def test_a_blocked_secret_ends_an_openai_stream_with_an_error_event(claude, model, celery_worker):
     response_policy(claude, "block")
     answer_with(claude, ["Sure. ", *SPLIT], inter_token_ms=30)
     tag = new_tag()
