@@ -39,6 +39,15 @@ REQUEST = "request"
 RESPONSE = "response"
 BOTH = "both"
 
+# A policy's rules, as stored (``GuardrailPolicy``) and read into the snapshot.
+RULE_FIELDS = (
+    "direction",
+    "detectors",
+    "deny_patterns",
+    "allow_patterns",
+    "max_input_tokens",
+    "max_messages",
+)
 # Rules that are not text detectors: a request over them is refused.
 LIMIT_RULES = ("max_input_tokens", "max_messages")
 CUSTOM_PREFIX = "custom:"

@@ -7,6 +7,7 @@ from typing import Any
 
 from django.utils import timezone
 
+from governance.guardrails import RULE_FIELDS
 from governance.models import Budget, GuardrailPolicy, ModelPrice, RateLimit
 from keys.models import Customer, Team, VirtualKey
 
@@ -57,15 +58,6 @@ def snapshot_rows() -> dict[str, Any]:
     ):
         prices.setdefault((row["provider_kind"], row["model"]), row)
     guardrail_policies = list(
-        GuardrailPolicy.objects.filter(is_active=True).values(
-            "id",
-            *SCOPE_FIELDS,
-            "direction",
-            "detectors",
-            "deny_patterns",
-            "allow_patterns",
-            "max_input_tokens",
-            "max_messages",
-        )
+        GuardrailPolicy.objects.filter(is_active=True).values("id", *SCOPE_FIELDS, *RULE_FIELDS)
     )
     return {"policies": policies, "prices": prices, "guardrail_policies": guardrail_policies}

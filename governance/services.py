@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from audit.services import audit_event_record
 from audit.snapshots import audit_snapshot
+from governance.guardrails import RULE_FIELDS
 from governance.models import MICROS, Budget, GuardrailPolicy, ModelPrice, RateLimit
 from keys.models import Customer, Team, VirtualKey
 from keys.services import ServiceError, config_revision_bump
@@ -176,16 +177,7 @@ def model_price_delete(*, price: ModelPrice) -> None:
     _delete(price)
 
 
-GUARDRAIL_FIELDS = (
-    "name",
-    "direction",
-    "detectors",
-    "deny_patterns",
-    "allow_patterns",
-    "max_input_tokens",
-    "max_messages",
-    "is_active",
-)
+GUARDRAIL_FIELDS = ("name", *RULE_FIELDS, "is_active")
 
 
 @transaction.atomic

@@ -23,6 +23,7 @@ from django.db import transaction
 from django.utils.dateparse import parse_datetime
 
 from governance import services as governance_services
+from governance.guardrails import RULE_FIELDS
 from governance.models import Budget, GuardrailPolicy, RateLimit
 from keys import crypto, services, tokens
 from keys.models import Customer, ModelRoute, Provider, ProviderKey, Team, VirtualKey
@@ -398,16 +399,8 @@ def _apply_limits(owner: Customer | Team | VirtualKey, item: _Reader, report: Ap
             report.record("changed", f"rate limit {owner_label} {rate_limit.metric} (removed)")
 
 
-GUARDRAIL_KEYS = {
-    "name",
-    "direction",
-    "detectors",
-    "deny_patterns",
-    "allow_patterns",
-    "max_input_tokens",
-    "max_messages",
-    "active",
-}
+# A policy's fields in the file: the model's, with ``active`` for ``is_active``.
+GUARDRAIL_KEYS = {"name", *RULE_FIELDS, "active"}
 
 
 def _guardrail_scope(owner: Customer | Team | VirtualKey | None) -> dict[str, Any]:
@@ -457,12 +450,7 @@ def _export_guardrails(owner: Customer | Team | VirtualKey | None) -> dict[str, 
     exported = [
         {
             "name": policy.name,
-            "direction": policy.direction,
-            "detectors": policy.detectors,
-            "deny_patterns": policy.deny_patterns,
-            "allow_patterns": policy.allow_patterns,
-            "max_input_tokens": policy.max_input_tokens,
-            "max_messages": policy.max_messages,
+            **{name: getattr(policy, name) for name in RULE_FIELDS},
             "active": policy.is_active,
         }
         for policy in policies

@@ -491,6 +491,12 @@ class CountTokensConsumer(AnthropicErrors, ChatConsumer):
     async def handle(self, body: bytes) -> None:
         addressed = await self.address(body)
         payload, route = addressed.payload, addressed.route
+        if addressed.guardrails is not None and addressed.guardrails.request:
+            # The text goes to the provider to be counted: checked as for a message.
+            # The limits are not applied: a count is how a client learns them.
+            payload = await guarding.check_request(
+                self, addressed.guardrails, payload, limits=False
+            )
         self.entry.update(provider=route.provider.name, served_model=route.provider_model)
         adapter = route.provider.adapter
         provider_key = route.provider.pick_key()

@@ -11,7 +11,7 @@ In a stream, the text of content deltas is held back by a small window
 seen whole: a delta leaves once enough text follows it and no match is open
 across it. A delta whose text changes (redaction) is rewritten; every other
 event leaves byte for byte. Any other event (a finish, a block's end, usage,
-``[DONE]``) first releases what is held, checked to the end.
+``[DONE]``; not a keep-alive) first releases what is held, checked to the end.
 """
 
 from __future__ import annotations
@@ -140,17 +140,22 @@ def rewrite_strings(value: Any, visit: Callable[[str], str]) -> Any:
 
 
 async def check_request(
-    consumer: ChatConsumer, guardrails: Guardrails, payload: dict[str, Any]
+    consumer: ChatConsumer,
+    guardrails: Guardrails,
+    payload: dict[str, Any],
+    *,
+    limits: bool = True,
 ) -> dict[str, Any]:
-    """The payload to forward: refused (raises), redacted, or as it came."""
+    """The payload to forward: refused (raises), redacted, or as it came
+    (``limits=False``: the text only, not the message and token limits)."""
     recorder = Recorder(consumer.entry)
-    if guardrails.max_messages is not None:
+    if limits and guardrails.max_messages is not None:
         messages = payload.get("messages")
         if not isinstance(messages, list):
             messages = payload.get("input") if isinstance(payload.get("input"), list) else []
         if len(messages) > guardrails.max_messages:
             raise recorder.refuse(REQUEST, "max_messages")
-    if guardrails.max_input_tokens is not None:
+    if limits and guardrails.max_input_tokens is not None:
         counted = await asyncio.to_thread(consumer.count_input, payload)
         if counted > guardrails.max_input_tokens:
             raise recorder.refuse(REQUEST, "max_input_tokens")
@@ -162,16 +167,9 @@ async def check_request(
     def visit(text: str) -> str:
         return checked_text(text, scanner, recorder, REQUEST)
 
-    changed: dict[str, Any] | None = None
-    for name in TEXT_FIELDS:
-        value = payload.get(name)
-        if value is None:
-            continue
-        new = rewrite_strings(value, visit)
-        if new is not value:
-            changed = changed or dict(payload)
-            changed[name] = new
-    return payload if changed is None else changed
+    texts = {name: payload[name] for name in TEXT_FIELDS if payload.get(name) is not None}
+    checked = rewrite_strings(texts, visit)
+    return payload if checked is texts else {**payload, **checked}
 
 
 # --- answers, by client format -------------------------------------------------------
@@ -338,6 +336,9 @@ class GuardedStream:
         return b"".join(out)
 
     def _event(self, event: bytes) -> bytes:
+        if event.startswith((b":", b"event: ping")):
+            # Keep-alives say nothing about the text: they pass, nothing is released.
+            return event + b"\n\n"
         at = event.find(b"data: {")
         data = None
         if at >= 0:

@@ -168,3 +168,20 @@ def test_responses_and_embeddings_inputs_are_checked_too(demo):
     demo.openai().embeddings.create(model="gpt-4o-mini", input=[f"key {AWS_KEY}"])
     sent = upstream_bodies(demo)
     assert AWS_KEY not in sent and "key [SECRET:aws_access_key]" in sent
+
+
+def test_a_token_count_sent_to_the_provider_is_redacted_too_but_not_limited(claude):
+    services.guardrail_policy_create(
+        name="no keys", detectors={"aws_access_key": "redact"}, max_messages=1
+    )
+    claude.sync()
+    counted = claude.anthropic().messages.count_tokens(
+        model="claude-sonnet",
+        messages=[
+            {"role": "user", "content": f"is {AWS_KEY} valid?"},
+            {"role": "assistant", "content": "let me see"},
+        ],
+    )
+    assert counted.input_tokens > 0
+    sent = upstream_bodies(claude)
+    assert AWS_KEY not in sent and "[SECRET:aws_access_key]" in sent
