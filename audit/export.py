@@ -8,15 +8,22 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
+from functools import partial
 from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.core.handlers.asgi import ASGIRequest
+from django.http import HttpRequest
 
 from audit.chain import CONTENT_FIELDS
 from audit.models import AuditEvent
 
 CONTENT_TYPES = {"jsonl": "application/x-ndjson", "csv": "text/csv"}
 COLUMNS = (*CONTENT_FIELDS, "previous_hash", "hash")
+LINES_PER_CHUNK = 500
 
 
 def export_record(event: AuditEvent) -> dict[str, Any]:
@@ -53,3 +60,24 @@ def _csv_line(buffer: io.StringIO, writer: Any, row: Iterable[Any]) -> str:
     buffer.truncate()
     writer.writerow(row)
     return buffer.getvalue()
+
+
+def export_stream(request: HttpRequest, lines: Iterator[str]) -> Iterator[str] | AsyncIterator[str]:
+    """``lines`` in chunks, as a streaming response of ``request``'s handler wants them."""
+    chunks = iter(partial(_take, lines), "")
+    if isinstance(request, ASGIRequest):
+        # Served by the ASGI handler, a synchronous iterator would be read
+        # whole into memory before the first byte goes out.
+        return _async_chunks(chunks)
+    return chunks
+
+
+def _take(lines: Iterator[str]) -> str:
+    return "".join(itertools.islice(lines, LINES_PER_CHUNK))
+
+
+async def _async_chunks(chunks: Iterator[str]) -> AsyncIterator[str]:
+    # The database cursor stays in the request's one synchronous thread.
+    read = sync_to_async(partial(next, chunks, ""), thread_sensitive=True)
+    while chunk := await read():
+        yield chunk

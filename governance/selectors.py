@@ -1,14 +1,34 @@
-"""Reads of budgets, limits, guardrail policies and prices, shaped for the data
-plane's snapshot."""
+"""Reads of budgets, limits, guardrail policies and prices (for the data plane's
+snapshot) and of usage."""
 
 from __future__ import annotations
 
+import base64
+import datetime as dt
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
+from django.conf import settings
+from django.db import connection
+from django.db.models import (
+    Aggregate,
+    CharField,
+    Count,
+    DateTimeField,
+    F,
+    FloatField,
+    Q,
+    QuerySet,
+    Sum,
+    Value,
+)
+from django.db.models.functions import Coalesce, NullIf, TruncDay, TruncHour
 from django.utils import timezone
 
 from governance.guardrails import RULE_FIELDS
-from governance.models import Budget, GuardrailPolicy, ModelPrice, RateLimit
+from governance.models import Budget, GuardrailPolicy, ModelPrice, RateLimit, RequestRecord
+from governance.periods import period_bounds
 from keys.models import Customer, Team, VirtualKey
 
 SCOPE_FIELDS = ("customer_id", "team_id", "virtual_key_id")
@@ -61,3 +81,243 @@ def snapshot_rows() -> dict[str, Any]:
         GuardrailPolicy.objects.filter(is_active=True).values("id", *SCOPE_FIELDS, *RULE_FIELDS)
     )
     return {"policies": policies, "prices": prices, "guardrail_policies": guardrail_policies}
+
+
+# --- usage: aggregates of the request log ---------------------------------------
+
+USAGE_BUCKETS = ("hour", "day")
+# What a usage series can be broken down by, and the request log's column for each.
+USAGE_GROUPS = {
+    "key": "key_id",
+    "team": "team_id",
+    "customer": "customer_id",
+    "provider": "provider",
+    "model": "served_model",  # or, when none served it, the model asked for
+}
+PERCENTILES = {"latency_p50_ms": 0.5, "latency_p95_ms": 0.95}
+
+
+@dataclass(frozen=True)
+class UsagePoint:
+    """The usage of one time bucket and one group (``None`` when not split that way).
+
+    ``errors`` counts answers with a status of 400 or more; latencies are
+    in milliseconds, interpolated between ranks as PostgreSQL's
+    ``percentile_cont`` does (``None`` without requests).
+    """
+
+    bucket: dt.datetime | None
+    group: int | str | None
+    requests: int
+    errors: int
+    input_tokens: int
+    output_tokens: int
+    cached_tokens: int
+    cost_micros: int
+    latency_p50_ms: float | None
+    latency_p95_ms: float | None
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+
+class _PercentileCont(Aggregate):
+    """PostgreSQL's ``percentile_cont(fraction) WITHIN GROUP (ORDER BY expression)``."""
+
+    function = "PERCENTILE_CONT"
+    template = "%(function)s(%(fraction)s) WITHIN GROUP (ORDER BY %(expressions)s)"
+    output_field = FloatField()
+
+    def __init__(self, expression: Any, fraction: float) -> None:
+        super().__init__(expression, fraction=float(fraction))
+
+
+def percentile_cont(ordered: list[int], fraction: float) -> float | None:
+    """The ``fraction`` percentile of sorted values, linearly interpolated."""
+    if not ordered:
+        return None
+    position = fraction * (len(ordered) - 1)
+    low = int(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def _group_expression(group_by: str | None) -> Any:
+    if group_by is None:
+        return Value(None, output_field=CharField())
+    if group_by == "model":
+        return Coalesce(NullIf("served_model", Value("")), "requested_model")
+    return F(USAGE_GROUPS[group_by])
+
+
+def usage_series(
+    *,
+    records: QuerySet[RequestRecord] | None = None,
+    since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+    bucket: str | None = "day",
+    group_by: str | None = None,
+) -> list[UsagePoint]:
+    """Requests, errors, tokens, cost and latency percentiles of the request log.
+
+    One point per ``bucket`` (``"hour"``, ``"day"`` in UTC, or ``None`` for
+    the whole range) and per value of ``group_by`` (one of
+    :data:`USAGE_GROUPS`, or ``None``), oldest bucket first. ``records`` is
+    the request log to aggregate, already narrowed (e.g. by
+    ``keys.access.Access.scope`` or a filter); ``since`` is inclusive,
+    ``until`` exclusive. Counting is done by the database; percentiles by
+    the database on PostgreSQL and from the latencies on SQLite, which has
+    no percentile aggregate.
+    """
+    if bucket is not None and bucket not in USAGE_BUCKETS:
+        raise ValueError(f"bucket must be one of {', '.join(USAGE_BUCKETS)}")
+    if group_by is not None and group_by not in USAGE_GROUPS:
+        raise ValueError(f"group_by must be one of {', '.join(USAGE_GROUPS)}")
+    records = RequestRecord.objects.all() if records is None else records
+    if since is not None:
+        records = records.filter(time__gte=since)
+    if until is not None:
+        records = records.filter(time__lt=until)
+    dimensions: dict[str, Any] = {
+        "bucket": (TruncHour if bucket == "hour" else TruncDay)("time", tzinfo=dt.UTC)
+        if bucket
+        else Value(None, output_field=DateTimeField()),
+        "group": _group_expression(group_by),
+    }
+    grouped = records.order_by().annotate(**dimensions).values("bucket", "group")
+    totals: dict[str, Any] = {
+        "requests": Count("id"),
+        "errors": Count("id", filter=Q(status__gte=400)),
+        "input_tokens": Sum("input_tokens", default=0),
+        "output_tokens": Sum("output_tokens", default=0),
+        "cached_tokens": Sum("cached_tokens", default=0),
+        "cost_micros": Sum("cost_micros", default=0),
+    }
+    in_database = connection.vendor == "postgresql"
+    if in_database:
+        totals.update({name: _PercentileCont("latency_ms", f) for name, f in PERCENTILES.items()})
+    rows = list(grouped.annotate(**totals))
+    if not in_database:
+        latencies: dict[tuple[Any, Any], list[int]] = {}
+        for row in grouped.values_list("bucket", "group", "latency_ms"):
+            latencies.setdefault(row[:2], []).append(row[2])
+        for row in rows:
+            ordered = sorted(latencies.get((row["bucket"], row["group"]), []))
+            row.update({name: percentile_cont(ordered, f) for name, f in PERCENTILES.items()})
+    points = [UsagePoint(**row) for row in rows]
+    points.sort(key=lambda p: (p.bucket or _EPOCH, str(p.group) if p.group is not None else ""))
+    return points
+
+
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+def usage_group_labels(group_by: str, values: Iterable[Any]) -> dict[Any, str]:
+    """Names for the ``group`` values of a usage series (ids of keys, teams, customers).
+
+    Providers and models are their own names; an id whose object is gone
+    keeps its number.
+    """
+    values = [value for value in values if value is not None]
+    models = {"key": VirtualKey, "team": Team, "customer": Customer}
+    if group_by not in models:
+        return {value: str(value) for value in values}
+    names = dict(models[group_by].objects.filter(pk__in=values).values_list("pk", "name"))
+    return {value: names.get(value, f"#{value}") for value in values}
+
+
+# --- the request log: keyset pages ----------------------------------------------
+
+
+@dataclass(frozen=True)
+class RequestLogPage:
+    """One page of the request log, newest first, and the cursor of the next (or None)."""
+
+    records: list[RequestRecord]
+    next_cursor: str | None
+
+
+def _encode_cursor(record: RequestRecord) -> str:
+    return base64.urlsafe_b64encode(f"{record.time.isoformat()}|{record.pk}".encode()).decode()
+
+
+def _decode_cursor(cursor: str) -> tuple[dt.datetime, int]:
+    try:
+        moment, _, pk = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
+        return dt.datetime.fromisoformat(moment), int(pk)
+    except (ValueError, UnicodeDecodeError):
+        raise ValueError("not a cursor of the request log") from None
+
+
+def request_log_page(
+    *, records: QuerySet[RequestRecord], cursor: str | None = None, size: int = 50
+) -> RequestLogPage:
+    """The ``size`` records after ``cursor`` (from the start without one).
+
+    A keyset page, ordered by time then id, both descending: reading page
+    ten thousand costs what reading the first does, and records arriving
+    meanwhile neither shift nor repeat rows.
+    """
+    records = records.order_by("-time", "-id")
+    if cursor:
+        moment, pk = _decode_cursor(cursor)
+        records = records.filter(Q(time__lt=moment) | Q(time=moment, id__lt=pk))
+    rows = list(records[: size + 1])
+    more = len(rows) > size
+    rows = rows[:size]
+    return RequestLogPage(records=rows, next_cursor=_encode_cursor(rows[-1]) if more else None)
+
+
+# --- budgets: what has been spent in the current period ------------------------------
+
+
+@dataclass(frozen=True)
+class BudgetSpend:
+    """A budget, its current period and what the request log says was spent in it."""
+
+    budget: Budget
+    period_start: dt.datetime
+    period_end: dt.datetime
+    spent_micros: int
+
+    @property
+    def fraction(self) -> float:
+        """Spent over allowed, capped at 1 (a budget of 0 is spent at once)."""
+        if self.budget.amount_micros <= 0:
+            return 1.0
+        return min(1.0, self.spent_micros / self.budget.amount_micros)
+
+
+_RECORD_SCOPE = {"customer": "customer_id", "team": "team_id", "key": "key_id"}
+
+
+def budget_spend_list(
+    *, budgets: QuerySet[Budget], now: dt.datetime | None = None
+) -> list[BudgetSpend]:
+    """Each budget with its spend so far this period (one query per budget)."""
+    now = now or timezone.now()
+    result = []
+    for budget in budgets.select_related("customer", "team", "virtual_key"):
+        start, end = period_bounds(
+            budget.period,
+            now.timestamp(),
+            calendar_aligned=budget.calendar_aligned,
+            anchor=budget.anchor.timestamp(),
+            timezone=settings.GATEWAY_BUDGET_TIMEZONE,
+        )
+        kind, owner_id = budget.scope
+        spent = RequestRecord.objects.filter(
+            **{_RECORD_SCOPE[kind]: owner_id},
+            time__gte=dt.datetime.fromtimestamp(start, dt.UTC),
+            time__lt=dt.datetime.fromtimestamp(end, dt.UTC),
+        ).aggregate(total=Sum("cost_micros", default=0))["total"]
+        result.append(
+            BudgetSpend(
+                budget=budget,
+                period_start=dt.datetime.fromtimestamp(start, dt.UTC),
+                period_end=dt.datetime.fromtimestamp(end, dt.UTC),
+                spent_micros=spent,
+            )
+        )
+    return result

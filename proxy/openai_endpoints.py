@@ -96,6 +96,7 @@ class EmbeddingsTranslation:
     (base64 of little-endian float32, as OpenAI encodes them, when asked)."""
 
     stream_content_type = "application/json"
+    relays_limit_headers = False
 
     def __init__(self, adapter: Any, model: str, *, base64: bool) -> None:
         self.adapter = adapter
@@ -120,6 +121,8 @@ class EmbeddingsTranslation:
 
 class EmbeddingsConsumer(ChatConsumer):
     """``POST /v1/embeddings``."""
+
+    endpoint = "embeddings"
 
     wire = "openai"
     produces_output = False
@@ -233,6 +236,8 @@ class TextCompletionEncoder(OpenAIChunkEncoder):
 class CompletionsConsumer(ChatConsumer):
     """``POST /v1/completions`` (legacy), streaming and not."""
 
+    endpoint = "completions"
+
     wire = "openai"
     response_shape = guarding.OPENAI_TEXT
 
@@ -276,6 +281,8 @@ def validate_response(payload: dict[str, Any]) -> tuple[str, bool]:
 
 class ResponsesConsumer(ChatConsumer):
     """``POST /v1/responses``: passed through to providers that speak it."""
+
+    endpoint = "responses"
 
     wire = "openai"
 

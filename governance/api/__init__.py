@@ -1,0 +1,1 @@
+"""The REST endpoints of budgets, rate limits, prices, the request log and usage."""

@@ -1,0 +1,135 @@
+"""The REST endpoints of budgets, rate limits, prices, the request log and usage."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from drf_spectacular.utils import extend_schema
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from governance import services
+from governance.api import serializers as s
+from governance.api.filters import RequestRecordFilter
+from governance.models import Budget, ModelPrice, RateLimit, RequestRecord
+from governance.selectors import usage_group_labels, usage_series
+from keys.api.pagination import CursorPages
+from keys.api.views import CrudViewSet
+from keys.api.viewsets import ReadOnlyScopedViewSet, ScopedViewSet
+
+
+class OwnedViewSet(CrudViewSet):
+    """Budgets and limits: a team manager creates them for their teams and keys only."""
+
+    def owner_of(self, data: dict[str, Any]) -> Any:
+        return s.OwnedSerializer.owner(data)
+
+
+class BudgetViewSet(OwnedViewSet):
+    """Spending caps per period on a customer, a team or a key (amounts in micro-units)."""
+
+    queryset = Budget.objects.select_related("customer", "team", "virtual_key")
+    serializer_class = s.BudgetSerializer
+    filterset_fields = ("customer", "team", "virtual_key", "period")
+    ordering_fields = ("id", "amount_micros")
+
+    def create_object(self, data: dict[str, Any]) -> Budget:
+        return services.budget_create(owner=self.owner_of(data), **s.OwnedSerializer.settings(data))
+
+    def update_object(self, instance: Budget, data: dict[str, Any]) -> Budget:
+        amount = data.get("amount_micros", instance.amount_micros)
+        return services.budget_update(budget=instance, amount_micros=amount)
+
+    def delete_object(self, instance: Budget) -> None:
+        services.budget_delete(budget=instance)
+
+
+class RateLimitViewSet(OwnedViewSet):
+    """Requests or tokens per window on a customer, a team or a key."""
+
+    queryset = RateLimit.objects.select_related("customer", "team", "virtual_key")
+    serializer_class = s.RateLimitSerializer
+    filterset_fields = ("customer", "team", "virtual_key", "metric")
+    ordering_fields = ("id", "limit")
+
+    def create_object(self, data: dict[str, Any]) -> RateLimit:
+        return services.rate_limit_create(
+            owner=self.owner_of(data), **s.OwnedSerializer.settings(data)
+        )
+
+    def update_object(self, instance: RateLimit, data: dict[str, Any]) -> RateLimit:
+        limit = data.get("limit", instance.limit)
+        return services.rate_limit_update(rate_limit=instance, limit=limit)
+
+    def delete_object(self, instance: RateLimit) -> None:
+        services.rate_limit_delete(rate_limit=instance)
+
+
+class ModelPriceViewSet(CrudViewSet):
+    """Prices per million tokens (micro-units) of a model, from a date."""
+
+    queryset = ModelPrice.objects.all()
+    serializer_class = s.ModelPriceSerializer
+    filterset_fields = ("provider_kind", "model")
+    ordering_fields = ("provider_kind", "model", "effective_from")
+
+    def create_object(self, data: dict[str, Any]) -> ModelPrice:
+        price, _ = services.model_price_set(**data)
+        return price
+
+    def update_object(self, instance: ModelPrice, data: dict[str, Any]) -> ModelPrice:
+        values = {name: getattr(instance, name) for name in s.ModelPriceSerializer.Meta.fields}
+        values.update(data)
+        fields = set(s.ModelPriceSerializer.Meta.fields) - {"id", *s.TIMESTAMPS}
+        price, _ = services.model_price_set(**{name: values[name] for name in fields})
+        return price
+
+    def delete_object(self, instance: ModelPrice) -> None:
+        services.model_price_delete(price=instance)
+
+
+class RequestLogPagination(CursorPages):
+    ordering = ("-time", "-id")
+
+
+class RequestLogViewSet(ReadOnlyScopedViewSet):
+    """The request log (usage ledger): one record per inference request, newest first."""
+
+    queryset = RequestRecord.objects.all()
+    serializer_class = s.RequestRecordSerializer
+    pagination_class = RequestLogPagination
+    filterset_class = RequestRecordFilter
+    ordering_fields = ("time", "latency_ms", "cost_micros")
+
+
+class UsageViewSet(ScopedViewSet):
+    """Aggregates of the request log by hour or day and by key, team, customer, provider, model.
+
+    Takes the request log's filters (time range, key, team...) to choose the
+    records, and sees only the records the operator may see.
+    """
+
+    queryset = RequestRecord.objects.all()
+    filterset_class = RequestRecordFilter
+    serializer_class = s.UsageSerializer
+    pagination_class = None
+
+    @extend_schema(parameters=[s.UsageQuerySerializer], responses={200: s.UsageSerializer})
+    def list(self, request: Request) -> Response:
+        query = s.UsageQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        bucket = query.validated_data["bucket"]
+        group_by = query.validated_data.get("group_by")
+        points = usage_series(
+            records=self.filter_queryset(self.get_queryset()),
+            bucket=None if bucket == "total" else bucket,
+            group_by=group_by,
+        )
+        labels = usage_group_labels(group_by, [p.group for p in points]) if group_by else {}
+        results = [
+            {**asdict(p), "total_tokens": p.total_tokens, "group_label": labels.get(p.group)}
+            for p in points
+        ]
+        body = {"bucket": bucket, "group_by": group_by, "results": results}
+        return Response(s.UsageSerializer(body).data)
