@@ -6,6 +6,7 @@ import anthropic
 import openai
 import orjson
 import pytest
+from django.urls import reverse
 
 from governance import services
 from keys.models import VirtualKey
@@ -185,3 +186,16 @@ def test_a_token_count_sent_to_the_provider_is_redacted_too_but_not_limited(clau
     assert counted.input_tokens > 0
     sent = upstream_bodies(claude)
     assert AWS_KEY not in sent and "[SECRET:aws_access_key]" in sent
+
+
+@pytest.mark.django_db
+def test_the_request_log_shows_which_guardrail_rules_fired(console, who):
+    from tests.console_helpers import record
+
+    record(
+        console.key,
+        request_id="req-guarded",
+        guardrail_flags=["request:redact:email", "response:flag:phone"],
+    )
+    page = who.admin.get(reverse("governance:request_detail", args=["req-guarded"]))
+    assert "request:redact:email, response:flag:phone" in page.content.decode()
