@@ -18,7 +18,7 @@ import orjson
 
 from governance.enforcement import ScopePolicy
 from governance.guardrails import Guardrails
-from proxy import admission, guarding, routing, tokens, tracing
+from proxy import admission, guarding, routing, timeouts, tokens, tracing
 from proxy.auth import authenticate
 from proxy.consumer import InferenceConsumer
 from proxy.errors import GatewayError, bad_request
@@ -173,6 +173,7 @@ class ChatConsumer(InferenceConsumer):
             len(body),
             produces_output=self.produces_output,
         )
+        deadline = timeouts.requested(self.headers)
         exchange = Exchange()
         served = route
         self._canonical: dict[str, Any] | None = None
@@ -218,6 +219,7 @@ class ChatConsumer(InferenceConsumer):
                     exchange=exchange,
                     answer=answer,
                     adapter=provider.adapter,
+                    timeouts=provider.timeouts.capped(deadline),
                     guard=guard,
                 )
             except GatewayError as error:
