@@ -1,4 +1,5 @@
-"""Admin pages for budgets, rate limits and prices (saves go through services)."""
+"""Admin pages for budgets, rate limits, guardrail policies and prices (saves go
+through services)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from django.http import HttpRequest
 
 from audit.admin import ReadOnlyModelAdmin
 from governance import services
-from governance.models import Budget, ModelPrice, RateLimit, RequestRecord
+from governance.models import Budget, GuardrailPolicy, ModelPrice, RateLimit, RequestRecord
 
 
 class ScopedAdmin(admin.ModelAdmin):
@@ -93,6 +94,38 @@ class RateLimitAdmin(ScopedAdmin):
         services.rate_limit_delete(rate_limit=obj)
 
 
+@admin.register(GuardrailPolicy)
+class GuardrailPolicyAdmin(ScopedAdmin):
+    list_display = ("name", "applies_to", "direction", "is_active")
+    list_filter = ("direction", "is_active")
+    fields = (
+        "customer",
+        "team",
+        "virtual_key",
+        *services.GUARDRAIL_FIELDS,
+    )
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
+        return ("customer", "team", "virtual_key") if obj else ()
+
+    def save_model(
+        self, request: HttpRequest, obj: GuardrailPolicy, form: Any, change: bool
+    ) -> None:
+        values = {name: getattr(obj, name) for name in services.GUARDRAIL_FIELDS}
+        if change:
+            services.guardrail_policy_update(
+                policy=GuardrailPolicy.objects.get(pk=obj.pk), **values
+            )
+        else:
+            created = services.guardrail_policy_create(
+                owner=obj.customer or obj.team or obj.virtual_key, **values
+            )
+            obj.pk = created.pk
+
+    def delete_one(self, obj: GuardrailPolicy) -> None:
+        services.guardrail_policy_delete(policy=obj)
+
+
 @admin.register(ModelPrice)
 class ModelPriceAdmin(admin.ModelAdmin):
     list_display = (
@@ -141,6 +174,7 @@ class RequestRecordAdmin(ReadOnlyModelAdmin):
         "output_tokens",
         "cost_micros",
         "latency_ms",
+        "guardrail_flags",
     )
     list_filter = ("status", "provider", "stream", "usage_estimated")
     search_fields = ("request_id", "client_request_id", "requested_model")

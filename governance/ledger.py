@@ -39,12 +39,15 @@ def stream_key() -> str:
 
 
 @functools.cache
-def _insert_statement(vendor: str) -> tuple[str, tuple[str, ...], dict[str, Any]]:
+def _insert_statement(
+    vendor: str,
+) -> tuple[str, tuple[str, ...], dict[str, Any], tuple[Any, ...]]:
     """One INSERT for a whole batch, skipping request ids already stored.
 
     Plain ``executemany`` rather than ``bulk_create``: building a model
     instance per record costs more than the insert itself at thousands of
-    records a second.
+    records a second. JSON fields are the ones whose values need the
+    database's own adaptation (returned last).
     """
     from governance.models import RequestRecord
 
@@ -60,19 +63,22 @@ def _insert_statement(vendor: str) -> tuple[str, tuple[str, ...], dict[str, Any]
             f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({placeholders}) "  # noqa: S608
             "ON CONFLICT (request_id) DO NOTHING"
         )
-    return sql, tuple(f.attname for f in fields), defaults
+    json_fields = tuple(f for f in fields if f.get_internal_type() == "JSONField")
+    return sql, tuple(f.attname for f in fields), defaults, json_fields
 
 
 def insert_records(entries: list[dict[str, Any]]) -> int:
     """Store ledger entries; entries already stored (same request id) are skipped."""
     if not entries:
         return 0
-    sql, names, defaults = _insert_statement(connection.vendor)
+    sql, names, defaults, json_fields = _insert_statement(connection.vendor)
     adapt_time = connection.ops.adapt_datetimefield_value
     rows = []
     for entry in entries:
         moment = adapt_time(dt.datetime.fromtimestamp(entry["time"], dt.UTC))
         values = {**defaults, **entry, "time": moment}
+        for field in json_fields:
+            values[field.attname] = field.get_db_prep_save(values[field.attname], connection)
         rows.append(tuple(values[name] for name in names))
     # One transaction per batch: per-row commits cost more than the inserts.
     with transaction.atomic(), connection.cursor() as cursor:

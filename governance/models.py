@@ -6,10 +6,12 @@ never float. Budgets and limits attach to exactly one level of the org tree.
 
 from __future__ import annotations
 
+from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import Q
 
+from governance import guardrails
 from keys.models import Customer, Team, TimestampedModel, VirtualKey
 
 MICROS = 1_000_000
@@ -125,6 +127,74 @@ class ModelPrice(TimestampedModel):
         return f"{self.provider_kind}/{self.model} from {self.effective_from:%Y-%m-%d}"
 
 
+class GuardrailDirection(models.TextChoices):
+    REQUEST = guardrails.REQUEST, "requests"
+    RESPONSE = guardrails.RESPONSE, "responses"
+    BOTH = guardrails.BOTH, "requests and responses"
+
+
+class GuardrailPolicy(ScopedModel):
+    """Which detectors run on requests and/or responses, and what each one does.
+
+    Global when attached to no customer, team or key. Every policy that
+    applies to a request is in force (global, its customer's, its team's, its
+    key's); see ``governance.guardrails`` for how they combine.
+    """
+
+    name = models.CharField(max_length=100)
+    direction = models.CharField(
+        max_length=8, choices=GuardrailDirection.choices, default=GuardrailDirection.BOTH
+    )
+    detectors = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text='detector or category ("secrets", "personal_data") → block, redact or flag',
+    )
+    deny_patterns = models.JSONField(
+        default=list, blank=True, help_text="[{name, pattern, action}]: custom regular expressions"
+    )
+    allow_patterns = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="regular expressions; a match that one of them matches whole is not a finding",
+    )
+    max_input_tokens = models.PositiveIntegerField(null=True, blank=True)
+    max_messages = models.PositiveIntegerField(null=True, blank=True)
+    is_active = models.BooleanField(default=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=(
+                    Q(customer__isnull=True, team__isnull=True)
+                    | Q(customer__isnull=True, virtual_key__isnull=True)
+                    | Q(team__isnull=True, virtual_key__isnull=True)
+                ),
+                name="guardrail_policy_at_most_one_scope",
+            )
+        ]
+        ordering = ["id"]
+
+    @property
+    def scope(self) -> tuple[str, int]:
+        if not (self.customer_id or self.team_id or self.virtual_key_id):
+            return "global", 0
+        return super().scope
+
+    @property
+    def scope_label(self) -> str:
+        return "global" if self.scope[0] == "global" else super().scope_label
+
+    def clean(self) -> None:
+        super().clean()
+        errors = guardrails.validate_rules(self.detectors, self.deny_patterns, self.allow_patterns)
+        if errors:
+            raise ValidationError(errors)
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.scope_label}, {self.direction})"
+
+
 class RequestRecord(models.Model):
     """One inference request, as the data plane saw it: the usage ledger.
 
@@ -156,6 +226,8 @@ class RequestRecord(models.Model):
     fallback_index = models.PositiveSmallIntegerField(default=0)
     stream = models.BooleanField(default=False)
     cache_hit = models.BooleanField(default=False)
+    # Guardrail rules that fired: "<direction>:<action>:<rule>", e.g. "request:flag:email".
+    guardrail_flags = models.JSONField(default=list, blank=True)
     client_disconnected = models.BooleanField(default=False)
     client_ip = models.GenericIPAddressField(null=True, blank=True)
     user_agent = models.CharField(max_length=200, blank=True)

@@ -1,4 +1,5 @@
-"""Reads of budgets, limits and prices (for the data plane's snapshot) and of usage."""
+"""Reads of budgets, limits, guardrail policies and prices (for the data plane's
+snapshot) and of usage."""
 
 from __future__ import annotations
 
@@ -25,7 +26,8 @@ from django.db.models import (
 from django.db.models.functions import Coalesce, NullIf, TruncDay, TruncHour
 from django.utils import timezone
 
-from governance.models import Budget, ModelPrice, RateLimit, RequestRecord
+from governance.guardrails import RULE_FIELDS
+from governance.models import Budget, GuardrailPolicy, ModelPrice, RateLimit, RequestRecord
 from governance.periods import period_bounds
 from keys.models import Customer, Team, VirtualKey
 
@@ -41,7 +43,7 @@ def _scope(row: dict[str, Any]) -> tuple[str, int]:
 
 
 def snapshot_rows() -> dict[str, Any]:
-    """Policies by scope, and the prices in force now."""
+    """Policies by scope, the active guardrail policies, and the prices in force now."""
     policies: dict[tuple[str, int], dict[str, Any]] = {}
 
     def policy(scope: tuple[str, int]) -> dict[str, Any]:
@@ -75,7 +77,10 @@ def snapshot_rows() -> dict[str, Any]:
         "max_output_tokens",
     ):
         prices.setdefault((row["provider_kind"], row["model"]), row)
-    return {"policies": policies, "prices": prices}
+    guardrail_policies = list(
+        GuardrailPolicy.objects.filter(is_active=True).values("id", *SCOPE_FIELDS, *RULE_FIELDS)
+    )
+    return {"policies": policies, "prices": prices, "guardrail_policies": guardrail_policies}
 
 
 # --- usage: aggregates of the request log ---------------------------------------

@@ -1,4 +1,4 @@
-"""Writes of budgets, rate limits, access rules and prices.
+"""Writes of budgets, rate limits, guardrail policies, access rules and prices.
 
 Like ``keys.services``, every change bumps the configuration revision so the
 data plane picks it up.
@@ -15,7 +15,8 @@ from django.utils import timezone
 
 from audit.services import audit_event_record
 from audit.snapshots import audit_snapshot
-from governance.models import MICROS, Budget, ModelPrice, RateLimit
+from governance.guardrails import RULE_FIELDS
+from governance.models import MICROS, Budget, GuardrailPolicy, ModelPrice, RateLimit
 from keys.models import Customer, Team, VirtualKey
 from keys.services import ServiceError, config_revision_bump
 
@@ -174,3 +175,62 @@ def model_price_set(
 @transaction.atomic
 def model_price_delete(*, price: ModelPrice) -> None:
     _delete(price)
+
+
+GUARDRAIL_FIELDS = ("name", *RULE_FIELDS, "is_active")
+
+
+@transaction.atomic
+def guardrail_policy_create(
+    *,
+    name: str,
+    owner: Owner | None = None,
+    direction: str = "both",
+    detectors: dict[str, str] | None = None,
+    deny_patterns: list[dict[str, str]] | None = None,
+    allow_patterns: list[str] | None = None,
+    max_input_tokens: int | None = None,
+    max_messages: int | None = None,
+    is_active: bool = True,
+) -> GuardrailPolicy:
+    """A guardrail policy for ``owner`` (a customer, team or key), or global without one."""
+    policy = GuardrailPolicy(
+        **(scope_filter(owner) if owner is not None else {}),
+        name=name,
+        direction=direction,
+        detectors=detectors or {},
+        deny_patterns=deny_patterns or [],
+        allow_patterns=allow_patterns or [],
+        max_input_tokens=max_input_tokens,
+        max_messages=max_messages,
+        is_active=is_active,
+    )
+    policy.full_clean()
+    policy.save()
+    config_revision_bump()
+    _record("create", policy, None)
+    return policy
+
+
+@transaction.atomic
+def guardrail_policy_update(*, policy: GuardrailPolicy, **changes: Any) -> GuardrailPolicy:
+    """Change a policy's rules (any of ``GUARDRAIL_FIELDS``); its scope stays."""
+    unknown = set(changes) - set(GUARDRAIL_FIELDS)
+    if unknown:
+        raise ServiceError(f"a guardrail policy has no field {sorted(unknown)[0]!r} to change")
+    changed = [name for name, value in changes.items() if getattr(policy, name) != value]
+    if not changed:
+        return policy
+    before = audit_snapshot(policy)
+    for name in changed:
+        setattr(policy, name, changes[name])
+    policy.full_clean()
+    policy.save(update_fields=[*changed, "updated_at"])
+    config_revision_bump()
+    _record("update", policy, before)
+    return policy
+
+
+@transaction.atomic
+def guardrail_policy_delete(*, policy: GuardrailPolicy) -> None:
+    _delete(policy)

@@ -23,7 +23,8 @@ from django.db import transaction
 from django.utils.dateparse import parse_datetime
 
 from governance import services as governance_services
-from governance.models import Budget, RateLimit
+from governance.guardrails import RULE_FIELDS
+from governance.models import Budget, GuardrailPolicy, RateLimit
 from keys import crypto, services, tokens
 from keys.models import Customer, ModelRoute, Provider, ProviderKey, Team, VirtualKey
 
@@ -134,7 +135,9 @@ def _env_secret(variable: str, where: str) -> str:
 
 def apply_config(document: Any) -> ApplyReport:
     """Make the database match ``document``; all or nothing."""
-    root = _Reader(document, "config", {"version", "providers", "routes", "customers", "teams"})
+    root = _Reader(
+        document, "config", {"version", "providers", "routes", "guardrails", "customers", "teams"}
+    )
     version = root.get("version", int, FORMAT_VERSION)
     if version != FORMAT_VERSION:
         raise ConfigError(f"config.version: this gateway reads version {FORMAT_VERSION}")
@@ -145,6 +148,7 @@ def apply_config(document: Any) -> ApplyReport:
                 _apply_provider(item, f"providers[{index}]", report)
             for index, item in enumerate(root.items("routes")):
                 _apply_route(item, f"routes[{index}]", report)
+            _apply_guardrails(None, root, report)
             for index, item in enumerate(root.items("customers")):
                 _apply_customer(item, f"customers[{index}]", report)
             for index, item in enumerate(root.items("teams")):
@@ -320,7 +324,7 @@ def _apply_virtual_key(team: Team, data: Any, where: str, report: ApplyReport) -
 
 # --- access rules, budgets and rate limits (any level of the org tree) ------------
 
-POLICY_KEYS = {"allowed_models", "max_concurrent_requests", "budgets", "rate_limits"}
+POLICY_KEYS = {"allowed_models", "max_concurrent_requests", "budgets", "rate_limits", "guardrails"}
 
 
 def _policy_fields(item: _Reader) -> dict[str, Any]:
@@ -340,6 +344,7 @@ def _apply_limits(owner: Customer | Team | VirtualKey, item: _Reader, report: Ap
     """
     owner_label = f"{owner._meta.model_name} {owner.name}"
     scope = governance_services.scope_filter(owner)
+    _apply_guardrails(owner, item, report)
     if "budgets" in item.data:
         existing = {(b.period, b.calendar_aligned): b for b in Budget.objects.filter(**scope)}
         for index, data in enumerate(item.items("budgets")):
@@ -394,6 +399,65 @@ def _apply_limits(owner: Customer | Team | VirtualKey, item: _Reader, report: Ap
             report.record("changed", f"rate limit {owner_label} {rate_limit.metric} (removed)")
 
 
+# A policy's fields in the file: the model's, with ``active`` for ``is_active``.
+GUARDRAIL_KEYS = {"name", *RULE_FIELDS, "active"}
+
+
+def _guardrail_scope(owner: Customer | Team | VirtualKey | None) -> dict[str, Any]:
+    if owner is None:
+        return {"customer": None, "team": None, "virtual_key": None}
+    return governance_services.scope_filter(owner)
+
+
+def _apply_guardrails(
+    owner: Customer | Team | VirtualKey | None, item: _Reader, report: ApplyReport
+) -> None:
+    """Make the level's guardrail policies (global without an owner) exactly the
+    declared ones, by name; a level without a ``guardrails`` entry keeps its own."""
+    if "guardrails" not in item.data:
+        return
+    owner_label = f"{owner._meta.model_name} {owner.name}" if owner is not None else "global"
+    existing = {p.name: p for p in GuardrailPolicy.objects.filter(**_guardrail_scope(owner))}
+    for index, data in enumerate(item.items("guardrails")):
+        entry = _Reader(data, f"{item.where}.guardrails[{index}]", GUARDRAIL_KEYS)
+        name = entry.get("name", str, required=True)
+        fields = {
+            "direction": entry.get("direction", str, "both"),
+            "detectors": entry.get("detectors", dict, {}),
+            "deny_patterns": entry.get("deny_patterns", list, []),
+            "allow_patterns": entry.get("allow_patterns", list, []),
+            "max_input_tokens": entry.get("max_input_tokens", int),
+            "max_messages": entry.get("max_messages", int),
+            "is_active": entry.get("active", bool, True),
+        }
+        label = f"guardrail policy {owner_label} {name}"
+        policy = existing.pop(name, None)
+        if policy is None:
+            governance_services.guardrail_policy_create(name=name, owner=owner, **fields)
+            report.record("created", label)
+        else:
+            changed = _snapshot_fields(policy, fields) != fields
+            governance_services.guardrail_policy_update(policy=policy, **fields)
+            report.record("changed" if changed else "unchanged", label)
+    for policy in existing.values():
+        governance_services.guardrail_policy_delete(policy=policy)
+        report.record("changed", f"guardrail policy {owner_label} {policy.name} (removed)")
+
+
+def _export_guardrails(owner: Customer | Team | VirtualKey | None) -> dict[str, Any]:
+    """The level's guardrail policies, when it has any."""
+    policies = GuardrailPolicy.objects.filter(**_guardrail_scope(owner)).order_by("id")
+    exported = [
+        {
+            "name": policy.name,
+            **{name: getattr(policy, name) for name in RULE_FIELDS},
+            "active": policy.is_active,
+        }
+        for policy in policies
+    ]
+    return {"guardrails": exported} if exported else {}
+
+
 def _micros(amount: str | int | float, where: str) -> int:
     try:
         return governance_services.money_to_micros(amount)
@@ -419,6 +483,7 @@ def _export_policy(owner: Customer | Team | VirtualKey) -> dict[str, Any]:
             {"metric": r.metric, "limit": r.limit, "window_seconds": r.window_seconds}
             for r in RateLimit.objects.filter(**scope).order_by("id")
         ],
+        **_export_guardrails(owner),
     }
 
 
@@ -453,6 +518,7 @@ def export_config() -> dict[str, Any]:
         }
         for route in ModelRoute.objects.select_related("provider")
     ]
+    document.update(_export_guardrails(None))
     teams = Team.objects.prefetch_related("virtual_keys").order_by("name")
     document["customers"] = [
         {

@@ -31,9 +31,7 @@ class AccessLog:
         self._task: asyncio.Task[None] | None = None
 
     def write(self, entry: dict[str, Any], *, endpoint: str, team: str) -> None:
-        stamp = dt.datetime.fromtimestamp(entry["time"], dt.UTC).isoformat(
-            timespec="milliseconds"
-        )
+        stamp = dt.datetime.fromtimestamp(entry["time"], dt.UTC).isoformat(timespec="milliseconds")
         line = {
             "ts": stamp,
             "level": "info",

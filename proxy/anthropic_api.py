@@ -18,6 +18,7 @@ from typing import Any
 
 import orjson
 
+from proxy import guarding
 from proxy.chat import ChatConsumer
 from proxy.errors import GatewayError, bad_request
 from proxy.openai_api import ModelsConsumer
@@ -461,6 +462,7 @@ class MessagesConsumer(AnthropicErrors, ChatConsumer):
     endpoint = "messages"
 
     wire = "anthropic"
+    response_shape = guarding.ANTHROPIC
     forwarded_headers = (b"anthropic-beta",)
 
     def validate(self, payload: dict[str, Any]) -> tuple[str, bool]:
@@ -520,6 +522,12 @@ class CountTokensConsumer(AnthropicErrors, ChatConsumer):
     async def handle(self, body: bytes) -> None:
         addressed = await self.address(body)
         payload, route = addressed.payload, addressed.route
+        if addressed.guardrails is not None and addressed.guardrails.request:
+            # The text goes to the provider to be counted: checked as for a message.
+            # The limits are not applied: a count is how a client learns them.
+            payload = await guarding.check_request(
+                self, addressed.guardrails, payload, limits=False
+            )
         self.entry.update(provider=route.provider.name, served_model=route.provider_model)
         adapter = route.provider.adapter
         provider_key = route.provider.pick_key()

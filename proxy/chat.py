@@ -1,5 +1,5 @@
-"""The chat flow every front door shares: key, policy, admission, routing,
-upstream attempts, relay, settlement.
+"""The chat flow every front door shares: key, policy, guardrails, admission,
+routing, upstream attempts, relay, settlement.
 
 A front door (OpenAI's ``/v1/chat/completions``, Anthropic's ``/v1/messages``)
 subclasses :class:`ChatConsumer` and says how its requests are validated,
@@ -17,7 +17,8 @@ from typing import Any
 import orjson
 
 from governance.enforcement import ScopePolicy
-from proxy import admission, routing, timeouts, tokens, tracing
+from governance.guardrails import Guardrails
+from proxy import admission, guarding, routing, timeouts, tokens, tracing
 from proxy.auth import authenticate
 from proxy.consumer import InferenceConsumer
 from proxy.errors import GatewayError, bad_request
@@ -60,6 +61,7 @@ class Addressed:
     snapshot: Snapshot
     route: RouteEntry
     levels: list[ScopePolicy]
+    guardrails: Guardrails | None = None
 
 
 class ChatConsumer(InferenceConsumer):
@@ -67,6 +69,9 @@ class ChatConsumer(InferenceConsumer):
 
     # The wire format of this front door's clients ("openai", "anthropic").
     wire = ""
+    # Where the text is in this front door's answers, for response guardrails
+    # (None: its answers are not checked).
+    response_shape: guarding.Shape | None = None
 
     def validate(self, payload: dict[str, Any]) -> tuple[str, bool]:
         """The requested model and stream flag, or a 400."""
@@ -146,7 +151,7 @@ class ChatConsumer(InferenceConsumer):
         self.team = key.team_name
         levels = snapshot.policy_levels(key)
         admission.check_access(levels, model, route)
-        return Addressed(payload, stream, snapshot, route, levels)
+        return Addressed(payload, stream, snapshot, route, levels, snapshot.guardrails(key))
 
     async def handle(self, body: bytes) -> None:
         addressed = await self.address(body)
@@ -155,6 +160,11 @@ class ChatConsumer(InferenceConsumer):
         fallbacks = routing.requested_fallbacks(payload)
         if "fallbacks" in payload:
             payload = {name: value for name, value in payload.items() if name != "fallbacks"}
+        guardrails = addressed.guardrails
+        if guardrails is not None and guardrails.checks_request:
+            # Before anything is taken or sent: a refused request costs nothing.
+            payload = await guarding.check_request(self, guardrails, payload)
+        guard = guarding.response_guard(self, guardrails)
         targets = routing.deployments(snapshot, route, fallbacks, levels)
         ticket = await admission.admit(
             levels,
@@ -210,6 +220,7 @@ class ChatConsumer(InferenceConsumer):
                     answer=answer,
                     adapter=provider.adapter,
                     timeouts=provider.timeouts.capped(deadline),
+                    guard=guard,
                 )
             except GatewayError as error:
                 if span is not None:

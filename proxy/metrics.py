@@ -69,8 +69,7 @@ FAMILIES = {
         Family(
             "gateway_tokens",
             "counter",
-            "Tokens accounted, by provider, served model, team and kind "
-            "(input, output, cached).",
+            "Tokens accounted, by provider, served model, team and kind (input, output, cached).",
             ("provider", "model", "team", "kind"),
         ),
         Family(

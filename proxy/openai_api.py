@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 
-from proxy import admission
+from proxy import admission, guarding
 from proxy.auth import authenticate
 from proxy.chat import ChatConsumer, parse_json_object
 from proxy.consumer import InferenceConsumer
@@ -79,6 +79,7 @@ class ChatCompletionsConsumer(ChatConsumer):
     endpoint = "chat_completions"
 
     wire = "openai"
+    response_shape = guarding.OPENAI_CHAT
 
     def validate(self, payload: dict[str, Any]) -> tuple[str, bool]:
         return validate_chat(payload)

@@ -18,6 +18,7 @@ from typing import Any
 
 import orjson
 
+from proxy import guarding
 from proxy.chat import ChatConsumer
 from proxy.errors import bad_request
 from proxy.openai_api import openai_passthrough, wants_usage, with_usage_requested
@@ -238,6 +239,7 @@ class CompletionsConsumer(ChatConsumer):
     endpoint = "completions"
 
     wire = "openai"
+    response_shape = guarding.OPENAI_TEXT
 
     def validate(self, payload: dict[str, Any]) -> tuple[str, bool]:
         return validate_completion(payload)

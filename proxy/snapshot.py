@@ -33,6 +33,7 @@ from governance.enforcement import (
     policies_from_rows,
     prices_from_rows,
 )
+from governance.guardrails import Guardrails, PolicyRow, resolve
 from keys import selectors
 from proxy.providers import REGISTRY, ProviderAdapter
 from proxy.providers.base import Target
@@ -155,6 +156,10 @@ class Snapshot:
     prices: dict[tuple[str, str], Price] = field(default_factory=dict)
     # Who a request without a key is, when governance enforcement is off.
     anonymous: KeyEntry | None = None
+    # Active guardrail policies by scope (("global", 0), ("team", id)…), and
+    # each key's resolution of them (filled at build, and for late keys).
+    guardrail_policies: dict[tuple[str, int], tuple[PolicyRow, ...]] = field(default_factory=dict)
+    resolved_guardrails: dict[int, Guardrails | None] = field(default_factory=dict)
 
     def policy_levels(self, key: KeyEntry) -> list[ScopePolicy]:
         """The policies a request with ``key`` must satisfy, key first."""
@@ -164,6 +169,27 @@ class Snapshot:
             if policy is not None:
                 levels.append(policy)
         return levels
+
+    def guardrails(self, key: KeyEntry) -> Guardrails | None:
+        """Every guardrail policy in force for ``key`` (global, customer, team, key)."""
+        try:
+            return self.resolved_guardrails[key.id]
+        except KeyError:
+            pass
+        policies = self.guardrail_policies
+        found = [
+            policy
+            for scope in (
+                ("global", 0),
+                ("customer", key.customer_id),
+                ("team", key.team_id),
+                ("key", key.id),
+            )
+            for policy in policies.get(scope, ())  # type: ignore[arg-type]
+        ]
+        resolved = resolve(found) if found else None
+        self.resolved_guardrails[key.id] = resolved
+        return resolved
 
     def price(self, route: RouteEntry) -> Price:
         """The price of the served model: by provider name, else by provider kind."""
@@ -246,7 +272,8 @@ def build_snapshot(rows: dict[str, Any]) -> Snapshot:
         if default_team
         else None
     )
-    return Snapshot(
+    snapshot = Snapshot(
+        guardrail_policies=_guardrail_policies(rows.get("guardrail_policies", ())),
         anonymous=anonymous,
         policies=policies_from_rows(rows.get("policies", {})),
         prices=prices_from_rows(rows.get("prices", {})),
@@ -260,6 +287,35 @@ def build_snapshot(rows: dict[str, Any]) -> Snapshot:
         routes=routes,
         built_at=time.time(),
     )
+    if snapshot.guardrail_policies:
+        # Resolved here, off the request path.
+        for key in (*snapshot.keys_by_prefix.values(), anonymous):
+            if key is not None:
+                snapshot.guardrails(key)
+    return snapshot
+
+
+def _guardrail_policies(
+    rows: Any,
+) -> dict[tuple[str, int], tuple[PolicyRow, ...]]:
+    by_scope: dict[tuple[str, int], list[PolicyRow]] = {}
+    for row in rows:
+        if row["customer_id"]:
+            scope = ("customer", row["customer_id"])
+        elif row["team_id"]:
+            scope = ("team", row["team_id"])
+        elif row["virtual_key_id"]:
+            scope = ("key", row["virtual_key_id"])
+        else:
+            scope = ("global", 0)
+        try:
+            policy = PolicyRow.from_row(row)
+        except (KeyError, ValueError):
+            # Written around the services' validation: skipped, not fatal.
+            logger.warning("guardrail policy %s is invalid; ignored", row.get("id"))
+            continue
+        by_scope.setdefault(scope, []).append(policy)
+    return {scope: tuple(policies) for scope, policies in by_scope.items()}
 
 
 def _all_rows() -> dict[str, Any]:

@@ -24,6 +24,7 @@ from proxy.usage import Usage
 
 if TYPE_CHECKING:
     from proxy.consumer import InferenceConsumer
+    from proxy.guarding import ResponseGuard
 
 SSE = b"text/event-stream; charset=utf-8"
 ERROR_BODY_LIMIT = 64 * 1024
@@ -132,10 +133,12 @@ async def forward(
     answer: Answer,
     adapter: ProviderAdapter | None = None,
     timeouts: Timeouts | None = None,
+    guard: ResponseGuard | None = None,
 ) -> None:
     """Send ``request`` upstream and relay the answer to ``consumer``'s client
     (``adapter``: the provider's, for how it reports a refused key;
-    ``timeouts``: the provider's, else the gateway's defaults)."""
+    ``timeouts``: the provider's, else the gateway's defaults; ``guard``: the
+    response guardrails, when a policy applies)."""
     timeouts = timeouts or default_timeouts()
     interval = settings.GATEWAY_SSE_KEEPALIVE_SECONDS
     keepalive = KeepAlive(consumer, served_by, interval) if stream and interval > 0 else None
@@ -166,9 +169,10 @@ async def forward(
             if limits:
                 served_by = served_by + limits
             if stream and response.content_type == answer.stream_content_type:
-                await relay_stream(
-                    consumer, response, served_by, exchange, answer.stream(), keepalive
-                )
+                relay = answer.stream()
+                if guard is not None:
+                    relay = guard.stream(relay)
+                await relay_stream(consumer, response, served_by, exchange, relay, keepalive)
             else:
                 if keepalive is not None:
                     await keepalive.stop()
@@ -183,6 +187,8 @@ async def forward(
                         "the provider answered a stream request without a stream",
                         code="upstream_invalid_response",
                     )
+                if guard is not None:
+                    body = guard.complete(body)
                 await consumer.send_json(200, body, served_by)
     except aiohttp.ClientConnectorError as exc:
         raise GatewayError(

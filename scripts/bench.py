@@ -1443,6 +1443,62 @@ def table(report: dict[str, Any]) -> str:
 SCENARIOS = ("direct", "embedded", "ungoverned", "cluster", "workers2")
 
 
+# A chat prompt of about 2 KB: prose, code, numbers and dates, nothing to find.
+GUARDRAIL_PROMPT = (
+    "I am preparing the quarterly report for the platform team and need help with the "
+    "summary. Revenue grew 12.5% to 4.2 million, churn fell from 3.1% to 2.4%, and the "
+    "median latency of the API dropped from 180 ms to 95 ms after the migration on "
+    "2024-03-15. Please rewrite the paragraph below so that it reads well for executives, "
+    "keeps every figure, and ends with three bullet points of next steps.\n\n"
+    "def percentile(values: list[float], q: float) -> float:\n"
+    "    ordered = sorted(values)\n"
+    "    return ordered[int(q * (len(ordered) - 1))]\n\n"
+)
+GUARDRAIL_PROMPT = (GUARDRAIL_PROMPT * 5)[:2048]
+GUARDRAIL_FINDINGS = (
+    " Contact jane.doe@example.com, key AKIAIOSFODNN7EXAMPLE, card 4111111111111111."
+)
+
+
+def guardrail_costs(repeat: int = 2000) -> dict[str, float]:
+    """Detection time in microseconds, every detector on (no processes needed):
+    a 2 KB prompt, the same with three findings to redact, and per delta of a
+    2 KB answer streamed in 4-character deltas through the response check."""
+    import timeit
+
+    from governance.guardrails import DETECTORS, Rule, Scanner
+    from proxy.guarding import OPENAI_CHAT, Recorder, ResponseGuard
+    from proxy.usage import OpenAIStreamScanner
+
+    scanner = Scanner(detectors={d.name: Rule("redact") for d in DETECTORS})
+    with_findings = GUARDRAIL_PROMPT[: 2048 - len(GUARDRAIL_FINDINGS)] + GUARDRAIL_FINDINGS
+
+    def best(call: Any, number: int) -> float:
+        return min(timeit.repeat(call, number=number, repeat=5)) / number * 1e6
+
+    deltas = [GUARDRAIL_PROMPT[i : i + 4] for i in range(0, len(GUARDRAIL_PROMPT), 4)]
+    events = [
+        b'data: {"id":"c","object":"chat.completion.chunk","choices":[{"index":0,"delta":'
+        + json.dumps({"content": delta}).encode()
+        + b',"finish_reason":null}]}\n\n'
+        for delta in deltas
+    ]
+
+    def stream() -> None:
+        relay = ResponseGuard(scanner, OPENAI_CHAT, Recorder({})).stream(
+            OpenAIStreamScanner(drop_usage_event=False)
+        )
+        for event in events:
+            relay.feed(event)
+        relay.flush()
+
+    return {
+        "prompt_2kb_us": round(best(lambda: scanner.scan(GUARDRAIL_PROMPT), repeat), 1),
+        "prompt_2kb_3_findings_us": round(best(lambda: scanner.scan(with_findings), repeat), 1),
+        "stream_per_delta_us": round(best(stream, max(1, repeat // 200)) / len(events), 1),
+    }
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -1464,6 +1520,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="fixed rates in requests/s (default 100,500,1000)",
     )
     parser.add_argument("--ttft-requests", type=int, default=200)
+    parser.add_argument(
+        "--guardrails",
+        action="store_true",
+        help="measure guardrail detection alone (a 2 KB prompt, every detector on) and stop",
+    )
     parser.add_argument(
         "--soak",
         type=float,
@@ -1515,6 +1576,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.guardrails:
+        costs = guardrail_costs(200 if args.quick else 2000)
+        for name, value in costs.items():
+            print(f"{name:28} {value:10.1f}")
+        return 0
     report = Bench(args).run()
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)

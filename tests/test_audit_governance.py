@@ -21,6 +21,9 @@ MUTATIONS = {
     "rate_limit_delete",
     "model_price_set",
     "model_price_delete",
+    "guardrail_policy_create",
+    "guardrail_policy_update",
+    "guardrail_policy_delete",
 }
 
 

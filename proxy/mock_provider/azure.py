@@ -215,7 +215,9 @@ class AzureChat:
             units: tuple[str, ...] = tool.fragments
             finish = "tool_calls"
         else:
-            units, why, _ = _answer_tokens(b.output_tokens, cap, _stop_list(body.get("stop")))
+            units, why, _ = _answer_tokens(
+                b.answer or b.output_tokens, cap, _stop_list(body.get("stop"))
+            )
             finish = "length" if why == "length" else "stop"
             if OUTPUT_FILTER_MARKER in texts:
                 units, finish, filtered = units[:1], "content_filter", True

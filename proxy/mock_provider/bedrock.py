@@ -609,7 +609,9 @@ class BedrockRuntime:
             stop_reason = "tool_use"
         else:
             units, why, _ = _answer_tokens(
-                b.output_tokens, inference.get("maxTokens"), inference.get("stopSequences") or []
+                b.answer or b.output_tokens,
+                inference.get("maxTokens"),
+                inference.get("stopSequences") or [],
             )
             stop_reason = {"length": "max_tokens", "stop": "stop_sequence"}.get(
                 why or "", "end_turn"

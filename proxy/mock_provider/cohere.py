@@ -237,7 +237,7 @@ class CohereRoutes:
             finish = "TOOL_CALL"
         else:
             plan = ()
-            units, why, _ = _answer_tokens(b.output_tokens, cap, stops)
+            units, why, _ = _answer_tokens(b.answer or b.output_tokens, cap, stops)
             finish = FINISHES[why]
         messages = body["messages"]
         usage = {

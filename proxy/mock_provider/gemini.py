@@ -514,7 +514,9 @@ def _tool(body: dict[str, Any]) -> _ToolCall | None:
 class _Answer:
     """What the mock answers one ``GenerateContentRequest`` with."""
 
-    def __init__(self, body: dict[str, Any], output_tokens: int, model: str) -> None:
+    def __init__(
+        self, body: dict[str, Any], output_tokens: int | tuple[str, ...], model: str
+    ) -> None:
         config = body.get("generationConfig") or {}
         self.model = model
         self.response_id = _rand_id("")[:22]
@@ -642,7 +644,7 @@ class GeminiAPI:
         except Invalid as exc:
             return google_error(400, str(exc))
         b = call.behaviour
-        answer = _Answer(call.body, b.output_tokens, request.match_info["model"])
+        answer = _Answer(call.body, b.answer or b.output_tokens, request.match_info["model"])
         if stream:
             return await self._stream(request, call, answer, sse=request.query.get("alt") == "sse")
         if b.latency_ms:

@@ -56,7 +56,7 @@ async def completions(
     except ValueError as exc:
         return openai_error(400, f"Invalid '{exc}'.", param=str(exc), code="invalid_value")
     b = call.behaviour
-    units, why, _ = _answer_tokens(b.output_tokens, cap, _stop_list(body.get("stop")))
+    units, why, _ = _answer_tokens(b.answer or b.output_tokens, cap, _stop_list(body.get("stop")))
     finish = "length" if why == "length" else "stop"
     usage = _usage(_prompt_tokens(prompt), len(units))
     head = {
@@ -114,7 +114,7 @@ async def responses(
     except ValueError as exc:
         return openai_error(400, f"Invalid '{exc}'.", param=str(exc), code="invalid_value")
     b = call.behaviour
-    units, why, _ = _answer_tokens(b.output_tokens, cap, ())
+    units, why, _ = _answer_tokens(b.answer or b.output_tokens, cap, ())
     input_tokens = _input_tokens(value, body.get("instructions"))
     usage = {
         "input_tokens": input_tokens,

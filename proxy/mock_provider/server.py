@@ -120,6 +120,15 @@ def _text(value: Any) -> str:
     return value
 
 
+def _answer(value: Any) -> tuple[str, ...]:
+    """The answer's tokens: a string's words, or a list of strings as they are."""
+    if isinstance(value, str) and value:
+        return tuple(_TOKEN_SPLIT.findall(value))
+    if isinstance(value, list) and value and all(isinstance(v, str) and v for v in value):
+        return tuple(value)
+    raise ValueError("expected a non-empty string or list of non-empty strings")
+
+
 def _optional(parse: Callable[[Any], Any]) -> Callable[[Any], Any]:
     return lambda value: None if value is None else parse(value)
 
@@ -137,6 +146,7 @@ _FIELD_PARSERS: dict[str, Callable[[Any], Any]] = {
     "slow_first_byte_ms": _nonneg_float,
     "body_bytes": _nonneg_int,
     "error_message": _optional(_text),
+    "answer": _optional(_answer),
 }
 
 
@@ -168,7 +178,9 @@ class Behaviour:
     hang after that many tokens (after all of them if the answer is shorter) until the client
     leaves; ``malformed`` is ``"json"`` (truncated non-stream body, status 200) or ``"sse"`` (a
     non-JSON ``data:`` event after the first token); ``body_bytes`` pads non-stream text
-    content to at least that many bytes.
+    content to at least that many bytes. ``answer`` replaces the generated text: a string
+    (streamed word by word) or a list of strings (one streamed delta each, as given), so a
+    test can place a match across deltas; its tokens count as the output.
     """
 
     latency_ms: float = 0.0
@@ -183,6 +195,7 @@ class Behaviour:
     slow_first_byte_ms: float = 0.0
     body_bytes: int = 0
     error_message: str | None = None
+    answer: tuple[str, ...] | None = None
 
     def merged(self, overrides: Mapping[str, Any]) -> Behaviour:
         """Return a copy with the (unvalidated, JSON-shaped) ``overrides`` applied."""
@@ -468,11 +481,15 @@ def count_input_tokens(messages: Any, system: Any = None) -> int:
 
 
 def _answer_tokens(
-    wanted: int, cap: int | None, stops: Sequence[str]
+    wanted: int | tuple[str, ...], cap: int | None, stops: Sequence[str]
 ) -> tuple[tuple[str, ...], str | None, str | None]:
-    """Tokens of the text answer, why it ended early ("length"/"stop") and the stop hit."""
-    capped = cap is not None and wanted > cap
-    tokens = _tokens(cap if capped and cap is not None else wanted)
+    """Tokens of the text answer (``wanted`` of them, or those given), why it ended
+    early ("length"/"stop") and the stop hit."""
+    count = wanted if isinstance(wanted, int) else len(wanted)
+    capped = cap is not None and count > cap
+    tokens = _tokens(cap if capped and cap is not None else count)
+    if not isinstance(wanted, int):
+        tokens = wanted[:cap] if capped else wanted
     if stops:
         text = _joined(tokens)
         hit: tuple[int, str] | None = None
@@ -1096,7 +1113,9 @@ class _Routes:
         elif structured[0]:
             units, finish = structured_units(structured[1]), "stop"
         else:
-            units, why, _ = _answer_tokens(b.output_tokens, cap, _stop_list(body.get("stop")))
+            units, why, _ = _answer_tokens(
+                b.answer or b.output_tokens, cap, _stop_list(body.get("stop"))
+            )
             finish = "length" if why == "length" else "stop"
         completion_tokens = n * len(units)
         usage = {
@@ -1413,7 +1432,7 @@ class _Routes:
             units, stop_reason = structured_units(structured[1]), "end_turn"
         else:
             units, why, stop_sequence = _answer_tokens(
-                b.output_tokens, cap, _stop_list(body.get("stop_sequences"))
+                b.answer or b.output_tokens, cap, _stop_list(body.get("stop_sequences"))
             )
             stop_reason = {"length": "max_tokens", "stop": "stop_sequence"}.get(
                 why or "", "end_turn"

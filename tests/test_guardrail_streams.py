@@ -1,0 +1,114 @@
+"""The guarded stream relay on its own: however the bytes are cut, the client
+gets valid events with the same checked text."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from governance.guardrails import DETECTORS, Rule, Scanner
+from proxy.errors import GatewayError
+from proxy.guarding import ANTHROPIC, OPENAI_CHAT, Recorder, ResponseGuard
+from proxy.sse import SSEParser
+from proxy.usage import AnthropicStreamScanner, OpenAIStreamScanner
+
+SCANNER = Scanner(detectors={d.name: Rule("redact") for d in DETECTORS})
+PIECES = ["Reach me at ja", "ne@exam", "ple.com or use AKIAIOSFOD", "NN7EXAMPLE", " today."]
+REDACTED = "Reach me at [EMAIL] or use [SECRET:aws_access_key] today."
+
+
+def openai_events(pieces: list[str]) -> bytes:
+    chunks = [{"choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]}]
+    chunks += [{"choices": [{"index": 0, "delta": {"content": p}}]} for p in pieces]
+    chunks.append({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+    return b"".join(b"data: " + orjson.dumps(c) + b"\n\n" for c in chunks) + b"data: [DONE]\n\n"
+
+
+def anthropic_events(pieces: list[str]) -> bytes:
+    def event(name: str, data: dict) -> bytes:
+        return b"event: " + name.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
+
+    out = [event("message_start", {"type": "message_start", "message": {"usage": {}}})]
+    out.append(event("content_block_start", {"type": "content_block_start", "index": 0}))
+    for index, piece in enumerate(pieces):
+        delta = {"type": "text_delta", "text": piece}
+        out.append(
+            event(
+                "content_block_delta", {"type": "content_block_delta", "index": 0, "delta": delta}
+            )
+        )
+        if index == 1:
+            out.append(event("ping", {"type": "ping"}))  # a keep-alive inside a match
+    out.append(event("content_block_stop", {"type": "content_block_stop", "index": 0}))
+    out.append(event("message_stop", {"type": "message_stop"}))
+    return b"".join(out)
+
+
+def relay(shape, inner, raw: bytes, cuts: list[int], scanner: Scanner = SCANNER) -> bytes:
+    stream = ResponseGuard(scanner, shape, Recorder({})).stream(inner)
+    out = []
+    previous = 0
+    for cut in [*cuts, len(raw)]:
+        out.append(stream.feed(raw[previous:cut]))
+        previous = cut
+    out.append(stream.flush())
+    return b"".join(out)
+
+
+def texts(raw: bytes, anthropic: bool) -> list[str]:
+    found = []
+    for event in SSEParser().feed(raw):
+        if event.data == b"[DONE]":
+            continue
+        data = orjson.loads(event.data)  # every event is valid JSON
+        if anthropic:
+            if data.get("type") == "content_block_delta":
+                found.append(data["delta"]["text"])
+        elif data["choices"] and data["choices"][0]["delta"].get("content"):
+            found.append(data["choices"][0]["delta"]["content"])
+    return found
+
+
+def test_an_openai_stream_cut_at_every_byte_is_redacted_the_same():
+    raw = openai_events(PIECES)
+    for cut in range(1, len(raw)):
+        out = relay(OPENAI_CHAT, OpenAIStreamScanner(drop_usage_event=False), raw, [cut])
+        assert "".join(texts(out, anthropic=False)) == REDACTED, cut
+        assert out.endswith(b"data: [DONE]\n\n")
+
+
+def test_an_anthropic_stream_cut_at_every_byte_is_redacted_the_same():
+    raw = anthropic_events(PIECES)
+    for cut in range(1, len(raw)):
+        out = relay(ANTHROPIC, AnthropicStreamScanner(), raw, [cut])
+        assert "".join(texts(out, anthropic=True)) == REDACTED, cut
+        # The keep-alive inside the match passed; the events keep their order otherwise.
+        names = [event.event for event in SSEParser().feed(out)]
+        assert names[-2:] == ["content_block_stop", "message_stop"]
+        assert names.count("ping") == 1
+
+
+def test_a_stream_without_findings_leaves_byte_for_byte():
+    raw = openai_events(["Nothing ", "to see ", "here, just ", "words."] * 20)
+    assert relay(OPENAI_CHAT, OpenAIStreamScanner(drop_usage_event=False), raw, [7, 300]) == raw
+
+
+def test_a_private_key_arriving_in_many_deltas_is_held_until_it_ends():
+    body = ["-----BEGIN PRIVATE KEY-----\n", *["MIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n"] * 20]
+    pieces = ["Here: ", *body, "-----END PRIVATE KEY-----", " done."]
+    out = relay(OPENAI_CHAT, OpenAIStreamScanner(drop_usage_event=False), openai_events(pieces), [])
+    assert "".join(texts(out, anthropic=False)) == "Here: [SECRET:private_key] done."
+
+
+def test_a_blocking_rule_stops_the_stream_before_the_match_leaves():
+    scanner = Scanner(detectors={"aws_access_key": Rule("block")})
+    sent = []
+    stream = ResponseGuard(scanner, OPENAI_CHAT, Recorder({})).stream(
+        OpenAIStreamScanner(drop_usage_event=False)
+    )
+    with pytest.raises(GatewayError) as caught:
+        for event in openai_events(PIECES).split(b"\n\n"):
+            sent.append(stream.feed(event + b"\n\n"))
+        stream.flush()
+    assert caught.value.code == "guardrail_violation"
+    assert b"AKIA" not in b"".join(sent)
