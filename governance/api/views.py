@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
+from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -111,6 +112,7 @@ class UsageViewSet(ScopedViewSet):
     """
 
     queryset = RequestRecord.objects.all()
+    filter_backends = [DjangoFilterBackend]  # points come in time order; no ``ordering``
     filterset_class = RequestRecordFilter
     serializer_class = s.UsageSerializer
     pagination_class = None
