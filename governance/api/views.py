@@ -16,8 +16,7 @@ from governance.api.filters import RequestRecordFilter
 from governance.models import Budget, ModelPrice, RateLimit, RequestRecord
 from governance.selectors import usage_group_labels, usage_series
 from keys.api.pagination import CursorPages
-from keys.api.views import CrudViewSet
-from keys.api.viewsets import ReadOnlyScopedViewSet, ScopedViewSet
+from keys.api.viewsets import CrudViewSet, ReadOnlyScopedViewSet, ScopedViewSet
 
 
 class OwnedViewSet(CrudViewSet):
