@@ -40,3 +40,22 @@ def parse_time_bound(value: str) -> dt.datetime:
     if parsed is None:
         raise ValueError(f"{value!r} is not an ISO 8601 date or date-time")
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+
+
+def audit_event_page(
+    *,
+    events: QuerySet[AuditEvent],
+    before: int | None = None,
+    size: int = 50,
+) -> tuple[list[AuditEvent], int | None]:
+    """The ``size`` newest events with a sequence below ``before``, and the next page's bound.
+
+    Keyed on the chain's sequence, so deep pages cost what the first does.
+    """
+    events = events.order_by("-sequence")
+    if before is not None:
+        events = events.filter(sequence__lt=before)
+    rows = list(events[: size + 1])
+    more = len(rows) > size
+    rows = rows[:size]
+    return rows, (rows[-1].sequence if more else None)

@@ -1,15 +1,27 @@
-"""The console's export of the audit trail: ``/audit/export``."""
+"""The audit trail in the console: ``/console/audit/`` (read-only) and ``/audit/export``."""
 
 from __future__ import annotations
 
+import json
+
 from django.contrib.admin.views.decorators import staff_member_required
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, StreamingHttpResponse
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseBadRequest,
+    StreamingHttpResponse,
+)
+from django.shortcuts import render
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
 from audit.export import CONTENT_TYPES, LINES_PER_CHUNK, export_lines, export_stream
-from audit.selectors import audit_event_list, parse_time_bound
+from audit.models import AuditEvent
+from audit.selectors import audit_event_list, audit_event_page, parse_time_bound
+from keys.access import Access
+from keys.console import console_view, visible_object
 
 
 @require_GET
@@ -41,3 +53,53 @@ def audit_export(request: HttpRequest) -> HttpResponse | StreamingHttpResponse:
     stamp = timezone.now().strftime("%Y%m%dT%H%M%SZ")
     response["Content-Disposition"] = f'attachment; filename="audit-{stamp}.{fmt}"'
     return response
+
+
+@console_view(AuditEvent)
+def audit_trail(request: HttpRequest, access: Access) -> HttpResponse:
+    """The newest events first, narrowed by actor, action or kind of object."""
+    events = access.scope(AuditEvent.objects.all())
+    filters = {name: request.GET.get(name, "").strip() for name in ("actor", "action", "type")}
+    if filters["actor"]:
+        events = events.filter(actor_name=filters["actor"])
+    if filters["action"]:
+        events = events.filter(action=filters["action"])
+    if filters["type"]:
+        events = events.filter(object_type=filters["type"])
+    try:
+        before = int(request.GET["before"]) if request.GET.get("before") else None
+    except ValueError:
+        raise Http404("no such page") from None
+    rows, next_before = audit_event_page(events=events, before=before)
+    query = request.GET.copy()
+    query["before"] = str(next_before)
+    return render(
+        request,
+        "console/audit_trail.html",
+        {
+            "title": "Audit trail",
+            "events": rows,
+            "filters": filters,
+            "next_url": f"?{query.urlencode()}" if next_before else None,
+            "can_export": request.user.is_staff and request.user.has_perm("audit.view_auditevent"),
+        },
+    )
+
+
+@console_view(AuditEvent)
+def audit_event_detail(request: HttpRequest, access: Access, sequence: int) -> HttpResponse:
+    event = visible_object(access, AuditEvent.objects.all(), sequence=sequence)
+    return render(
+        request,
+        "console/audit_event.html",
+        {
+            "title": f"Audit event {event.sequence}",
+            "event": event,
+            "before": _pretty(event.before),
+            "after": _pretty(event.after),
+        },
+    )
+
+
+def _pretty(value: object) -> str:
+    return "—" if value is None else json.dumps(value, indent=2, sort_keys=True)

@@ -2,7 +2,8 @@
 # The image's entry: run one of the gateway's processes, chosen by the first
 # argument (default `web`); further arguments go to that process.
 #
-#   web      uvicorn (uvloop + httptools), WEB_CONCURRENCY worker processes
+#   web      the gateway server (uvicorn, uvloop + httptools; drains on SIGTERM),
+#            WEB_CONCURRENCY worker processes
 #   worker   the Celery worker: drains the usage stream, rollups, budget periods
 #   beat     the Celery beat scheduler (run exactly one)
 #   migrate  schema migrations, then the declarative configuration named by
@@ -20,12 +21,12 @@ log_level="$(printf '%s' "${LOG_LEVEL:-INFO}" | tr '[:upper:]' '[:lower:]')"
 
 case "$command" in
 web)
-    exec uvicorn gateway_project.asgi:application \
+    # uvicorn (uvloop + httptools) with the gateway's drain on SIGTERM.
+    exec python -m gateway_project.serve \
         --host "${HOST:-0.0.0.0}" --port "${PORT:-8000}" \
-        --loop uvloop --http httptools \
         --workers "${WEB_CONCURRENCY:-1}" \
         --proxy-headers --forwarded-allow-ips "${FORWARDED_ALLOW_IPS:-127.0.0.1}" \
-        --no-access-log --log-level "$log_level" \
+        --log-level "$log_level" \
         "$@"
     ;;
 worker)

@@ -6,6 +6,7 @@ from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
 
+from proxy import drain
 from proxy.snapshot import store
 
 
@@ -15,7 +16,8 @@ def healthz(request: HttpRequest) -> JsonResponse:
 
 
 def readyz(request: HttpRequest) -> JsonResponse:
-    """Ready to serve: database and Redis reachable, configuration loaded."""
+    """Ready to serve: database and Redis reachable, configuration loaded, not
+    draining (a process draining for shutdown answers 503)."""
     checks: dict[str, str] = {}
     try:
         with connection.cursor() as cursor:
@@ -32,6 +34,8 @@ def readyz(request: HttpRequest) -> JsonResponse:
         except Exception:
             checks["redis"] = "unavailable"
     checks["config"] = "ok" if store.loaded else "loading"
+    if drain.state.draining:
+        checks["process"] = "draining"
     ready = all(value == "ok" for value in checks.values())
     return JsonResponse(
         {

@@ -113,6 +113,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "keys.console.navigation",
             ],
         },
     },
@@ -210,7 +211,10 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
-LOGIN_URL = "admin:login"
+# The console's own sign-in page; the Django admin keeps its own.
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "governance:dashboard"
+LOGOUT_REDIRECT_URL = "login"
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = env("TIME_ZONE", "UTC") or "UTC"
@@ -218,6 +222,8 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
+# The console's stylesheet and scripts, and the vendored chart library.
+STATICFILES_DIRS = [BASE_DIR / "gateway_project" / "static"]
 STATIC_ROOT = Path(env("GATEWAY_STATIC_ROOT", str(VAR_DIR / "static")) or VAR_DIR / "static")
 if not PRODUCTION:
     STATIC_ROOT.mkdir(parents=True, exist_ok=True)
@@ -263,11 +269,25 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
 }
 
+# "json" (one object per line; production's default) or "plain".
+GATEWAY_LOG_FORMAT = env("GATEWAY_LOG_FORMAT", "json" if PRODUCTION else "plain") or "plain"
+if GATEWAY_LOG_FORMAT not in ("json", "plain"):
+    raise ImproperlyConfigured("GATEWAY_LOG_FORMAT must be 'json' or 'plain'")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "gateway_project.logs.JsonFormatter"},
+    },
+    "filters": {"secrets": {"()": "gateway_project.logs.SecretFilter"}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": GATEWAY_LOG_FORMAT,
+            "filters": ["secrets"],
+        }
+    },
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", "INFO")},
 }
 
@@ -300,11 +320,48 @@ GATEWAY_LEDGER_BATCH_SIZE = env_int("GATEWAY_LEDGER_BATCH_SIZE", 500)
 # another worker after this long (milliseconds).
 GATEWAY_LEDGER_CLAIM_IDLE_MS = env_int("GATEWAY_LEDGER_CLAIM_IDLE_MS", 60_000)
 
+# --- Observability ---------------------------------------------------------------
+
+# Worker processes of one server share their metrics through files in this
+# directory (wiped when the server starts); empty: one process, in memory.
+GATEWAY_METRICS_DIR = env("GATEWAY_METRICS_DIR", "") or ""
+GATEWAY_METRICS_FLUSH_SECONDS = env_float("GATEWAY_METRICS_FLUSH_SECONDS", 1.0)
+# /metrics asks for `Authorization: Bearer <token>` when a token is set. In
+# production without a token it is closed, unless declared reachable only by
+# the scraper (GATEWAY_METRICS_PUBLIC=true, e.g. behind a network policy).
+GATEWAY_METRICS_TOKEN = env("GATEWAY_METRICS_TOKEN", "") or ""
+GATEWAY_METRICS_PUBLIC = env_bool("GATEWAY_METRICS_PUBLIC", default=not PRODUCTION)
+# One JSON line per inference request on stdout (the access log).
+GATEWAY_ENABLE_LOGGING = env_bool("GATEWAY_ENABLE_LOGGING", default=True)
+
 CELERY_BEAT_SCHEDULE = {
     "usage-drain": {"task": "governance.usage_drain", "schedule": 1.0},
 }
 
+# --- Admission per provider ------------------------------------------------------
+
+# Concurrency slots per provider and process (the seed's initialPoolSize);
+# beyond them requests wait, up to the timeout. With GATEWAY_DROP_EXCESS_REQUESTS
+# (dropExcessRequests) a request finding GATEWAY_QUEUE_SIZE already waiting
+# is refused at once (503, Retry-After).
+GATEWAY_INITIAL_POOL_SIZE = env_int("GATEWAY_INITIAL_POOL_SIZE", 300)
+GATEWAY_QUEUE_SIZE = env_int("GATEWAY_QUEUE_SIZE", 1000)
+GATEWAY_DROP_EXCESS_REQUESTS = env_bool("GATEWAY_DROP_EXCESS_REQUESTS", default=False)
+GATEWAY_QUEUE_TIMEOUT_SECONDS = env_float("GATEWAY_QUEUE_TIMEOUT_SECONDS", 30.0)
+
 # --- Retries and fallbacks ------------------------------------------------------
+
+# A provider is retried at most this share of its recent requests (plus the
+# floor), over the window: no retry storm against a provider that is down.
+GATEWAY_RETRY_BUDGET_RATIO = env_float("GATEWAY_RETRY_BUDGET_RATIO", 0.2)
+GATEWAY_RETRY_BUDGET_MIN_RETRIES = env_int("GATEWAY_RETRY_BUDGET_MIN_RETRIES", 5)
+GATEWAY_RETRY_BUDGET_WINDOW_SECONDS = env_int("GATEWAY_RETRY_BUDGET_WINDOW_SECONDS", 10)
+# Circuit breaking per deployment: open when the window holds this many
+# failures making up this share of attempts; stay open this long, then probe.
+GATEWAY_BREAKER_MIN_FAILURES = env_int("GATEWAY_BREAKER_MIN_FAILURES", 5)
+GATEWAY_BREAKER_FAILURE_RATE = env_float("GATEWAY_BREAKER_FAILURE_RATE", 0.5)
+GATEWAY_BREAKER_WINDOW_SECONDS = env_int("GATEWAY_BREAKER_WINDOW_SECONDS", 10)
+GATEWAY_BREAKER_OPEN_SECONDS = env_float("GATEWAY_BREAKER_OPEN_SECONDS", 30.0)
 
 # Retries per deployment (a route, or one of its fallbacks) after the first try.
 GATEWAY_RETRIES = env_int("GATEWAY_RETRIES", 2)

@@ -26,6 +26,9 @@ from gateway_project.redis_client import redis_key
 logger = logging.getLogger(__name__)
 
 STREAM = "usage"
+# Batches waiting for one live-traffic viewer; a viewer that falls further
+# behind misses batches rather than holding memory (``governance.live``).
+LISTENER_BACKLOG = 100
 # Beyond this many unflushed records (the sink has been down for a while) the
 # oldest are dropped and counted, rather than growing without bound.
 MAX_BUFFERED = 200_000
@@ -113,6 +116,25 @@ class Ledger:
         self._sink: Sink | None = None
         self._wakeup: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
+        self._listeners: set[asyncio.Queue[list[dict[str, Any]]]] = set()
+
+    def subscribe(self) -> asyncio.Queue[list[dict[str, Any]]]:
+        """A queue receiving every batch this process writes from now on.
+
+        Fed after each flush, off the request path: the console's live view
+        in embedded mode. Call :meth:`unsubscribe` when done.
+        """
+        queue: asyncio.Queue[list[dict[str, Any]]] = asyncio.Queue(LISTENER_BACKLOG)
+        self._listeners.add(queue)
+        return queue
+
+    def unsubscribe(self, queue: asyncio.Queue[list[dict[str, Any]]]) -> None:
+        self._listeners.discard(queue)
+
+    def _publish(self, batch: list[dict[str, Any]]) -> None:
+        for queue in self._listeners:
+            if not queue.full():
+                queue.put_nowait(batch)
 
     def record(self, entry: dict[str, Any]) -> None:
         self.buffer.append(entry)
@@ -159,6 +181,7 @@ class Ledger:
                 self.dropped += overflow
                 logger.error("usage buffer full: %d records dropped", overflow)
             return False
+        self._publish(batch)
         return True
 
     async def stop(self, attempts: int = 5) -> None:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from django.conf import settings
 from django.db import connection
 from django.db.models import (
     Aggregate,
@@ -24,6 +26,7 @@ from django.db.models.functions import Coalesce, NullIf, TruncDay, TruncHour
 from django.utils import timezone
 
 from governance.models import Budget, ModelPrice, RateLimit, RequestRecord
+from governance.periods import period_bounds
 from keys.models import Customer, Team, VirtualKey
 
 SCOPE_FIELDS = ("customer_id", "team_id", "virtual_key_id")
@@ -217,3 +220,99 @@ def usage_group_labels(group_by: str, values: Iterable[Any]) -> dict[Any, str]:
         return {value: str(value) for value in values}
     names = dict(models[group_by].objects.filter(pk__in=values).values_list("pk", "name"))
     return {value: names.get(value, f"#{value}") for value in values}
+
+
+# --- the request log: keyset pages ----------------------------------------------
+
+
+@dataclass(frozen=True)
+class RequestLogPage:
+    """One page of the request log, newest first, and the cursor of the next (or None)."""
+
+    records: list[RequestRecord]
+    next_cursor: str | None
+
+
+def _encode_cursor(record: RequestRecord) -> str:
+    return base64.urlsafe_b64encode(f"{record.time.isoformat()}|{record.pk}".encode()).decode()
+
+
+def _decode_cursor(cursor: str) -> tuple[dt.datetime, int]:
+    try:
+        moment, _, pk = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
+        return dt.datetime.fromisoformat(moment), int(pk)
+    except (ValueError, UnicodeDecodeError):
+        raise ValueError("not a cursor of the request log") from None
+
+
+def request_log_page(
+    *, records: QuerySet[RequestRecord], cursor: str | None = None, size: int = 50
+) -> RequestLogPage:
+    """The ``size`` records after ``cursor`` (from the start without one).
+
+    A keyset page, ordered by time then id, both descending: reading page
+    ten thousand costs what reading the first does, and records arriving
+    meanwhile neither shift nor repeat rows.
+    """
+    records = records.order_by("-time", "-id")
+    if cursor:
+        moment, pk = _decode_cursor(cursor)
+        records = records.filter(Q(time__lt=moment) | Q(time=moment, id__lt=pk))
+    rows = list(records[: size + 1])
+    more = len(rows) > size
+    rows = rows[:size]
+    return RequestLogPage(records=rows, next_cursor=_encode_cursor(rows[-1]) if more else None)
+
+
+# --- budgets: what has been spent in the current period ------------------------------
+
+
+@dataclass(frozen=True)
+class BudgetSpend:
+    """A budget, its current period and what the request log says was spent in it."""
+
+    budget: Budget
+    period_start: dt.datetime
+    period_end: dt.datetime
+    spent_micros: int
+
+    @property
+    def fraction(self) -> float:
+        """Spent over allowed, capped at 1 (a budget of 0 is spent at once)."""
+        if self.budget.amount_micros <= 0:
+            return 1.0
+        return min(1.0, self.spent_micros / self.budget.amount_micros)
+
+
+_RECORD_SCOPE = {"customer": "customer_id", "team": "team_id", "key": "key_id"}
+
+
+def budget_spend_list(
+    *, budgets: QuerySet[Budget], now: dt.datetime | None = None
+) -> list[BudgetSpend]:
+    """Each budget with its spend so far this period (one query per budget)."""
+    now = now or timezone.now()
+    result = []
+    for budget in budgets.select_related("customer", "team", "virtual_key"):
+        start, end = period_bounds(
+            budget.period,
+            now.timestamp(),
+            calendar_aligned=budget.calendar_aligned,
+            anchor=budget.anchor.timestamp(),
+            timezone=settings.GATEWAY_BUDGET_TIMEZONE,
+        )
+        kind, owner_id = budget.scope
+        spent = RequestRecord.objects.filter(
+            **{_RECORD_SCOPE[kind]: owner_id},
+            time__gte=dt.datetime.fromtimestamp(start, dt.UTC),
+            time__lt=dt.datetime.fromtimestamp(end, dt.UTC),
+        ).aggregate(total=Sum("cost_micros", default=0))["total"]
+        result.append(
+            BudgetSpend(
+                budget=budget,
+                period_start=dt.datetime.fromtimestamp(start, dt.UTC),
+                period_end=dt.datetime.fromtimestamp(end, dt.UTC),
+                spent_micros=spent,
+            )
+        )
+    return result

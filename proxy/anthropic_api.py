@@ -93,7 +93,25 @@ def validate_messages(payload: dict[str, Any]) -> tuple[str, bool]:
     stream = payload.get("stream", False)
     if not isinstance(stream, bool) and stream is not None:
         raise bad_request("stream: must be a boolean.", param="stream")
+    _validate_output_config(payload.get("output_config"))
     return model, bool(stream)
+
+
+def _validate_output_config(config: Any) -> None:
+    if config is None:
+        return
+    if not isinstance(config, dict):
+        raise bad_request("output_config: must be an object.", param="output_config")
+    fmt = config.get("format")
+    if fmt is not None and (
+        not isinstance(fmt, dict)
+        or fmt.get("type") != "json_schema"
+        or not isinstance(fmt.get("schema"), dict)
+    ):
+        raise bad_request(
+            "output_config.format: must be {'type': 'json_schema', 'schema': {...}}.",
+            param="output_config.format",
+        )
 
 
 def _text(content: Any) -> str:
@@ -213,6 +231,12 @@ def to_canonical(payload: dict[str, Any], *, stream: bool) -> dict[str, Any]:
     metadata = payload.get("metadata")
     if isinstance(metadata, dict) and isinstance(metadata.get("user_id"), str):
         canonical["user"] = metadata["user_id"]
+    output_format = (payload.get("output_config") or {}).get("format")
+    if output_format is not None:
+        canonical["response_format"] = {
+            "type": "json_schema",
+            "json_schema": {"name": "output", "schema": output_format["schema"], "strict": True},
+        }
     if stream:
         canonical["stream"] = True
         canonical["stream_options"] = {"include_usage": True}
@@ -434,7 +458,10 @@ class AnthropicErrors:
 class MessagesConsumer(AnthropicErrors, ChatConsumer):
     """``POST /anthropic/v1/messages`` (and ``/v1/messages``), streaming and not."""
 
+    endpoint = "messages"
+
     wire = "anthropic"
+    forwarded_headers = (b"anthropic-beta",)
 
     def validate(self, payload: dict[str, Any]) -> tuple[str, bool]:
         return validate_messages(payload)
@@ -478,6 +505,10 @@ class CountTokensConsumer(AnthropicErrors, ChatConsumer):
     provider, by the gateway's tokenizer for others. Costs nothing, so it is
     not admitted against limits; it is recorded."""
 
+    endpoint = "count_tokens"
+
+    forwarded_headers = (b"anthropic-beta",)
+
     def validate(self, payload: dict[str, Any]) -> tuple[str, bool]:
         model = payload.get("model")
         if not isinstance(model, str) or not model:
@@ -500,7 +531,7 @@ class CountTokensConsumer(AnthropicErrors, ChatConsumer):
         # A count carries no usage: usage_from_anthropic finds none in it.
         await forward(
             self,
-            counter(route.target(provider_key), payload),
+            self.with_client_headers(counter(route.target(provider_key), payload)),
             stream=False,
             served_by=[(b"x-gateway-provider", route.provider.name.encode())],
             exchange=Exchange(),

@@ -11,13 +11,13 @@ the canonical shapes otherwise.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
 
 from governance.enforcement import ScopePolicy
-from proxy import admission, routing, tokens
+from proxy import admission, routing, tokens, tracing
 from proxy.auth import authenticate
 from proxy.consumer import InferenceConsumer
 from proxy.errors import GatewayError, bad_request
@@ -89,6 +89,19 @@ class ChatConsumer(InferenceConsumer):
     # Whether the request produces output tokens (for its budget reservation).
     produces_output = True
 
+    # Client headers relayed to a provider of the client's wire format: opt-in
+    # feature flags such as Anthropic's ``anthropic-beta``.
+    forwarded_headers: tuple[bytes, ...] = ()
+
+    def with_client_headers(self, request: UpstreamRequest) -> UpstreamRequest:
+        """``request`` with the client's :attr:`forwarded_headers` added."""
+        extra = {
+            name.decode(): value.decode("latin-1")
+            for name in self.forwarded_headers
+            if (value := self.headers.get(name)) is not None
+        }
+        return replace(request, headers={**request.headers, **extra}) if extra else request
+
     def count_input(self, payload: dict[str, Any]) -> int:
         """The request's input tokens by the gateway's tokenizer (an estimate)."""
         return tokens.count_messages(
@@ -106,7 +119,7 @@ class ChatConsumer(InferenceConsumer):
             request = adapter.native_request(
                 where, self.native_payload(payload, stream), stream=stream
             )
-            return request, self.passthrough(payload)
+            return self.with_client_headers(request), self.passthrough(payload)
         if self._canonical is None:
             self._canonical = self.canonical(payload, stream)
         request = adapter.chat_request(where, self._canonical, stream=stream)
@@ -130,6 +143,7 @@ class ChatConsumer(InferenceConsumer):
             requested_model=model[:200],
             stream=stream,
         )
+        self.team = key.team_name
         levels = snapshot.policy_levels(key)
         admission.check_access(levels, model, route)
         return Addressed(payload, stream, snapshot, route, levels)
@@ -175,19 +189,39 @@ class ChatConsumer(InferenceConsumer):
             ]
             if ticket is not None:
                 served_by += ticket.headers
-            await forward(
-                self,
-                request,
-                stream=stream,
-                served_by=served_by,
-                exchange=exchange,
-                answer=answer,
-                adapter=provider.adapter,
-            )
+            span = None
+            if self.span is not None:
+                span = tracing.start_attempt(
+                    self.span,
+                    tracing.OPERATIONS.get(self.endpoint, self.endpoint),
+                    provider.adapter.kind,
+                    target.provider_model,
+                    request.headers,
+                    request.url,
+                )
+            try:
+                await forward(
+                    self,
+                    request,
+                    stream=stream,
+                    served_by=served_by,
+                    exchange=exchange,
+                    answer=answer,
+                    adapter=provider.adapter,
+                )
+            except GatewayError as error:
+                if span is not None:
+                    tracing.end_attempt(span, error=error)
+                    span = None
+                raise
+            finally:
+                if span is not None:
+                    tracing.end_attempt(span, usage=exchange.usage)
 
         try:
             await routing.call_with_fallbacks(targets, attempt, lambda: self.response_started)
         finally:
+            self.upstream_seconds = exchange.upstream_seconds
             input_estimate = None
             if exchange.usage is None and exchange.delta_events:
                 # No usage reported (client left, provider sent none): count the

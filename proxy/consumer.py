@@ -20,7 +20,10 @@ from channels.generic.http import AsyncHttpConsumer
 from django.conf import settings
 
 from governance.ledger import ledger
+from proxy import tracing
+from proxy.access_log import access_log
 from proxy.errors import GatewayError
+from proxy.metrics import metrics
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +41,8 @@ class InferenceConsumer(AsyncHttpConsumer):
     methods: tuple[str, ...] = ("POST",)
     # Inference requests go into the usage ledger; listings do not.
     recorded = True
+    # The endpoint's name in metrics.
+    endpoint = ""
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         self.scope = scope
@@ -45,6 +50,7 @@ class InferenceConsumer(AsyncHttpConsumer):
         self.response_started = False
         self.response_complete = False
         self.started = time.time()
+        started = time.perf_counter()
         self.headers: dict[bytes, bytes] = dict(scope["headers"])
         # The ledger's key is always the gateway's own id (a client could
         # repeat one of its ids); the client's id is kept and echoed.
@@ -56,11 +62,31 @@ class InferenceConsumer(AsyncHttpConsumer):
         self.entry: dict[str, Any] = {}
         self.status = 0
         self.error_code = ""
+        # Set by the flow once known: the caller's team (a metrics label) and
+        # the time spent waiting for the provider.
+        self.team = ""
+        self.upstream_seconds: float | None = None
+        metrics.add("gateway_active_requests", 1)
+        self.span = (
+            tracing.start_request(self.endpoint, scope, self.headers)
+            if tracing.enabled and self.recorded
+            else None
+        )
         try:
             await self._serve(receive)
         finally:
+            metrics.add("gateway_active_requests", -1)
             if self.recorded:
-                ledger.record(self.ledger_entry())
+                entry = self.ledger_entry()
+                ledger.record(entry)
+                overhead = None
+                if self.upstream_seconds is not None:
+                    overhead = time.perf_counter() - started - self.upstream_seconds
+                metrics.request_finished(self.endpoint, entry, self.team, overhead)
+                if settings.GATEWAY_ENABLE_LOGGING:
+                    access_log.write(entry, endpoint=self.endpoint, team=self.team)
+                if self.span is not None:
+                    tracing.end_request(self.span, entry, self.team)
 
     async def _serve(self, receive: Any) -> None:
         scope = self.scope

@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
+from django.conf import settings
+
 from governance.ledger import ledger
-from proxy import upstream
+from proxy import metrics, tracing, upstream
+from proxy.access_log import access_log
+from proxy.breaker import breakers
 from proxy.snapshot import store
 
 logger = logging.getLogger(__name__)
+_background: list[asyncio.Task[None]] = []
 
 
 async def startup() -> None:
+    tracing.configure()
     try:
         await store.load()
     except Exception:
@@ -20,12 +27,27 @@ async def startup() -> None:
         logger.warning("configuration snapshot not loaded at start-up", exc_info=True)
     store.start()
     ledger.start()
+    access_log.start()
+    await breakers.start()
+    if settings.GATEWAY_METRICS_DIR:
+        _background.append(asyncio.create_task(metrics.run_writer(), name="metrics-writer"))
 
 
 async def shutdown() -> None:
+    await access_log.stop()
     await ledger.stop()
     await store.stop()
+    await breakers.stop()
     await upstream.close()
+    for task in _background:
+        task.cancel()
+    await asyncio.gather(*_background, return_exceptions=True)
+    _background.clear()
+    await asyncio.to_thread(tracing.shutdown)
+    try:
+        metrics.write_own()  # the last totals, for the workers still serving
+    except OSError:
+        logger.warning("could not write the metrics file", exc_info=True)
 
 
 async def lifespan(receive: Any, send: Any) -> None:

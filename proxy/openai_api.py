@@ -76,6 +76,8 @@ def openai_passthrough(payload: dict[str, Any]) -> Passthrough:
 class ChatCompletionsConsumer(ChatConsumer):
     """``POST /v1/chat/completions``, streaming and not."""
 
+    endpoint = "chat_completions"
+
     wire = "openai"
 
     def validate(self, payload: dict[str, Any]) -> tuple[str, bool]:

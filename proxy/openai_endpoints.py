@@ -95,6 +95,7 @@ class EmbeddingsTranslation:
     (base64 of little-endian float32, as OpenAI encodes them, when asked)."""
 
     stream_content_type = "application/json"
+    relays_limit_headers = False
 
     def __init__(self, adapter: Any, model: str, *, base64: bool) -> None:
         self.adapter = adapter
@@ -119,6 +120,8 @@ class EmbeddingsTranslation:
 
 class EmbeddingsConsumer(ChatConsumer):
     """``POST /v1/embeddings``."""
+
+    endpoint = "embeddings"
 
     wire = "openai"
     produces_output = False
@@ -232,6 +235,8 @@ class TextCompletionEncoder(OpenAIChunkEncoder):
 class CompletionsConsumer(ChatConsumer):
     """``POST /v1/completions`` (legacy), streaming and not."""
 
+    endpoint = "completions"
+
     wire = "openai"
 
     def validate(self, payload: dict[str, Any]) -> tuple[str, bool]:
@@ -274,6 +279,8 @@ def validate_response(payload: dict[str, Any]) -> tuple[str, bool]:
 
 class ResponsesConsumer(ChatConsumer):
     """``POST /v1/responses``: passed through to providers that speak it."""
+
+    endpoint = "responses"
 
     wire = "openai"
 

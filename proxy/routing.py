@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import itertools
+import math
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -23,7 +24,11 @@ from django.conf import settings
 
 from governance.enforcement import ScopePolicy
 from proxy.admission import is_allowed
+from proxy.breaker import breakers
 from proxy.errors import GatewayError, bad_request
+from proxy.metrics import metrics
+from proxy.provider_pool import pools
+from proxy.retry_budget import budgets
 from proxy.snapshot import ProviderEntry, ProviderKeyEntry, RouteEntry, Snapshot
 
 # How long a key that the provider refused (401/403) stays out of rotation.
@@ -117,21 +122,47 @@ async def call_with_fallbacks(
 ) -> tuple[int, int]:
     """Run ``attempt(target, key, fallback_index, retries)`` until one succeeds.
 
-    Returns ``(fallback_index, retries)`` of the success; raises the last
-    error when every deployment failed.
+    A deployment whose circuit breaker is open is skipped; a retry is made
+    only while the provider's retry budget allows; each attempt holds one of
+    the provider's concurrency slots (a provider at capacity passes the
+    request to the next deployment). Returns
+    ``(fallback_index, retries)`` of the success; raises the last error when
+    every deployment failed (503 ``circuit_open`` when none could be tried).
     """
     retries = 0
     last_error: GatewayError | None = None
+    circuit_error: GatewayError | None = None
     for index, target in enumerate(targets):
+        provider = target.provider
+        deployment = (provider.name, target.provider_model)
         tried: set[int] = set()
         for attempt_number in range(settings.GATEWAY_RETRIES + 1):
-            key = pick_key(target.provider, tried)
+            key = pick_key(provider, tried)
             if key is None:
+                break
+            if not breakers.allow(deployment):
+                circuit_error = circuit_error or circuit_open(target, deployment)
+                break
+            if attempt_number == 0:
+                budgets.requested(provider.name)
+            elif not budgets.try_retry(provider.name):
+                breakers.release(deployment)
+                break
+            try:
+                await pools.acquire(provider.name)
+            except GatewayError as error:  # at capacity: the next deployment
+                breakers.release(deployment)
+                last_error = error
                 break
             try:
                 await attempt(target, key, index, retries)
-                return index, retries
             except GatewayError as error:
+                if error.code.startswith("upstream_"):
+                    metrics.upstream_failed(provider.name, error.code)
+                if error.retryable and not error.key_fault:
+                    breakers.failed(deployment)
+                else:
+                    breakers.succeeded(deployment)  # the provider answered
                 if not error.retryable or response_started():
                     raise
                 last_error = error
@@ -147,13 +178,34 @@ async def call_with_fallbacks(
                     continue  # another key, at once
                 if attempt_number < settings.GATEWAY_RETRIES:
                     await asyncio.sleep(backoff(attempt_number, error))
+            except BaseException:
+                breakers.release(deployment)  # cancelled: no outcome to count
+                raise
+            else:
+                breakers.succeeded(deployment)
+                return index, retries
+            finally:
+                pools.release(provider.name)
     if last_error is not None:
         raise last_error
+    if circuit_error is not None:
+        raise circuit_error
     raise GatewayError(
         503,
         f"No usable API key for the provider '{targets[0].provider.name}'.",
         code="no_provider_key",
         headers=[(b"retry-after", b"1")],
+    )
+
+
+def circuit_open(target: RouteEntry, deployment: tuple[str, str]) -> GatewayError:
+    seconds = max(1, math.ceil(breakers.retry_after(deployment)))
+    return GatewayError(
+        503,
+        f"The model '{target.name}' is unavailable: its provider is failing "
+        f"(circuit open for {seconds} more seconds).",
+        code="circuit_open",
+        headers=[(b"retry-after", str(seconds).encode())],
     )
 
 

@@ -16,6 +16,7 @@ from django.conf import settings
 
 from proxy import upstream
 from proxy.errors import GatewayError
+from proxy.metrics import metrics
 from proxy.providers import ProviderAdapter, UpstreamRequest
 from proxy.translation import Answer, StreamRelay
 from proxy.usage import Usage
@@ -30,7 +31,15 @@ ERROR_BODY_LIMIT = 64 * 1024
 class Exchange:
     """What the relay learnt of the answer: its usage, or how much streamed."""
 
-    __slots__ = ("delta_events", "sent_at", "ttft_ms", "upstream_ms", "usage")
+    __slots__ = (
+        "_waiting",
+        "delta_events",
+        "sent_at",
+        "ttft_ms",
+        "upstream_ms",
+        "upstream_seconds",
+        "usage",
+    )
 
     def __init__(self) -> None:
         self.usage: Usage | None = None
@@ -38,6 +47,21 @@ class Exchange:
         self.sent_at = 0.0
         self.upstream_ms: int | None = None  # until the provider's headers
         self.ttft_ms: int | None = None  # until the first streamed bytes left
+        # Time spent on the provider's side of every attempt (metrics: what is
+        # not the gateway's own overhead).
+        self.upstream_seconds = 0.0
+        self._waiting = False
+
+    def begin(self) -> None:
+        """An attempt's request is being sent."""
+        self.sent_at = time.perf_counter()
+        self._waiting = True
+
+    def end(self) -> None:
+        """The attempt's answer is in (or it failed); idempotent."""
+        if self._waiting:
+            self.upstream_seconds += time.perf_counter() - self.sent_at
+            self._waiting = False
 
     def mark_headers(self) -> None:
         self.upstream_ms = int((time.perf_counter() - self.sent_at) * 1000)
@@ -59,18 +83,24 @@ async def forward(
 ) -> None:
     """Send ``request`` upstream and relay the answer to ``consumer``'s client
     (``adapter``: the provider's, for how it reports a refused key)."""
-    exchange.sent_at = time.perf_counter()
+    exchange.begin()
     try:
         async with upstream.session().request(
             request.method, request.url, headers=request.headers, data=request.body
         ) as response:
             exchange.mark_headers()
+            limits = (
+                provider_limit_headers(response, served_by) if answer.relays_limit_headers else []
+            )
             if response.status >= 400:
-                raise await upstream_error(response, adapter)
+                raise await upstream_error(response, adapter, limits)
+            if limits:
+                served_by = served_by + limits
             if stream and response.content_type == answer.stream_content_type:
                 await relay_stream(consumer, response, served_by, exchange, answer.stream())
             else:
                 body = await read_limited(response, settings.GATEWAY_MAX_RESPONSE_BYTES)
+                exchange.end()
                 body, exchange.usage = answer.complete(body)
                 await consumer.send_json(200, body, served_by)
     except aiohttp.ClientConnectorError as exc:
@@ -91,6 +121,8 @@ async def forward(
             code="upstream_error",
             retryable=True,
         ) from None
+    finally:
+        exchange.end()
 
 
 async def relay_stream(
@@ -104,6 +136,7 @@ async def relay_stream(
     headers.append((b"cache-control", b"no-cache"))
     headers.extend(served_by)
     await consumer.start_response(200, headers)
+    metrics.add("gateway_active_streams", 1)
     try:
         async for chunk in response.content.iter_any():
             chunk = relay.feed(chunk)
@@ -111,8 +144,10 @@ async def relay_stream(
                 continue
             exchange.mark_first_byte()
             await consumer.send_chunk(chunk)
+        exchange.end()
         await consumer.send_chunk(relay.flush(), more=False)
     finally:
+        metrics.add("gateway_active_streams", -1)
         exchange.usage = relay.usage
         exchange.delta_events = relay.delta_events
 
@@ -138,15 +173,36 @@ def _too_large(limit: int) -> GatewayError:
     )
 
 
+# Rate-limit headers of OpenAI (and its peers) and of Anthropic.
+LIMIT_HEADER_PREFIXES = (b"x-ratelimit-", b"anthropic-ratelimit-")
+
+
+def provider_limit_headers(
+    response: aiohttp.ClientResponse, own: list[tuple[bytes, bytes]]
+) -> list[tuple[bytes, bytes]]:
+    """The provider's rate-limit headers, except those the gateway sets itself
+    (a virtual key's own limits are what its caller is held to)."""
+    taken = {name for name, _ in own}
+    relayed = []
+    for name, value in response.raw_headers:
+        lowered = name.lower()
+        if lowered.startswith(LIMIT_HEADER_PREFIXES) and lowered not in taken:
+            relayed.append((lowered, value))
+    return relayed
+
+
 async def upstream_error(
-    response: aiohttp.ClientResponse, adapter: ProviderAdapter | None = None
+    response: aiohttp.ClientResponse,
+    adapter: ProviderAdapter | None = None,
+    limits: list[tuple[bytes, bytes]] | None = None,
 ) -> GatewayError:
     """The client-facing error for an upstream error answer.
 
     Request errors (400, 404, 422…) keep their status and the provider's
     message; the provider refusing *our* credentials (401/403, or what the
     adapter's ``refused_key`` recognises) is the gateway's fault (502), not the
-    client's; rate limits stay 429 with ``Retry-After``.
+    client's; rate limits stay 429 with ``Retry-After`` and the provider's
+    rate-limit headers (``limits``, for a client of the provider's wire format).
     """
     try:
         raw = await asyncio.wait_for(response.content.read(ERROR_BODY_LIMIT), timeout=5)
@@ -156,6 +212,7 @@ async def upstream_error(
     status = response.status
     headers: list[tuple[bytes, bytes]] = []
     if status == 429:
+        headers += limits or []
         retry_after = response.headers.get("retry-after")
         if retry_after:
             headers.append((b"retry-after", retry_after.encode("latin-1")))

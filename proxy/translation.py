@@ -45,6 +45,9 @@ class Answer(Protocol):
     """What one attempt does with its provider's answer."""
 
     stream_content_type: str
+    # Whether the provider's rate-limit headers mean something to the client
+    # (it speaks the provider's wire format) and are relayed.
+    relays_limit_headers: bool
 
     def complete(self, raw: bytes) -> tuple[bytes, Usage | None]:
         """The client's body for a whole (non-streamed) answer, and its usage."""
@@ -66,6 +69,8 @@ def parse_json(body: bytes) -> Any:
 class Passthrough:
     """Same wire format on both sides: relay bytes, read the usage on the way."""
 
+    relays_limit_headers = True
+
     def __init__(
         self,
         stream_content_type: str,
@@ -85,6 +90,8 @@ class Passthrough:
 
 class Translation:
     """Provider format in, client format out, through the canonical shapes."""
+
+    relays_limit_headers = False
 
     def __init__(
         self,

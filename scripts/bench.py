@@ -418,7 +418,7 @@ class Mock:
 
 
 class Gateway:
-    """uvicorn serving the gateway, as the README runs it."""
+    """The gateway server (uvicorn under ``gateway_project.serve``), as deployed."""
 
     def __init__(
         self, name: str, env: dict[str, str], pinning: Pinning, *, workers: int, cores: str
@@ -433,22 +433,16 @@ class Gateway:
             *pinning.prefix(cores),
             PYTHON,
             "-m",
-            "uvicorn",
-            "gateway_project.asgi:application",
+            "gateway_project.serve",
             "--host",
             "127.0.0.1",
             "--port",
             str(self.port),
-            "--loop",
-            "uvloop",
-            "--http",
-            "httptools",
-            "--no-access-log",
             "--log-level",
             "warning",
+            "--workers",
+            str(workers),
         ]
-        if workers > 1:
-            argv += ["--workers", str(workers)]
         self.process = subprocess.Popen(  # noqa: S603
             argv,
             cwd=ROOT,

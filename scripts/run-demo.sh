@@ -18,5 +18,5 @@ $BIN/python manage.py setup_demo \
   --mock-url "http://127.0.0.1:$MOCK_PORT/v1" --console-url "http://127.0.0.1:$PORT/"
 echo
 echo "Gateway starting on http://127.0.0.1:$PORT (Ctrl-C stops it)"
-$BIN/uvicorn gateway_project.asgi:application --host 127.0.0.1 --port "$PORT" \
-  --loop uvloop --http httptools --no-access-log --log-level warning
+GATEWAY_ENABLE_LOGGING=${GATEWAY_ENABLE_LOGGING:-false} LOG_LEVEL=${LOG_LEVEL:-WARNING} \
+  $BIN/python -m gateway_project.serve --host 127.0.0.1 --port "$PORT"

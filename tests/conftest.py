@@ -63,6 +63,11 @@ def gateway_env(**extra: str) -> dict[str, str]:
         "GATEWAY_NEGATIVE_CACHE_SECONDS": "0.5",
         "GATEWAY_REDIS_PREFIX": settings.GATEWAY_REDIS_PREFIX,
         "LOG_LEVEL": "WARNING",
+        # The session's gateway serves every test: one test's injected outage
+        # must not open a breaker or spend a retry budget for the next. The
+        # tests of those start gateways of their own with real thresholds.
+        "GATEWAY_BREAKER_MIN_FAILURES": "1000000",
+        "GATEWAY_RETRY_BUDGET_MIN_RETRIES": "1000000",
     }
     if settings.REDIS_URL:
         env["REDIS_URL"] = settings.REDIS_URL
@@ -169,3 +174,19 @@ def celery_worker(demo) -> Iterator[subprocess.Popen | None]:
     )
     yield process
     stop(process)
+
+
+@pytest.fixture
+def console(db):
+    """The console tests' world: two teams and what hangs off them (tests.console_helpers)."""
+    from tests.console_helpers import console_world
+
+    return console_world()
+
+
+@pytest.fixture
+def who(console):
+    """One signed-in test client per role (tests.console_helpers.personas)."""
+    from tests.console_helpers import personas
+
+    return personas(console)

@@ -95,7 +95,7 @@ class MockProviderProcess:
 
 
 class GatewayProcess:
-    """A real uvicorn process serving the gateway on the tests' database."""
+    """A real gateway server (``gateway_project.serve``: uvicorn) on the tests' database."""
 
     def __init__(self, env: dict[str, str], workers: int = 1) -> None:
         self.port = free_port()
@@ -107,17 +107,11 @@ class GatewayProcess:
             [
                 sys.executable,
                 "-m",
-                "uvicorn",
-                "gateway_project.asgi:application",
+                "gateway_project.serve",
                 "--host",
                 "127.0.0.1",
                 "--port",
                 str(self.port),
-                "--loop",
-                "uvloop",
-                "--http",
-                "httptools",
-                "--no-access-log",
                 "--workers",
                 str(workers),
             ],

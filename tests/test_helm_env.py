@@ -35,11 +35,7 @@ ENV_READERS = {"env", "env_bool", "env_int", "env_float", "env_list"}
 
 # Values of the chart (the seed's gateway.client) that the settings do not
 # read yet. Each must become a setting; then it leaves this list.
-SETTINGS_STILL_TO_ADD = {
-    "GATEWAY_INITIAL_POOL_SIZE",  # gateway.client.initialPoolSize
-    "GATEWAY_DROP_EXCESS_REQUESTS",  # gateway.client.dropExcessRequests
-    "GATEWAY_ENABLE_LOGGING",  # gateway.client.enableLogging
-}
+SETTINGS_STILL_TO_ADD: set[str] = set()
 
 
 def first_arguments(tree: ast.AST, functions: set[str]) -> list[ast.expr]:

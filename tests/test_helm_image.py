@@ -47,14 +47,12 @@ def recorded(tmp_path: Path):
     return run
 
 
-def test_web_runs_uvicorn_with_uvloop_httptools_and_workers_from_the_environment(recorded):
+def test_web_runs_the_draining_server_with_workers_from_the_environment(recorded):
     (command,) = recorded(
         "web", WEB_CONCURRENCY="4", FORWARDED_ALLOW_IPS="10.0.0.0/8", LOG_LEVEL="WARNING"
     )
-    assert command.startswith("uvicorn gateway_project.asgi:application ")
+    assert command.startswith("python -m gateway_project.serve ")
     for option in (
-        "--loop uvloop",
-        "--http httptools",
         "--workers 4",
         "--host 0.0.0.0",
         "--port 8000",

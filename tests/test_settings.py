@@ -20,7 +20,7 @@ def load_settings(**env: str) -> subprocess.CompletedProcess:
             "-c",
             "import django; django.setup(); from django.conf import settings; "
             "print(settings.DEBUG, settings.PRODUCTION, settings.SECRET_KEY[:6], "
-            "settings.ALLOWED_HOSTS)",
+            "settings.ALLOWED_HOSTS, settings.GATEWAY_METRICS_PUBLIC)",
         ],
         cwd=ROOT,
         env={**clean, "DJANGO_SETTINGS_MODULE": "gateway_project.settings", **env},
@@ -71,7 +71,14 @@ def test_production_starts_with_real_secrets_read_from_files(tmp_path):
         ALLOWED_HOSTS="gateway.example.com",
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["False", "True", "aaaaaa", "['gateway.example.com']"]
+    # /metrics is closed in production until a token is set.
+    assert result.stdout.split() == [
+        "False",
+        "True",
+        "aaaaaa",
+        "['gateway.example.com']",
+        "False",
+    ]
 
 
 def test_a_file_variable_wins_over_the_plain_one(tmp_path):

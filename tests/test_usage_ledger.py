@@ -121,9 +121,8 @@ def test_sigterm_mid_load_loses_no_record(demo, celery_worker):
     gateway.process.send_signal(signal.SIGTERM)
     for thread in threads:
         thread.join(timeout=30)
-    # uvicorn re-raises the signal once it has shut down cleanly.
-    assert gateway.process.wait(timeout=30) in (0, -signal.SIGTERM)
-    assert "Application shutdown complete" in gateway.log()
+    # A drained gateway exits 0.
+    assert gateway.process.wait(timeout=30) == 0
     gateway.close()
     assert len(answered) > 20
     assert wait_for_records(tag, len(answered)) == len(answered)

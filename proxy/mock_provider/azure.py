@@ -6,6 +6,8 @@ The mock resource's endpoint is ``{mock}/azure`` (what a real resource's
 * ``POST /azure/openai/deployments/{deployment}/chat/completions?api-version=V``
 * ``POST /azure/openai/v1/chat/completions`` (deployment name in the body's ``model``;
   ``api-version`` optional: ``preview`` or ``latest``)
+* ``embeddings`` and legacy ``completions`` on both surfaces, and ``responses`` on the
+  v1 surface, answered as OpenAI answers them
 
 As Azure does: a missing ``api-version`` is 404 ``Resource not found``, an
 unknown one 400; a request without ``api-key`` (or ``Authorization: Bearer``
@@ -30,9 +32,11 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from proxy.mock_provider import openai_more
 from proxy.mock_provider.server import (
     JSON_HEADERS,
     MODELS,
+    Gate,
     _answer_tokens,
     _Call,
     _int_param,
@@ -150,17 +154,15 @@ class AzureChat:
         self.routes = routes
 
     async def deployment(self, request: web.Request) -> web.StreamResponse:
-        version = request.query.get("api-version")
-        if version is None:
-            return azure_error(404, "Resource not found")
-        if version not in API_VERSIONS:
-            return azure_error(400, "API version not supported", code="BadRequest")
+        problem = _version_problem(request, v1=False)
+        if problem is not None:
+            return problem
         return await self._chat(request, request.match_info["deployment"])
 
     async def v1(self, request: web.Request) -> web.StreamResponse:
-        version = request.query.get("api-version")
-        if version is not None and version not in V1_API_VERSIONS:
-            return azure_error(400, "API version not supported", code="BadRequest")
+        problem = _version_problem(request, v1=True)
+        if problem is not None:
+            return problem
         return await self._chat(request, None)
 
     async def _chat(self, request: web.Request, deployment: str | None) -> web.StreamResponse:
@@ -173,13 +175,9 @@ class AzureChat:
             deployment = body.get("model")
             if not isinstance(deployment, str) or not deployment:
                 return _invalid("you must provide a model parameter", "model")
-        if deployment not in MODELS:
-            return azure_error(
-                404,
-                "The API deployment for this resource does not exist. If you created the "
-                "deployment within the last 5 minutes, please wait a moment and try again.",
-                code="DeploymentNotFound",
-            )
+        missing = _deployment_missing(deployment)
+        if missing is not None:
+            return missing
         messages = body.get("messages")
         if not isinstance(messages, list) or not messages:
             return _invalid("'messages' is a required property", "messages")
@@ -434,10 +432,79 @@ def _invalid(message: str, param: str | None) -> web.Response:
     return openai_error(400, message, param=param)
 
 
+def _version_problem(request: web.Request, *, v1: bool) -> web.Response | None:
+    """Azure's answer to a missing or unknown ``api-version`` on either surface."""
+    version = request.query.get("api-version")
+    if v1:
+        known, required = V1_API_VERSIONS, False
+    else:
+        known, required = API_VERSIONS, True
+    if version is None:
+        return azure_error(404, "Resource not found") if required else None
+    if version not in known:
+        return azure_error(400, "API version not supported", code="BadRequest")
+    return None
+
+
+def _deployment_missing(deployment: Any) -> web.Response | None:
+    if deployment in MODELS:
+        return None
+    return azure_error(
+        404,
+        "The API deployment for this resource does not exist. If you created the "
+        "deployment within the last 5 minutes, please wait a moment and try again.",
+        code="DeploymentNotFound",
+    )
+
+
+def _named_deployment(raw: bytes) -> str | None:
+    """The v1 surface's deployment: the body's ``model`` (a bad body is the
+    handler's to refuse)."""
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    model = body.get("model") if isinstance(body, dict) else None
+    return model if isinstance(model, str) and model else None
+
+
+def _shared(handler: Callable[..., Any], *, v1: bool) -> Callable[[web.Request], Any]:
+    """One of OpenAI's handlers behind Azure's addressing, versions and auth."""
+
+    async def serve(request: web.Request) -> web.StreamResponse:
+        problem = _version_problem(request, v1=v1)
+        if problem is not None:
+            return problem
+        if v1:
+            deployment = _named_deployment(await request.read())
+        else:
+            deployment = request.match_info["deployment"]
+        if deployment is not None:
+            missing = _deployment_missing(deployment)
+            if missing is not None:
+                return missing
+        return await handler(request, Gate(_render, _unauthenticated, deployment))
+
+    return serve
+
+
 def endpoints(routes: Any) -> list[tuple[str, str, Any]]:
     """The mock Azure resource's paths."""
     chat = AzureChat(routes)
+
+    async def completions(request: web.Request, gate: Gate) -> web.StreamResponse:
+        return await openai_more.completions(routes, request, gate)
+
+    async def responses(request: web.Request, gate: Gate) -> web.StreamResponse:
+        return await openai_more.responses(routes, request, gate)
+
+    deployment = f"{PREFIX}/openai/deployments/{{deployment}}"
     return [
-        ("POST", f"{PREFIX}/openai/deployments/{{deployment}}/chat/completions", chat.deployment),
+        ("POST", f"{deployment}/chat/completions", chat.deployment),
         ("POST", f"{PREFIX}/openai/v1/chat/completions", chat.v1),
+        ("POST", f"{deployment}/embeddings", _shared(routes.embeddings, v1=False)),
+        ("POST", f"{PREFIX}/openai/v1/embeddings", _shared(routes.embeddings, v1=True)),
+        ("POST", f"{deployment}/completions", _shared(completions, v1=False)),
+        ("POST", f"{PREFIX}/openai/v1/completions", _shared(completions, v1=True)),
+        ("POST", f"{PREFIX}/openai/v1/responses", _shared(responses, v1=True)),
     ]

@@ -45,12 +45,12 @@ from proxy.mock_provider.server import (
     _embedding_values,
     _joined,
     _phrase,
-    _placeholder,
     _rand_id,
     _retry_after_value,
     _sleep,
     _tokens,
     _ToolCall,
+    structured_units,
 )
 
 VERSIONS = ("/v1beta", "/v1")
@@ -532,8 +532,7 @@ class _Answer:
             return
         if config.get("responseMimeType") == "application/json":
             schema = config.get("responseSchema")
-            value = _placeholder(_lowered(schema)) if schema else {"answer": "word0"}
-            self.units = (orjson.dumps(value).decode(),)
+            self.units = structured_units(_lowered(schema) if schema else None)
         else:
             units, why, _ = _answer_tokens(
                 output_tokens, config.get("maxOutputTokens"), config.get("stopSequences") or []

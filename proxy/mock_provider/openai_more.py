@@ -10,6 +10,8 @@ import orjson
 from aiohttp import web
 
 from proxy.mock_provider.server import (
+    OPENAI_GATE,
+    Gate,
     _answer_tokens,
     _int_param,
     _rand_id,
@@ -36,12 +38,15 @@ def _usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
     }
 
 
-async def completions(routes: _Routes, request: web.Request) -> web.StreamResponse:
-    call = await routes.accept(request)
+async def completions(
+    routes: _Routes, request: web.Request, gate: Gate = OPENAI_GATE
+) -> web.StreamResponse:
+    call = await routes.accept(request, render=gate.render, refuse=gate.refuse)
     if isinstance(call, web.StreamResponse):
         return call
     body: dict[str, Any] = call.body
-    if not isinstance(body.get("model"), str):
+    model = body.get("model") or gate.model
+    if not isinstance(model, str):
         return openai_error(400, "you must provide a model parameter", param="model")
     prompt = body.get("prompt")
     if prompt is None:
@@ -58,7 +63,7 @@ async def completions(routes: _Routes, request: web.Request) -> web.StreamRespon
         "id": _rand_id("cmpl-"),
         "object": "text_completion",
         "created": int(time.time()),
-        "model": body["model"],
+        "model": model,
     }
     extra = {"x-request-id": _request_id()}
     if body.get("stream") is not True:
@@ -92,8 +97,10 @@ def _input_tokens(value: Any, instructions: Any) -> int:
     return count_input_tokens(messages, instructions)
 
 
-async def responses(routes: _Routes, request: web.Request) -> web.StreamResponse:
-    call = await routes.accept(request)
+async def responses(
+    routes: _Routes, request: web.Request, gate: Gate = OPENAI_GATE
+) -> web.StreamResponse:
+    call = await routes.accept(request, render=gate.render, refuse=gate.refuse)
     if isinstance(call, web.StreamResponse):
         return call
     body: dict[str, Any] = call.body

@@ -25,7 +25,9 @@ live matching rule, overridden by an ``x-mock-behaviour: {json}`` request header
 
 Token model (deterministic): input tokens are the whitespace-separated words of all text
 content plus 3 per message (at least 1); the answer is ``"word0 word1 ..."`` with one word per
-token, so usage always equals what was streamed.
+token, so usage always equals what was streamed. A request for structured output
+(OpenAI's ``response_format`` ``json_object`` / ``json_schema``, Anthropic's
+``output_config.format``) is answered with one token: a JSON value fitting the schema.
 """
 
 from __future__ import annotations
@@ -514,6 +516,55 @@ def _placeholder(schema: Any, depth: int = 0) -> Any:
     return "mock"
 
 
+def structured_units(schema: Any) -> tuple[str, ...]:
+    """A JSON answer fitting ``schema`` (any JSON object when None), as one token."""
+    value = _placeholder(schema) if isinstance(schema, dict) else {"answer": "word0"}
+    return (orjson.dumps(value).decode(),)
+
+
+def _openai_format(body: dict[str, Any]) -> tuple[bool, Any] | str:
+    """Whether ``response_format`` asks for JSON and with which schema, or what
+    is wrong with it (OpenAI's validation message)."""
+    value = body.get("response_format")
+    if value is None:
+        return False, None
+    kind = value.get("type") if isinstance(value, dict) else None
+    if kind == "text":
+        return False, None
+    if kind == "json_object":
+        return True, None
+    if kind == "json_schema":
+        spec = value.get("json_schema")
+        if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
+            return "Missing required parameter: 'response_format.json_schema.name'."
+        schema = spec.get("schema")
+        if schema is not None and not isinstance(schema, dict):
+            return "Invalid type for 'response_format.json_schema.schema': expected an object."
+        return True, schema if schema is not None else {"type": "object"}
+    return (
+        "Invalid value for 'response_format.type': expected one of 'text', "
+        "'json_object' or 'json_schema'."
+    )
+
+
+def _anthropic_format(body: dict[str, Any]) -> tuple[bool, Any] | str:
+    """Whether ``output_config.format`` asks for JSON and with which schema, or
+    what is wrong with it (Anthropic's validation message)."""
+    config = body.get("output_config")
+    if config is None:
+        return False, None
+    if not isinstance(config, dict):
+        return "output_config: Input should be a valid dictionary"
+    fmt = config.get("format")
+    if fmt is None:
+        return False, None
+    if not isinstance(fmt, dict) or fmt.get("type") != "json_schema":
+        return "output_config.format.type: Input should be 'json_schema'"
+    if not isinstance(fmt.get("schema"), dict):
+        return "output_config.format.schema: Field required"
+    return True, fmt["schema"]
+
+
 def _required_arguments(schema: Any, depth: int = 0) -> dict[str, Any]:
     if not isinstance(schema, dict):
         return {}
@@ -661,6 +712,40 @@ def _request_id() -> str:
     return _rand_id("req_")
 
 
+# The rate-limit headers each provider sends with every answer (fixed, generous
+# limits: the mock never rate-limits on its own).
+MOCK_REQUEST_LIMIT = 10_000
+MOCK_TOKEN_LIMIT = 2_000_000
+
+
+def openai_limit_headers() -> dict[str, str]:
+    """OpenAI's ``x-ratelimit-*`` headers (resets as durations)."""
+    return {
+        "x-ratelimit-limit-requests": str(MOCK_REQUEST_LIMIT),
+        "x-ratelimit-limit-tokens": str(MOCK_TOKEN_LIMIT),
+        "x-ratelimit-remaining-requests": str(MOCK_REQUEST_LIMIT - 1),
+        "x-ratelimit-remaining-tokens": str(MOCK_TOKEN_LIMIT - 1_000),
+        "x-ratelimit-reset-requests": "6ms",
+        "x-ratelimit-reset-tokens": "30ms",
+    }
+
+
+def anthropic_limit_headers() -> dict[str, str]:
+    """Anthropic's ``anthropic-ratelimit-*`` headers (resets as RFC 3339 times)."""
+    reset = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 60))
+    headers = {}
+    for kind, limit in (
+        ("requests", MOCK_REQUEST_LIMIT),
+        ("tokens", MOCK_TOKEN_LIMIT),
+        ("input-tokens", MOCK_TOKEN_LIMIT),
+        ("output-tokens", MOCK_TOKEN_LIMIT // 5),
+    ):
+        headers[f"anthropic-ratelimit-{kind}-limit"] = str(limit)
+        headers[f"anthropic-ratelimit-{kind}-remaining"] = str(limit - 1)
+        headers[f"anthropic-ratelimit-{kind}-reset"] = reset
+    return headers
+
+
 def openai_error(
     status: int,
     message: str | None = None,
@@ -718,15 +803,36 @@ def anthropic_error(
 
 # Renders an error in one wire format: (status, message, extra headers) -> response.
 ErrorRenderer = Callable[[int, str | None, Mapping[str, str]], web.Response]
+# A format's credential check: a refusal, or None to go on.
+Refusal = Callable[[web.Request], Awaitable[web.StreamResponse | None]]
+
+
+@dataclass(frozen=True)
+class Gate:
+    """How a provider surface enters a handler it shares with OpenAI's: its
+    error envelope, its credential check, and the model its path names (an
+    Azure deployment) for bodies that carry none."""
+
+    render: ErrorRenderer | None = None
+    refuse: Refusal | None = None
+    model: str | None = None
+
+
+OPENAI_GATE = Gate()
 
 
 def openai_renderer(status: int, message: str | None, headers: Mapping[str, str]) -> web.Response:
+    if status == 429:  # a rate limit says which one ran out
+        headers = {**openai_limit_headers(), "x-ratelimit-remaining-requests": "0", **headers}
     return openai_error(status, message, headers=headers)
 
 
 def anthropic_renderer(
     status: int, message: str | None, headers: Mapping[str, str]
 ) -> web.Response:
+    if status == 429:
+        limits = anthropic_limit_headers()
+        headers = {**limits, "anthropic-ratelimit-requests-remaining": "0", **headers}
     return anthropic_error(status, message, headers=headers)
 
 
@@ -838,7 +944,7 @@ class _Routes:
         *,
         anthropic: bool = False,
         render: ErrorRenderer | None = None,
-        refuse: Callable[[web.Request], Awaitable[web.StreamResponse | None]] | None = None,
+        refuse: Refusal | None = None,
     ) -> _Call | web.StreamResponse:
         """Every handler's prologue: the request read and recorded (:meth:`_begin`),
         refused by ``refuse`` (a format's credential check) when it says so,
@@ -977,12 +1083,18 @@ class _Routes:
                 400, "Invalid 'n': must be <= 128.", param="n", code="invalid_value"
             )
 
+        structured = _openai_format(body)
+        if isinstance(structured, str):
+            return openai_error(400, structured, param="response_format", code="invalid_value")
+
         b = call.behaviour
         prompt_tokens = count_input_tokens(messages)
         tool = _openai_tool(body)
         if tool is not None:
             units: tuple[str, ...] = tool.fragments
             finish = "tool_calls"
+        elif structured[0]:
+            units, finish = structured_units(structured[1]), "stop"
         else:
             units, why, _ = _answer_tokens(b.output_tokens, cap, _stop_list(body.get("stop")))
             finish = "length" if why == "length" else "stop"
@@ -994,7 +1106,7 @@ class _Routes:
             "prompt_tokens_details": {"cached_tokens": 0},
             "completion_tokens_details": {"reasoning_tokens": 0},
         }
-        extra = {"x-request-id": _request_id()}
+        extra = {"x-request-id": _request_id(), **openai_limit_headers()}
         completion_id = _rand_id("chatcmpl-")
         if body.get("stream") is True:
             options = body.get("stream_options")
@@ -1156,12 +1268,14 @@ class _Routes:
             await resp.write_eof()
         return resp
 
-    async def embeddings(self, request: web.Request) -> web.StreamResponse:
-        call = await self.accept(request, anthropic=False)
+    async def embeddings(
+        self, request: web.Request, gate: Gate = OPENAI_GATE
+    ) -> web.StreamResponse:
+        call = await self.accept(request, render=gate.render, refuse=gate.refuse)
         if isinstance(call, web.StreamResponse):
             return call
         body: dict[str, Any] = call.body
-        model = body.get("model")
+        model = body.get("model") or gate.model
         if not isinstance(model, str) or not model:
             return openai_error(400, "you must provide a model parameter", param="model")
         items = _embedding_inputs(body.get("input"))
@@ -1284,6 +1398,10 @@ class _Routes:
         except ValueError:
             return anthropic_error(400, "max_tokens: Input should be greater than or equal to 1")
 
+        structured = _anthropic_format(body)
+        if isinstance(structured, str):
+            return anthropic_error(400, structured)
+
         b = call.behaviour
         input_tokens = count_input_tokens(messages, body.get("system"))
         tool = _anthropic_tool(body)
@@ -1291,6 +1409,8 @@ class _Routes:
         if tool is not None:
             units: tuple[str, ...] = tool.fragments
             stop_reason = "tool_use"
+        elif structured[0]:
+            units, stop_reason = structured_units(structured[1]), "end_turn"
         else:
             units, why, stop_sequence = _answer_tokens(
                 b.output_tokens, cap, _stop_list(body.get("stop_sequences"))
@@ -1299,7 +1419,7 @@ class _Routes:
                 why or "", "end_turn"
             )
         message_id = _rand_id("msg_")
-        extra = {"request-id": _request_id()}
+        extra = {"request-id": _request_id(), **anthropic_limit_headers()}
         if body.get("stream") is True:
             return await self._stream_messages(
                 request,

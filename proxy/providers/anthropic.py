@@ -145,9 +145,7 @@ def messages_request(payload: dict[str, Any], model: str) -> dict[str, Any]:
     """A canonical chat request as an Anthropic Messages request body."""
     if (payload.get("n") or 1) != 1:
         raise unsupported("'n' other than 1", "anthropic", param="n")
-    response_format = payload.get("response_format")
-    if isinstance(response_format, dict) and response_format.get("type") not in (None, "text"):
-        raise unsupported("response_format", "anthropic", param="response_format")
+    output_config = _output_config(payload.get("response_format"))
     system, turns = _messages(payload["messages"])
     body: dict[str, Any] = {
         "model": model,
@@ -179,9 +177,27 @@ def messages_request(payload: dict[str, Any], model: str) -> dict[str, Any]:
         body["tool_choice"] = choice
     if isinstance(payload.get("user"), str):
         body["metadata"] = {"user_id": payload["user"]}
+    if output_config is not None:
+        body["output_config"] = output_config
     if payload.get("stream"):
         body["stream"] = True
     return body
+
+
+def _output_config(response_format: Any) -> dict[str, Any] | None:
+    """``response_format`` as Anthropic's structured outputs (always strict)."""
+    if not isinstance(response_format, dict) or response_format.get("type") in (None, "text"):
+        return None
+    if response_format.get("type") != "json_schema":
+        # Structured outputs need a schema; there is no schema-less JSON mode.
+        raise unsupported(
+            f"response_format {response_format.get('type')!r} (send 'json_schema')",
+            "anthropic",
+            param="response_format",
+        )
+    spec = response_format.get("json_schema") or {}
+    schema = spec.get("schema") if isinstance(spec, dict) else None
+    return {"format": {"type": "json_schema", "schema": schema or {"type": "object"}}}
 
 
 def assistant_message(blocks: list[Any]) -> dict[str, Any]:

@@ -8,7 +8,9 @@ under ``{base_url}/openai/v1`` with the deployment name as the body's
 ``model``. Either way the key goes in ``api-key`` (or, with option ``auth`` =
 ``bearer``, an Entra ID token in ``Authorization``).
 
-Bodies are OpenAI's, so OpenAI clients pass through untranslated. Answers
+Bodies are OpenAI's, so OpenAI clients pass through untranslated; embeddings
+and legacy completions are addressed like chat, the Responses API always on
+the v1 surface, where it is generally available. Answers
 carry Azure's content-filter annotations (``prompt_filter_results`` at the
 top, ``content_filter_results`` on each choice); streams may open with a chunk
 whose ``choices`` is empty and send annotation-only chunks without a
@@ -55,17 +57,27 @@ class AzureOpenAIAdapter:
         ),
     }
 
-    def chat_request(
-        self, target: Target, payload: dict[str, Any], *, stream: bool
+    # The Responses API, on Azure's v1 surface whatever ``api_version`` says.
+    speaks_responses = True
+
+    def openai_request(
+        self, target: Target, endpoint: str, payload: dict[str, Any]
     ) -> UpstreamRequest:
+        """A request to one of OpenAI's endpoints (``chat/completions``,
+        ``completions``, ``embeddings``, ``responses``) of the target's deployment."""
         if payload.get("model") != target.model:
             payload = {**payload, "model": target.model}
         return UpstreamRequest(
             method="POST",
-            url=chat_url(target),
+            url=endpoint_url(target, endpoint),
             headers={**auth_headers(target), "content-type": "application/json"},
             body=orjson.dumps(payload),
         )
+
+    def chat_request(
+        self, target: Target, payload: dict[str, Any], *, stream: bool
+    ) -> UpstreamRequest:
+        return self.openai_request(target, "chat/completions", payload)
 
     native_request = chat_request
 
@@ -78,14 +90,15 @@ class AzureOpenAIAdapter:
         return AzureChunkDecoder()
 
 
-def chat_url(target: Target) -> str:
-    """The chat completions URL of the target's deployment on its API surface."""
+def endpoint_url(target: Target, endpoint: str) -> str:
+    """The URL of one of OpenAI's endpoints for the target's deployment, on its
+    API surface (Responses exists on the v1 surface only)."""
     version = target.options.get("api_version") or DEFAULT_API_VERSION
-    if version == V1:
-        return f"{target.base_url}/openai/v1/chat/completions"
+    if version == V1 or endpoint == "responses":
+        return f"{target.base_url}/openai/v1/{endpoint}"
     deployment = quote(target.model, safe="")
     return (
-        f"{target.base_url}/openai/deployments/{deployment}/chat/completions"
+        f"{target.base_url}/openai/deployments/{deployment}/{endpoint}"
         f"?api-version={quote(version, safe='')}"
     )
 

@@ -60,7 +60,7 @@ class Command(BaseCommand):
             "\n".join(
                 [
                     f"demo configuration: {report.summary()}",
-                    f"console:      {url}admin/",
+                    f"console:      {url}console/ (Django admin: {url}admin/)",
                     "admin user:   admin",
                     f"password:     {credentials['admin_password']}",
                     f"virtual key:  {credentials['virtual_key']}",

@@ -1,0 +1,335 @@
+"""The console's dashboard, request log, live traffic and its budget, limit and price pages.
+
+Every page applies ``keys.access`` (see ``keys.console``): team managers see
+their teams' usage only; changes go through ``governance.services``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from django.db.models import QuerySet
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils import timezone
+
+from audit.models import AuditEvent
+from governance import services
+from governance.api.filters import RequestRecordFilter
+from governance.forms import (
+    RANGES,
+    BudgetForm,
+    ModelPriceForm,
+    RateLimitForm,
+    RequestLogFilterForm,
+    UsageFilterForm,
+    record_filter_data,
+)
+from governance.models import Budget, ModelPrice, RateLimit, RequestRecord
+from governance.selectors import (
+    budget_spend_list,
+    request_log_page,
+    usage_group_labels,
+    usage_series,
+)
+from keys.access import Access, request_access
+from keys.console import Column, Resource, console_view, visible_object
+from keys.models import Team, VirtualKey
+
+# --- the dashboard ------------------------------------------------------------------
+
+
+def _buckets(since: dt.datetime, until: dt.datetime, step: dt.timedelta) -> list[dt.datetime]:
+    if step == dt.timedelta(hours=1):
+        first = since.replace(minute=0, second=0, microsecond=0)
+    else:
+        first = since.replace(hour=0, minute=0, second=0, microsecond=0)
+    buckets = []
+    moment = first
+    while moment < until:
+        buckets.append(moment)
+        moment += step
+    return buckets
+
+
+def _chart_data(points: list[Any], buckets: list[dt.datetime], labels: dict[Any, str]) -> Any:
+    """Series for the charts: one per group, a value (or None) for every bucket."""
+    by_group: dict[Any, dict[dt.datetime, Any]] = {}
+    for point in points:
+        by_group.setdefault(point.group, {})[point.bucket] = point
+    series = []
+    for group, by_bucket in by_group.items():
+        cells = [by_bucket.get(bucket) for bucket in buckets]
+        series.append(
+            {
+                "name": labels.get(group, "all") if group is not None else "all",
+                "requests": [p.requests if p else 0 for p in cells],
+                "tokens": [p.total_tokens if p else 0 for p in cells],
+                "spend": [p.cost_micros / 1_000_000 if p else 0 for p in cells],
+                "error_rate": [round(100 * p.errors / p.requests, 2) if p else None for p in cells],
+                "p50": [p.latency_p50_ms if p else None for p in cells],
+                "p95": [p.latency_p95_ms if p else None for p in cells],
+            }
+        )
+    step_format = (
+        "%m-%d %H:00"
+        if len(buckets) < 2 or buckets[1] - buckets[0] < dt.timedelta(days=1)
+        else "%Y-%m-%d"
+    )
+    return {"labels": [b.strftime(step_format) for b in buckets], "series": series}
+
+
+def _filtered(access: Access, form: UsageFilterForm) -> QuerySet[RequestRecord]:
+    """The request log ``access`` may read, narrowed by ``form`` (nothing if it is invalid).
+
+    The narrowing is the REST API's own filter set, so both faces agree.
+    """
+    records = access.scope(RequestRecord.objects.all())
+    if not form.is_bound:
+        return records
+    if not form.is_valid():
+        return records.none()
+    values = {k: v for k, v in form.cleaned_data.items() if k not in ("range", "group_by")}
+    return RequestRecordFilter(data=record_filter_data(values), queryset=records).qs
+
+
+@console_view(RequestRecord)
+def dashboard(request: HttpRequest, access: Access) -> HttpResponse:
+    form = UsageFilterForm(request.GET or None, access=access)
+    hours = RANGES.get(request.GET.get("range") or "24h", 24)
+    group_by = (form.cleaned_data.get("group_by") if form.is_valid() else "") or None
+    until = timezone.now()
+    since = until - dt.timedelta(hours=hours)
+    step = dt.timedelta(hours=1) if hours <= 48 else dt.timedelta(days=1)
+    records = _filtered(access, form)
+    bucket = "hour" if step == dt.timedelta(hours=1) else "day"
+    points = usage_series(
+        records=records, since=since, until=until, bucket=bucket, group_by=group_by
+    )
+    labels = usage_group_labels(group_by, {p.group for p in points}) if group_by else {}
+    (total,) = usage_series(records=records, since=since, until=until, bucket=None) or (None,)
+    budgets = budget_spend_list(budgets=access.scope(Budget.objects.all()))
+    return render(
+        request,
+        "console/dashboard.html",
+        {
+            "title": "Dashboard",
+            "form": form,
+            "chart": _chart_data(points, _buckets(since, until, step), labels),
+            "total": total,
+            "budgets": budgets,
+            "recent": _with_names(request_log_page(records=records, size=10).records),
+        },
+    )
+
+
+def home(request: HttpRequest) -> HttpResponse:
+    """Where signing in lands: the dashboard, or the audit trail for auditors."""
+    access = request_access(request)
+    if not access.can_view(RequestRecord) and access.can_view(AuditEvent):
+        return redirect("audit_console:trail")
+    return dashboard(request)
+
+
+# --- the request log ---------------------------------------------------------------
+
+
+@console_view(RequestRecord)
+def request_log(request: HttpRequest, access: Access) -> HttpResponse:
+    form = RequestLogFilterForm(request.GET or None, access=access)
+    records = _filtered(access, form)
+    try:
+        page = request_log_page(records=records, cursor=request.GET.get("cursor") or None)
+    except ValueError:
+        raise Http404("no such page") from None
+    query = request.GET.copy()
+    query.pop("cursor", None)
+    if page.next_cursor:
+        query["cursor"] = page.next_cursor
+    return render(
+        request,
+        "console/request_log.html",
+        {
+            "title": "Request log",
+            "form": form,
+            "records": _with_names(page.records),
+            "next_url": f"?{query.urlencode()}" if page.next_cursor else None,
+            "first_url": reverse("governance:request_log")
+            + (f"?{_without_cursor(request)}" if request.GET else ""),
+            "paged": bool(request.GET.get("cursor")),
+        },
+    )
+
+
+def _without_cursor(request: HttpRequest) -> str:
+    query = request.GET.copy()
+    query.pop("cursor", None)
+    return query.urlencode()
+
+
+def _with_names(records: list[RequestRecord]) -> list[RequestRecord]:
+    """``records``, each given its ``key_name`` and ``team_name`` (two queries in all).
+
+    The log keeps plain ids, so a deleted key shows its number.
+    """
+    keys = dict(
+        VirtualKey.objects.filter(pk__in={r.key_id for r in records if r.key_id}).values_list(
+            "pk", "name"
+        )
+    )
+    teams = dict(
+        Team.objects.filter(pk__in={r.team_id for r in records if r.team_id}).values_list(
+            "pk", "name"
+        )
+    )
+    for record in records:
+        record.key_name = keys.get(record.key_id, record.key_id and f"#{record.key_id}")
+        record.team_name = teams.get(record.team_id, record.team_id and f"#{record.team_id}")
+    return records
+
+
+@console_view(RequestRecord)
+def request_detail(request: HttpRequest, access: Access, request_id: str) -> HttpResponse:
+    record = visible_object(access, RequestRecord.objects.all(), request_id=request_id)
+    _with_names([record])
+    return render(
+        request,
+        "console/request_detail.html",
+        {
+            "title": f"Request {record.request_id}",
+            "record": record,
+            "cost": services.micros_to_money(record.cost_micros),
+        },
+    )
+
+
+@console_view(RequestRecord)
+def live(request: HttpRequest, access: Access) -> HttpResponse:
+    return render(request, "console/live.html", {"title": "Live traffic"})
+
+
+# --- budgets, rate limits, prices ----------------------------------------------------
+
+
+def _owner_initial(obj: Any) -> str:
+    kind, pk = obj.scope
+    return f"{kind}:{pk}"
+
+
+def _money(micros: int | None) -> str:
+    return "—" if micros is None else services.micros_to_money(micros)
+
+
+budgets = Resource(
+    model=Budget,
+    app="governance",
+    slug="budgets",
+    plural="Budgets",
+    singular="budget",
+    form=BudgetForm,
+    columns=[
+        Column("Applies to", lambda b: b.scope_label),
+        Column("Amount", lambda b: _money(b.amount_micros)),
+        Column("Period", lambda b: b.get_period_display()),
+        Column("Calendar", lambda b: "yes" if b.calendar_aligned else "rolling"),
+    ],
+    queryset=lambda: Budget.objects.select_related("customer", "team", "virtual_key"),
+    create=lambda form: services.budget_create(
+        owner=form.cleaned_data["owner"],
+        amount_micros=form.cleaned_data["amount_micros"],
+        period=form.cleaned_data["period"],
+        calendar_aligned=form.cleaned_data["calendar_aligned"],
+    ),
+    update=lambda obj, form: services.budget_update(
+        budget=obj, amount_micros=form.cleaned_data["amount_micros"]
+    ),
+    delete=lambda obj: services.budget_delete(budget=obj),
+    initial=lambda obj: {
+        "owner": _owner_initial(obj),
+        "amount_micros": obj.amount_micros,
+        "period": obj.period,
+        "calendar_aligned": obj.calendar_aligned,
+    },
+    owner=lambda form: form.cleaned_data["owner"],
+    form_kwargs=lambda access: {"access": access},
+    intro="Spend against each budget is on the dashboard.",
+)
+
+rate_limits = Resource(
+    model=RateLimit,
+    app="governance",
+    slug="limits",
+    plural="Rate limits",
+    singular="rate limit",
+    form=RateLimitForm,
+    columns=[
+        Column("Applies to", lambda r: r.scope_label),
+        Column("Limit", lambda r: f"{r.limit} {r.metric}"),
+        Column("Window", lambda r: f"{r.window_seconds} s"),
+    ],
+    queryset=lambda: RateLimit.objects.select_related("customer", "team", "virtual_key"),
+    create=lambda form: services.rate_limit_create(
+        owner=form.cleaned_data["owner"],
+        metric=form.cleaned_data["metric"],
+        limit=form.cleaned_data["limit"],
+        window_seconds=form.cleaned_data["window_seconds"],
+    ),
+    update=lambda obj, form: services.rate_limit_update(
+        rate_limit=obj, limit=form.cleaned_data["limit"]
+    ),
+    delete=lambda obj: services.rate_limit_delete(rate_limit=obj),
+    initial=lambda obj: {
+        "owner": _owner_initial(obj),
+        "metric": obj.metric,
+        "limit": obj.limit,
+        "window_seconds": obj.window_seconds,
+    },
+    owner=lambda form: form.cleaned_data["owner"],
+    form_kwargs=lambda access: {"access": access},
+)
+
+
+def _price_set(form: Any, **fixed: Any) -> ModelPrice:
+    values = {**form.cleaned_data, **fixed}
+    price, _ = services.model_price_set(**values)
+    return price
+
+
+prices = Resource(
+    model=ModelPrice,
+    app="governance",
+    slug="prices",
+    plural="Prices",
+    singular="price",
+    form=ModelPriceForm,
+    columns=[
+        Column("Provider", lambda p: p.provider_kind),
+        Column("Model", lambda p: p.model),
+        Column("Input / Mtok", lambda p: _money(p.input_micros_per_mtok)),
+        Column("Cached / Mtok", lambda p: _money(p.cached_input_micros_per_mtok)),
+        Column("Output / Mtok", lambda p: _money(p.output_micros_per_mtok)),
+        Column("From", lambda p: f"{p.effective_from:%Y-%m-%d}"),
+    ],
+    create=lambda form: _price_set(form),
+    update=lambda obj, form: _price_set(
+        form,
+        provider_kind=obj.provider_kind,
+        model=obj.model,
+        effective_from=obj.effective_from,
+    ),
+    delete=lambda obj: services.model_price_delete(price=obj),
+    initial=lambda obj: {
+        name: getattr(obj, name)
+        for name in (
+            "provider_kind",
+            "model",
+            "input_micros_per_mtok",
+            "output_micros_per_mtok",
+            "cached_input_micros_per_mtok",
+            "max_output_tokens",
+            "effective_from",
+        )
+    },
+)

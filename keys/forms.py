@@ -1,0 +1,138 @@
+"""The console's forms for the org tree, virtual keys, providers and routes.
+
+They only read and check input; the changes are made by ``keys.services``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+
+from keys.console import ListField
+from keys.models import Customer, Provider, ProviderKind, Team
+
+NAME_HELP = "Lowercase letters, digits, dots, dashes or underscores."
+MODELS_HELP = "One model name or pattern per line (gpt-4o*, openai/*); empty allows every model."
+
+
+class PolicyForm(forms.Form):
+    """The access rules every level of the org tree carries."""
+
+    allowed_models = ListField(required=False, help_text=MODELS_HELP)
+    max_concurrent_requests = forms.IntegerField(
+        required=False, min_value=0, help_text="Empty for no cap."
+    )
+
+
+class NamedForm(forms.Form):
+    """A form whose first field is the object's name, fixed once it exists."""
+
+    name = forms.CharField(max_length=100, help_text=NAME_HELP)
+
+    def __init__(self, *args: Any, editing: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if editing:
+            self.fields["name"].disabled = True
+            self.fields["name"].help_text = ""
+
+    def changes(self) -> dict[str, Any]:
+        """The cleaned fields an update service accepts (all but the name)."""
+        return {name: value for name, value in self.cleaned_data.items() if name != "name"}
+
+
+class CustomerForm(NamedForm, PolicyForm):
+    description = forms.CharField(max_length=200, required=False)
+    field_order = ["name", "description", "allowed_models", "max_concurrent_requests"]
+
+
+class TeamForm(NamedForm, PolicyForm):
+    customer = forms.ModelChoiceField(queryset=Customer.objects.all(), required=False)
+    description = forms.CharField(max_length=200, required=False)
+    field_order = ["name", "customer", "description", "allowed_models", "max_concurrent_requests"]
+
+
+class VirtualKeyForm(NamedForm, PolicyForm):
+    team = forms.ModelChoiceField(queryset=Team.objects.none())
+    expires_at = forms.DateTimeField(
+        required=False,
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
+        help_text="Empty: the key never expires.",
+    )
+    allowed_ips = ListField(
+        required=False, help_text="Addresses or networks (10.0.0.0/8), one per line; empty: any."
+    )
+    field_order = ["name", "team", "expires_at", "allowed_models", "allowed_ips"]
+
+    def __init__(self, *args: Any, teams: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["team"].queryset = teams
+
+
+class RotateForm(forms.Form):
+    grace_hours = forms.IntegerField(
+        min_value=0,
+        max_value=24 * 30,
+        initial=24,
+        label="Grace period (hours)",
+        help_text="The current secret keeps working this long.",
+    )
+
+
+class OptionsField(forms.CharField):
+    """A provider's options typed as ``name=value`` lines."""
+
+    widget = forms.Textarea(attrs={"rows": 2})
+
+    def prepare_value(self, value: Any) -> Any:
+        if isinstance(value, dict):
+            return "\n".join(f"{name}={option}" for name, option in value.items())
+        return value
+
+    def to_python(self, value: Any) -> dict[str, str]:  # type: ignore[override]
+        options: dict[str, str] = {}
+        for line in (super().to_python(value) or "").splitlines():
+            if not line.strip():
+                continue
+            name, sep, option = line.partition("=")
+            if not sep:
+                raise forms.ValidationError(f"{line.strip()!r} is not name=value.")
+            options[name.strip()] = option.strip()
+        return options
+
+
+class ProviderForm(NamedForm):
+    kind = forms.ChoiceField(choices=ProviderKind.choices)
+    base_url = forms.URLField(max_length=500, assume_scheme="https")
+    options = OptionsField(
+        required=False, help_text="name=value per line, e.g. api_version=2024-10-21 for Azure."
+    )
+    is_active = forms.BooleanField(required=False, initial=True, label="Active")
+
+
+class ProviderKeyForm(NamedForm):
+    secret = forms.CharField(
+        widget=forms.PasswordInput(render_value=False),
+        label="API key",
+        help_text="Stored encrypted; only its last four characters are shown again.",
+    )
+    weight = forms.IntegerField(min_value=0, initial=1)
+    is_active = forms.BooleanField(required=False, initial=True, label="Active")
+
+    def __init__(self, *args: Any, editing: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, editing=editing, **kwargs)
+        if editing:
+            secret = self.fields["secret"]
+            secret.required = False
+            secret.label = "Replace the API key"
+            secret.help_text = "Leave empty to keep the saved key."
+
+
+class ModelRouteForm(NamedForm):
+    provider = forms.ModelChoiceField(queryset=Provider.objects.all())
+    provider_model = forms.CharField(max_length=200, help_text="The model's name at the provider.")
+    fallbacks = ListField(
+        required=False,
+        help_text="Tried in order when this deployment fails: route names or provider/model.",
+    )
+    is_active = forms.BooleanField(required=False, initial=True, label="Active")
