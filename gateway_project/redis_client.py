@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import logging
+from collections.abc import Awaitable, Callable
 
 import redis
 import redis.asyncio
 from django.conf import settings
+
+logger = logging.getLogger(__name__)
 
 
 def redis_key(*parts: str) -> str:
@@ -40,3 +45,33 @@ def async_client() -> redis.asyncio.Redis:
         socket_connect_timeout=5,
     )
     return redis.asyncio.Redis(connection_pool=pool)
+
+
+async def follow(
+    channel: str,
+    on_message: Callable[[bytes], Awaitable[None]],
+    *,
+    on_subscribed: Callable[[redis.asyncio.Redis], Awaitable[None]] | None = None,
+    what: str = "notifications",
+) -> None:
+    """Call ``on_message`` with every message published on ``channel`` (a
+    name under the gateway's prefix), for ever: a lost connection is opened
+    again a second later. ``on_subscribed`` runs each time the subscription
+    is (re)made, to catch up on what was missed."""
+    while True:
+        client = async_client()
+        try:
+            async with client.pubsub() as pubsub:
+                await pubsub.subscribe(redis_key(channel))
+                if on_subscribed is not None:
+                    await on_subscribed(client)
+                async for message in pubsub.listen():
+                    if message.get("type") == "message":
+                        await on_message(message["data"])
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.warning("%s lost; listening again", what, exc_info=True)
+            await asyncio.sleep(1.0)
+        finally:
+            await client.aclose()

@@ -186,7 +186,12 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--log-level", default=(env("LOG_LEVEL", "info") or "info").lower(), help="uvicorn's"
     )
-    parser.add_argument("--proxy-headers", action="store_true")
+    parser.add_argument(
+        "--proxy-headers",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="read the client address from X-Forwarded-For of --forwarded-allow-ips (default)",
+    )
     parser.add_argument(
         "--forwarded-allow-ips", default=env("FORWARDED_ALLOW_IPS", "127.0.0.1")
     )

@@ -163,9 +163,13 @@ class Provider(TimestampedModel):
 
     def clean(self) -> None:
         from proxy.providers import REGISTRY
+        from proxy.timeouts import TIMEOUT_OPTIONS, option_problem
 
         adapter = REGISTRY.get(self.kind)
-        known = getattr(adapter, "options", {}) if adapter is not None else {}
+        known = {
+            **TIMEOUT_OPTIONS,
+            **(getattr(adapter, "options", {}) if adapter is not None else {}),
+        }
         if not isinstance(self.options, dict):
             raise ValidationError({"options": "Options must be a mapping of names to values."})
         for name, value in self.options.items():
@@ -176,6 +180,9 @@ class Provider(TimestampedModel):
                 )
             if not isinstance(value, str) or not value:
                 raise ValidationError({"options": f"Option '{name}' must be a non-empty string."})
+            problem = option_problem(name, value) if name in TIMEOUT_OPTIONS else None
+            if problem:
+                raise ValidationError({"options": problem})
 
 
 class ProviderKey(TimestampedModel):

@@ -226,28 +226,16 @@ class Breakers:
             self.apply(deployment, data["s"], float(data["u"]))
 
     async def _listen(self) -> None:
-        from gateway_project.redis_client import async_client, redis_key
+        from gateway_project.redis_client import follow
 
-        while True:
-            client = async_client()
+        async def receive(raw: bytes) -> None:
             try:
-                async with client.pubsub() as pubsub:
-                    await pubsub.subscribe(redis_key(CHANNEL))
-                    # Again once subscribed: no change falls between.
-                    await self._load(client)
-                    async for message in pubsub.listen():
-                        if message.get("type") == "message":
-                            try:
-                                self._receive(message["data"])
-                            except (ValueError, KeyError, IndexError, TypeError):
-                                logger.warning("malformed breaker message ignored")
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                logger.warning("circuit breaker notifications lost; retrying", exc_info=True)
-                await asyncio.sleep(1.0)
-            finally:
-                await client.aclose()
+                self._receive(raw)
+            except (ValueError, KeyError, IndexError, TypeError):
+                logger.warning("malformed breaker message ignored")
+
+        # Caught up again at each subscription: no change falls between.
+        await follow(CHANNEL, receive, on_subscribed=self._load, what="circuit breaker changes")
 
 
 breakers = Breakers()

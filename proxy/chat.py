@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 
 from governance.enforcement import ScopePolicy
-from proxy import admission, routing, tokens, tracing
+from proxy import admission, routing, timeouts, tokens, tracing
 from proxy.auth import authenticate
 from proxy.consumer import InferenceConsumer
 from proxy.errors import GatewayError, bad_request
@@ -163,6 +163,7 @@ class ChatConsumer(InferenceConsumer):
             len(body),
             produces_output=self.produces_output,
         )
+        deadline = timeouts.requested(self.headers)
         exchange = Exchange()
         served = route
         self._canonical: dict[str, Any] | None = None
@@ -208,6 +209,7 @@ class ChatConsumer(InferenceConsumer):
                     exchange=exchange,
                     answer=answer,
                     adapter=provider.adapter,
+                    timeouts=provider.timeouts.capped(deadline),
                 )
             except GatewayError as error:
                 if span is not None:

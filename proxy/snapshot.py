@@ -36,6 +36,7 @@ from governance.enforcement import (
 from keys import selectors
 from proxy.providers import REGISTRY, ProviderAdapter
 from proxy.providers.base import Target
+from proxy.timeouts import Timeouts
 
 logger = logging.getLogger(__name__)
 
@@ -120,6 +121,7 @@ class ProviderEntry:
     # Running totals of the keys' weights, for weighted choice by bisection.
     cumulative_weights: tuple[int, ...]
     options: dict[str, Any] = field(default_factory=dict)
+    timeouts: Timeouts = field(default_factory=lambda: Timeouts.of({}))
 
     def pick_key(self) -> ProviderKeyEntry | None:
         """A key chosen at random in proportion to its weight."""
@@ -213,6 +215,7 @@ def build_snapshot(rows: dict[str, Any]) -> Snapshot:
             keys=provider_keys,
             cumulative_weights=tuple(itertools.accumulate(k.weight for k in provider_keys)),
             options=row.get("options") or {},
+            timeouts=Timeouts.of(row.get("options") or {}),
         )
         providers[entry.name] = entry
         providers_by_id[entry.id] = entry
@@ -353,27 +356,14 @@ class SnapshotStore:
                 )
 
     async def _listen(self) -> None:
-        from gateway_project.redis_client import CONFIG_CHANNEL, async_client, redis_key
+        from gateway_project.redis_client import CONFIG_CHANNEL, follow
 
-        while True:
-            client = async_client()
-            try:
-                async with client.pubsub() as pubsub:
-                    await pubsub.subscribe(redis_key(CONFIG_CHANNEL))
-                    async for message in pubsub.listen():
-                        if message.get("type") != "message":
-                            continue
-                        revision = message["data"].decode()
-                        if revision != self.current.revision:
-                            async with self._lock:
-                                await self.load()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                logger.warning("configuration notifications lost; retrying", exc_info=True)
-                await asyncio.sleep(1.0)
-            finally:
-                await client.aclose()
+        async def changed(raw: bytes) -> None:
+            if raw.decode() != self.current.revision:
+                async with self._lock:
+                    await self.load()
+
+        await follow(CONFIG_CHANNEL, changed, what="configuration notifications")
 
 
 store = SnapshotStore()

@@ -18,6 +18,7 @@ from proxy import upstream
 from proxy.errors import GatewayError
 from proxy.metrics import metrics
 from proxy.providers import ProviderAdapter, UpstreamRequest
+from proxy.timeouts import Timeouts
 from proxy.translation import Answer, StreamRelay
 from proxy.usage import Usage
 
@@ -71,6 +72,56 @@ class Exchange:
             self.ttft_ms = int((time.perf_counter() - self.sent_at) * 1000)
 
 
+class KeepAlive:
+    """SSE comments sent while a stream waits for its first bytes.
+
+    A timer, not a task: a stream whose provider answers in time costs one
+    scheduled callback. When it fires, the client's response starts (200,
+    SSE) and gets ``: keep-alive``; an error after that can only be told as
+    an event of the stream, and the request is no longer retried.
+    """
+
+    __slots__ = ("_handle", "_sending", "consumer", "interval", "served_by")
+
+    def __init__(
+        self, consumer: InferenceConsumer, served_by: list[tuple[bytes, bytes]], interval: float
+    ) -> None:
+        self.consumer = consumer
+        self.served_by = served_by
+        self.interval = interval
+        self._sending: asyncio.Task[None] | None = None
+        self._handle = asyncio.get_running_loop().call_later(interval, self._fire)
+
+    def _fire(self) -> None:
+        self._sending = asyncio.get_running_loop().create_task(self._send())
+
+    async def _send(self) -> None:
+        consumer = self.consumer
+        if not consumer.response_started:
+            await consumer.start_response(200, stream_headers(consumer, self.served_by))
+        await consumer.send_chunk(KEEPALIVE)
+        self._handle = asyncio.get_running_loop().call_later(self.interval, self._fire)
+
+    async def stop(self) -> None:
+        """No more comments; one being sent is finished first."""
+        self._handle.cancel()
+        if self._sending is not None:
+            await asyncio.shield(self._sending)
+            self._handle.cancel()  # it may have armed the next one
+
+
+KEEPALIVE = b": keep-alive\n\n"
+
+
+def stream_headers(
+    consumer: InferenceConsumer, served_by: list[tuple[bytes, bytes]]
+) -> list[tuple[bytes, bytes]]:
+    headers = consumer.response_headers(SSE)
+    headers.append((b"cache-control", b"no-cache"))
+    headers.extend(served_by)
+    return headers
+
+
 async def forward(
     consumer: InferenceConsumer,
     request: UpstreamRequest,
@@ -80,28 +131,58 @@ async def forward(
     exchange: Exchange,
     answer: Answer,
     adapter: ProviderAdapter | None = None,
+    timeouts: Timeouts | None = None,
 ) -> None:
     """Send ``request`` upstream and relay the answer to ``consumer``'s client
-    (``adapter``: the provider's, for how it reports a refused key)."""
+    (``adapter``: the provider's, for how it reports a refused key;
+    ``timeouts``: the provider's, else the gateway's defaults)."""
+    timeouts = timeouts or default_timeouts()
+    interval = settings.GATEWAY_SSE_KEEPALIVE_SECONDS
+    keepalive = KeepAlive(consumer, served_by, interval) if stream and interval > 0 else None
     exchange.begin()
     try:
-        async with upstream.session().request(
-            request.method, request.url, headers=request.headers, data=request.body
-        ) as response:
+        try:
+            async with asyncio.timeout(timeouts.first_byte):
+                response = await upstream.session().request(
+                    request.method,
+                    request.url,
+                    headers=request.headers,
+                    data=request.body,
+                    timeout=timeouts.client,
+                )
+        except BaseException:
+            if keepalive is not None:
+                await keepalive.stop()
+            raise
+        async with response:
             exchange.mark_headers()
             limits = (
                 provider_limit_headers(response, served_by) if answer.relays_limit_headers else []
             )
             if response.status >= 400:
+                if keepalive is not None:
+                    await keepalive.stop()
                 raise await upstream_error(response, adapter, limits)
             if limits:
                 served_by = served_by + limits
             if stream and response.content_type == answer.stream_content_type:
-                await relay_stream(consumer, response, served_by, exchange, answer.stream())
+                await relay_stream(
+                    consumer, response, served_by, exchange, answer.stream(), keepalive
+                )
             else:
+                if keepalive is not None:
+                    await keepalive.stop()
                 body = await read_limited(response, settings.GATEWAY_MAX_RESPONSE_BYTES)
                 exchange.end()
                 body, exchange.usage = answer.complete(body)
+                if consumer.response_started:
+                    # Keep-alives went out already: the answer can only follow as a
+                    # stream's error event.
+                    raise GatewayError(
+                        502,
+                        "the provider answered a stream request without a stream",
+                        code="upstream_invalid_response",
+                    )
                 await consumer.send_json(200, body, served_by)
     except aiohttp.ClientConnectorError as exc:
         raise GatewayError(
@@ -125,20 +206,32 @@ async def forward(
         exchange.end()
 
 
+_default_timeouts: Timeouts | None = None
+
+
+def default_timeouts() -> Timeouts:
+    global _default_timeouts
+    if _default_timeouts is None:
+        _default_timeouts = Timeouts.of({})
+    return _default_timeouts
+
+
 async def relay_stream(
     consumer: InferenceConsumer,
     response: aiohttp.ClientResponse,
     served_by: list[tuple[bytes, bytes]],
     exchange: Exchange,
     relay: StreamRelay,
+    keepalive: KeepAlive | None = None,
 ) -> None:
-    headers = consumer.response_headers(SSE)
-    headers.append((b"cache-control", b"no-cache"))
-    headers.extend(served_by)
-    await consumer.start_response(200, headers)
+    if not consumer.response_started:
+        await consumer.start_response(200, stream_headers(consumer, served_by))
     metrics.add("gateway_active_streams", 1)
     try:
         async for chunk in response.content.iter_any():
+            if keepalive is not None:
+                await keepalive.stop()
+                keepalive = None
             chunk = relay.feed(chunk)
             if not chunk:
                 continue
@@ -147,6 +240,8 @@ async def relay_stream(
         exchange.end()
         await consumer.send_chunk(relay.flush(), more=False)
     finally:
+        if keepalive is not None:
+            await keepalive.stop()
         metrics.add("gateway_active_streams", -1)
         exchange.usage = relay.usage
         exchange.delta_events = relay.delta_events
