@@ -144,3 +144,28 @@ def test_an_unknown_id_is_a_404_in_the_envelope(world, endpoint):
 
     assert response.status_code == 404
     assert error_of(response)["code"] == "not_found"
+
+
+ACTIONS = [
+    ("virtual-keys", lambda w: w.key, "rotate", {"grace_seconds": 0}, "rotate"),
+    ("virtual-keys", lambda w: w.key, "revoke", {}, "revoke"),
+    ("provider-keys", lambda w: w.provider_key, "replace-secret", {"secret": "sk-new-1"}, "rotate"),
+    ("api-tokens", lambda w: w.token("viewer")[0], "revoke", {}, "revoke"),
+]
+
+
+@pytest.mark.parametrize(
+    ("path", "target", "verb", "body", "recorded"), ACTIONS, ids=[f"{a[0]}-{a[2]}" for a in ACTIONS]
+)
+def test_every_action_is_audited_once_as_the_token(world, path, target, verb, body, recorded):
+    obj = target(world)
+    client = world.client("admin")
+
+    with new_events() as events:
+        response = client.post(f"/api/v1/{path}/{obj.pk}/{verb}/", body, format="json")
+
+    assert response.status_code == 200, response.content
+    event = only_event(events, world)
+    assert (event.action, event.object_id) == (recorded, str(obj.pk))
+    assert event.before is not None and event.after is not None
+    assert "secret" in event.after or event.after["revoked_at"]

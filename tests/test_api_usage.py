@@ -95,3 +95,10 @@ def test_an_unknown_bucket_or_grouping_is_a_400(world):
 
 def test_an_auditor_has_no_usage(world):
     assert world.client("auditor").get("/api/v1/usage/").status_code == 403
+
+
+def test_points_come_in_time_order_whatever_the_query_says(world):
+    body = usage(world.client("admin"), "bucket=day&ordering=-bucket")
+
+    buckets = [row["bucket"] for row in body["results"]]
+    assert buckets == sorted(buckets)

@@ -4,32 +4,14 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from audit.export import CONTENT_TYPES
+from audit.export import COLUMNS, CONTENT_TYPES
 from audit.models import AuditEvent
 
 
 class AuditEventSerializer(serializers.ModelSerializer):
     class Meta:
         model = AuditEvent
-        fields = (
-            "id",
-            "sequence",
-            "time",
-            "actor_kind",
-            "actor_id",
-            "actor_name",
-            "action",
-            "object_type",
-            "object_id",
-            "object_repr",
-            "before",
-            "after",
-            "request_id",
-            "client_ip",
-            "user_agent",
-            "previous_hash",
-            "hash",
-        )
+        fields = ("id", *COLUMNS)  # what an export holds, hashes included
         read_only_fields = fields
 
 

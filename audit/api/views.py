@@ -31,6 +31,7 @@ class AuditEventViewSet(ReadOnlyScopedViewSet):
     ordering_fields = ("sequence",)
 
     @extend_schema(
+        filters=True,
         parameters=[ExportQuerySerializer],
         responses={
             (200, CONTENT_TYPES["jsonl"]): OpenApiResponse(OpenApiTypes.STR),

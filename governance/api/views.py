@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
+from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -15,8 +16,7 @@ from governance.api.filters import RequestRecordFilter
 from governance.models import Budget, ModelPrice, RateLimit, RequestRecord
 from governance.selectors import usage_group_labels, usage_series
 from keys.api.pagination import CursorPages
-from keys.api.views import CrudViewSet
-from keys.api.viewsets import ReadOnlyScopedViewSet, ScopedViewSet
+from keys.api.viewsets import CrudViewSet, ReadOnlyScopedViewSet, ScopedViewSet
 
 
 class OwnedViewSet(CrudViewSet):
@@ -111,6 +111,7 @@ class UsageViewSet(ScopedViewSet):
     """
 
     queryset = RequestRecord.objects.all()
+    filter_backends = [DjangoFilterBackend]  # points come in time order; no ``ordering``
     filterset_class = RequestRecordFilter
     serializer_class = s.UsageSerializer
     pagination_class = None

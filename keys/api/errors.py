@@ -118,4 +118,6 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
 @permission_classes([])
 def api_not_found(request: Request, *args: Any, **kwargs: Any) -> Response:
     """Any other address under ``/api/``: a 404 in the envelope, not Django's page."""
+    if not request.path.endswith("/"):
+        raise exceptions.NotFound("No such endpoint; the API's addresses end in a slash.")
     raise exceptions.NotFound("No such endpoint.")

@@ -19,6 +19,7 @@ from rest_framework.serializers import BaseSerializer
 from keys import services
 from keys.api import serializers as s
 from keys.api.viewsets import (
+    CrudViewSet,
     ReadOnlyScopedViewSet,
     ServiceCreateMixin,
     ServiceDestroyMixin,
@@ -39,12 +40,6 @@ from keys.models import (
 def _changes(data: dict[str, Any], allowed: set[str]) -> dict[str, Any]:
     # Create-only fields are read-only on updates; what is left is the service's.
     return {name: value for name, value in data.items() if name in allowed}
-
-
-class CrudViewSet(
-    ServiceCreateMixin, ServiceUpdateMixin, ServiceDestroyMixin, ReadOnlyScopedViewSet
-):
-    """List, retrieve, create, update, partial update and delete."""
 
 
 class CustomerViewSet(CrudViewSet):

@@ -88,3 +88,9 @@ class ServiceDestroyMixin:
     def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         self.delete_object(self.get_object())
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class CrudViewSet(
+    ServiceCreateMixin, ServiceUpdateMixin, ServiceDestroyMixin, ReadOnlyScopedViewSet
+):
+    """List, retrieve, create, update, partial update and delete."""
