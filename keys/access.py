@@ -55,6 +55,10 @@ TEAM_WRITABLE = frozenset({"keys.virtualkey", "governance.budget", "governance.r
 # Read by team managers whole: what models exist and what they cost.
 CATALOGUE = frozenset({"keys.modelroute", "governance.modelprice"})
 AUDIT_TRAIL = frozenset({"audit.auditevent"})
+# Fields of kinds team managers may change that only admins may set.
+ADMIN_ONLY_FIELDS: dict[str, frozenset[str]] = {
+    "keys.virtualkey": frozenset({"may_pin_provider_keys"}),
+}
 
 # How a row of each team-scoped kind leads to its team (lookups, OR-ed).
 _TEAM_LOOKUPS: dict[str, tuple[str, ...]] = {
@@ -134,6 +138,12 @@ class Access:
 
     def visible_teams(self) -> QuerySet[Team]:
         return self.scope(Team.objects.all())
+
+    def fixed_fields(self, model: type[Model] | Model) -> frozenset[str]:
+        """Fields of ``model`` this operator may see but not set."""
+        if self.is_admin:
+            return frozenset()
+        return ADMIN_ONLY_FIELDS.get(_label(model), frozenset())
 
     def can_change(self, obj: Model) -> bool:
         """May update, delete, revoke or rotate ``obj`` (which they can see)."""

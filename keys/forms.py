@@ -62,11 +62,21 @@ class VirtualKeyForm(NamedForm, PolicyForm):
     allowed_ips = ListField(
         required=False, help_text="Addresses or networks (10.0.0.0/8), one per line; empty: any."
     )
+    may_pin_provider_keys = forms.BooleanField(
+        required=False,
+        label="May choose its provider key",
+        help_text="For debugging: requests may name the provider key that serves them "
+        "(x-gateway-provider-key). Admins only.",
+    )
     field_order = ["name", "team", "expires_at", "allowed_models", "allowed_ips"]
 
-    def __init__(self, *args: Any, teams: Any, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, teams: Any, fixed: frozenset[str] = frozenset(), **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.fields["team"].queryset = teams
+        for name in fixed:  # admin-only fields (keys.access.ADMIN_ONLY_FIELDS)
+            del self.fields[name]
 
 
 class RotateForm(forms.Form):

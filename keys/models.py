@@ -120,6 +120,9 @@ class VirtualKey(TimestampedModel, PolicyFields):
     previous_prefix = models.CharField(max_length=tokens.PREFIX_LENGTH, blank=True, editable=False)
     previous_secret_hash = models.CharField(max_length=64, blank=True, editable=False)
     previous_valid_until = models.DateTimeField(null=True, blank=True, editable=False)
+    # For debugging: requests with this key may name the provider key that
+    # serves them (x-gateway-provider-key). Only admins may grant it.
+    may_pin_provider_keys = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["name"]

@@ -32,6 +32,7 @@ def _virtual_key_rows(queryset: Any) -> list[dict[str, Any]]:
             "previous_prefix",
             "previous_secret_hash",
             "previous_valid_until",
+            "may_pin_provider_keys",
         )
     )
 

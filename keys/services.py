@@ -157,7 +157,14 @@ def team_update(*, team: Team, **fields: Any) -> Team:
 
 # --- virtual keys --------------------------------------------------------------
 
-VIRTUAL_KEY_FIELDS = {"team", "expires_at", "metadata", "allowed_ips", *POLICY_FIELDS}
+VIRTUAL_KEY_FIELDS = {
+    "team",
+    "expires_at",
+    "metadata",
+    "allowed_ips",
+    "may_pin_provider_keys",
+    *POLICY_FIELDS,
+}
 
 
 @transaction.atomic
@@ -172,6 +179,7 @@ def virtual_key_create(
     allowed_models: list[str] | None = None,
     max_concurrent_requests: int | None = None,
     allowed_ips: list[str] | None = None,
+    may_pin_provider_keys: bool = False,
 ) -> tuple[VirtualKey, str]:
     """Create a key; returns it with its secret, which is never available again.
 
@@ -199,6 +207,7 @@ def virtual_key_create(
         allowed_models=allowed_models or [],
         max_concurrent_requests=max_concurrent_requests,
         allowed_ips=allowed_ips or [],
+        may_pin_provider_keys=may_pin_provider_keys,
     )
     _save(key)
     audit_event_record(action="create", instance=key, before=None, after=audit_snapshot(key))

@@ -186,7 +186,9 @@ def _show_secret(request: HttpRequest, key: VirtualKey, secret: str, action: str
 @console_view(VirtualKey)
 def key_new(request: HttpRequest, access: Access) -> HttpResponse:
     require(access.can_write(VirtualKey))
-    form = VirtualKeyForm(request.POST or None, teams=_key_teams(access))
+    form = VirtualKeyForm(
+        request.POST or None, teams=_key_teams(access), fixed=access.fixed_fields(VirtualKey)
+    )
     if request.method == "POST" and form.is_valid():
         require(access.can_create(VirtualKey, owner=form.cleaned_data["team"]))
         created = call_service(form, services.virtual_key_create, **form.cleaned_data)
@@ -210,8 +212,14 @@ def key_detail(request: HttpRequest, access: Access, pk: int) -> HttpResponse:
     if request.method == "POST":
         require(editable)
     teams = _key_teams(access) if editable else Team.objects.filter(pk=key.team_id)
-    initial = _policy_initial(key, "team", "expires_at", "allowed_ips")
-    form = VirtualKeyForm(request.POST or None, initial=initial, editing=True, teams=teams)
+    initial = _policy_initial(key, "team", "expires_at", "allowed_ips", "may_pin_provider_keys")
+    form = VirtualKeyForm(
+        request.POST or None,
+        initial=initial,
+        editing=True,
+        teams=teams,
+        fixed=access.fixed_fields(VirtualKey),
+    )
     if request.method == "POST" and form.is_valid():
         if call_service(form, services.virtual_key_update, key=key, **form.changes()):
             messages.success(request, f"{key.name} saved.")

@@ -62,6 +62,8 @@ class Addressed:
     route: RouteEntry
     levels: list[ScopePolicy]
     guardrails: Guardrails | None = None
+    # The provider key the caller chose (debugging: the route only, no fallback).
+    pinned: ProviderKeyEntry | None = None
 
 
 class ChatConsumer(InferenceConsumer):
@@ -151,7 +153,20 @@ class ChatConsumer(InferenceConsumer):
         self.team = key.team_name
         levels = snapshot.policy_levels(key)
         admission.check_access(levels, model, route)
-        return Addressed(payload, stream, snapshot, route, levels, snapshot.guardrails(key))
+        pin = self.headers.get(b"x-gateway-provider-key")
+        pinned = None
+        if pin is not None:
+            if not key.may_pin_provider_keys:
+                raise GatewayError(
+                    403,
+                    "This key may not choose a provider key (x-gateway-provider-key); "
+                    "an admin can allow it for debugging.",
+                    code="key_pinning_not_allowed",
+                )
+            pinned = routing.pinned_key(route.provider, pin)
+        return Addressed(
+            payload, stream, snapshot, route, levels, snapshot.guardrails(key), pinned
+        )
 
     async def handle(self, body: bytes) -> None:
         addressed = await self.address(body)
@@ -165,7 +180,10 @@ class ChatConsumer(InferenceConsumer):
             # Before anything is taken or sent: a refused request costs nothing.
             payload = await guarding.check_request(self, guardrails, payload)
         guard = guarding.response_guard(self, guardrails)
-        targets = routing.deployments(snapshot, route, fallbacks, levels)
+        if addressed.pinned is None:
+            targets = routing.deployments(snapshot, route, fallbacks, levels)
+        else:
+            targets = [route]  # debugging one key: no fallback
         ticket = await admission.admit(
             levels,
             [snapshot.price(target) for target in targets],
@@ -232,7 +250,9 @@ class ChatConsumer(InferenceConsumer):
                     tracing.end_attempt(span, usage=exchange.usage)
 
         try:
-            await routing.call_with_fallbacks(targets, attempt, lambda: self.response_started)
+            await routing.call_with_fallbacks(
+                targets, attempt, lambda: self.response_started, addressed.pinned
+            )
         finally:
             self.upstream_seconds = exchange.upstream_seconds
             input_estimate = None

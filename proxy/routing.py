@@ -73,7 +73,7 @@ def pick_key(provider: ProviderEntry, exclude: set[int]) -> ProviderKeyEntry | N
     usable = [
         key
         for key in provider.keys
-        if key.id not in exclude and not cool_downs.is_cool(key.id, now)
+        if key.weight > 0 and key.id not in exclude and not cool_downs.is_cool(key.id, now)
     ]
     if not usable:
         return None
@@ -117,15 +117,31 @@ def backoff(attempt: int, error: GatewayError) -> float:
 Attempt = Callable[[RouteEntry, ProviderKeyEntry, int, int], Awaitable[None]]
 
 
+def pinned_key(provider: ProviderEntry, name: bytes) -> ProviderKeyEntry:
+    """The provider key named by ``x-gateway-provider-key``, or a 400."""
+    wanted = name.decode("latin-1")
+    for key in provider.keys:
+        if key.name == wanted:
+            return key
+    raise bad_request(
+        f"The provider '{provider.name}' has no key named '{wanted[:100]}'.",
+        param="x-gateway-provider-key",
+    )
+
+
 async def call_with_fallbacks(
-    targets: list[RouteEntry], attempt: Attempt, response_started: Callable[[], bool]
+    targets: list[RouteEntry],
+    attempt: Attempt,
+    response_started: Callable[[], bool],
+    pinned: ProviderKeyEntry | None = None,
 ) -> tuple[int, int]:
     """Run ``attempt(target, key, fallback_index, retries)`` until one succeeds.
 
     A deployment whose circuit breaker is open is skipped; a retry is made
     only while the provider's retry budget allows; each attempt holds one of
     the provider's concurrency slots (a provider at capacity passes the
-    request to the next deployment). Returns
+    request to the next deployment). A ``pinned`` key (debugging) is the only
+    key tried, weights and cool-downs notwithstanding. Returns
     ``(fallback_index, retries)`` of the success; raises the last error when
     every deployment failed (503 ``circuit_open`` when none could be tried).
     """
@@ -137,8 +153,8 @@ async def call_with_fallbacks(
         deployment = (provider.name, target.provider_model)
         tried: set[int] = set()
         for attempt_number in range(settings.GATEWAY_RETRIES + 1):
-            key = pick_key(provider, tried)
-            if key is None:
+            key = pick_key(provider, tried) if pinned is None else pinned
+            if key is None or key.id in tried:
                 break
             if not breakers.allow(deployment):
                 circuit_error = circuit_error or circuit_open(target, deployment)

@@ -57,6 +57,7 @@ class KeyEntry:
     customer_id: int | None
     customer_name: str | None
     allowed_networks: tuple[IPNetwork, ...] = ()
+    may_pin_provider_keys: bool = False
 
     @classmethod
     def entries_from_row(cls, row: dict[str, Any]) -> dict[str, KeyEntry]:
@@ -76,6 +77,7 @@ class KeyEntry:
             allowed_networks=tuple(
                 ipaddress.ip_network(item, strict=False) for item in row["allowed_ips"] or ()
             ),
+            may_pin_provider_keys=bool(row.get("may_pin_provider_keys")),
         )
         entries = {entry.prefix: entry}
         grace_end: dt.datetime | None = row["previous_valid_until"]
@@ -231,7 +233,8 @@ def build_snapshot(rows: dict[str, Any]) -> Snapshot:
         adapter = REGISTRY.get(row["kind"])
         if adapter is None or not row["is_active"]:
             continue
-        provider_keys = tuple(k for k in keys_by_provider.get(row["id"], ()) if k.weight > 0)
+        # Keys of weight 0 are never chosen by weight, but may be pinned.
+        provider_keys = tuple(keys_by_provider.get(row["id"], ()))
         entry = ProviderEntry(
             id=row["id"],
             name=row["name"],

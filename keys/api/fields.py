@@ -61,4 +61,10 @@ class ApiModelSerializer(serializers.ModelSerializer):
             for name in getattr(self.Meta, "create_only_fields", ()):
                 fields[name].read_only = True
                 fields[name].required = False
+        request = self.context.get("request")
+        if request is not None:
+            # Admin-only fields (keys.access.ADMIN_ONLY_FIELDS) are read-only to others.
+            for name in request_access(request).fixed_fields(self.Meta.model):
+                if name in fields:
+                    fields[name].read_only = True
         return fields

@@ -59,6 +59,7 @@ class VirtualKeySerializer(ApiModelSerializer):
             "metadata",
             *POLICY,
             "allowed_ips",
+            "may_pin_provider_keys",
             "previous_valid_until",
             *TIMESTAMPS,
         )
