@@ -185,7 +185,10 @@ FAMILIES = {
     )
 }
 
+BUCKETS = {name: family.buckets for name, family in FAMILIES.items()}
 Labels = tuple[str, ...]
+STATUS_TEXT = {status: str(status) for status in range(100, 600)}
+TOKEN_FIELDS = (("input", "input_tokens"), ("output", "output_tokens"), ("cached", "cached_tokens"))
 # Codes of refusals the gateway makes itself (not the provider's).
 REFUSAL_STATUSES = frozenset({401, 402, 403, 429})
 
@@ -207,7 +210,7 @@ class Metrics:
     def observe(self, name: str, labels: Labels, value: float) -> None:
         key = (name, labels)
         series = self.histograms.get(key)
-        buckets = FAMILIES[name].buckets
+        buckets = BUCKETS[name]
         if series is None:
             series = self.histograms[key] = [0.0] * (len(buckets) + 2)
         series[bisect_left(buckets, value)] += 1
@@ -225,38 +228,48 @@ class Metrics:
     def request_finished(
         self, endpoint: str, entry: dict[str, Any], team: str, overhead: float | None
     ) -> None:
-        """Account one answered inference request (``entry``: its usage record)."""
+        """Account one answered inference request (``entry``: its usage record).
+
+        Written for speed (it runs for every request): local names, no
+        helper calls for the common counters.
+        """
+        counters = self.counters
+        observe = self.observe
         provider = entry.get("provider") or ""
         model = entry.get("served_model") or ""
         status = entry["status"]
-        self.count("gateway_requests", (endpoint, provider, model, str(status), team))
-        self.observe(
+        code = STATUS_TEXT.get(status) or str(status)
+        key = ("gateway_requests", (endpoint, provider, model, code, team))
+        counters[key] = counters.get(key, 0) + 1
+        observe(
             "gateway_request_duration_seconds",
             (endpoint, provider, "true" if entry.get("stream") else "false"),
             entry["latency_ms"] / 1000,
         )
         if overhead is not None:
-            self.observe("gateway_overhead_seconds", (endpoint,), overhead)
+            observe("gateway_overhead_seconds", (endpoint,), overhead)
         if not provider:
             if status in REFUSAL_STATUSES and entry.get("error_code"):
                 self.count("gateway_refusals", (entry["error_code"], team))
             return
-        for kind in ("input", "output", "cached"):
-            tokens = entry.get(f"{kind}_tokens")
+        for kind, field in TOKEN_FIELDS:
+            tokens = entry.get(field)
             if tokens:
-                self.count("gateway_tokens", (provider, model, team, kind), tokens)
-        if entry.get("cost_micros"):
-            self.count("gateway_cost_micros", (provider, model, team), entry["cost_micros"])
+                key = ("gateway_tokens", (provider, model, team, kind))
+                counters[key] = counters.get(key, 0) + tokens
+        cost = entry.get("cost_micros")
+        if cost:
+            key = ("gateway_cost_micros", (provider, model, team))
+            counters[key] = counters.get(key, 0) + cost
         if entry.get("retries"):
             self.count("gateway_retries", (provider,), entry["retries"])
         if entry.get("fallback_index"):
             self.count("gateway_fallbacks", (provider,))
-        if entry.get("upstream_ms") is not None:
-            self.observe(
-                "gateway_upstream_latency_seconds", (provider,), entry["upstream_ms"] / 1000
-            )
-        if entry.get("ttft_ms") is not None and entry.get("stream"):
-            self.observe(
+        upstream_ms = entry.get("upstream_ms")
+        if upstream_ms is not None:
+            observe("gateway_upstream_latency_seconds", (provider,), upstream_ms / 1000)
+        if entry.get("stream") and entry.get("ttft_ms") is not None:
+            observe(
                 "gateway_time_to_first_token_seconds", (provider, model), entry["ttft_ms"] / 1000
             )
 
