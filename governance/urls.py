@@ -11,6 +11,7 @@ urlpatterns = [
     path("requests/", views.request_log, name="request_log"),
     path("requests/<str:request_id>/", views.request_detail, name="request_detail"),
     path("live/", views.live, name="live"),
+    path("settings/", views.runtime_settings, name="runtime_settings"),
     *views.budgets.urls(),
     *views.rate_limits.urls(),
     *views.prices.urls(),

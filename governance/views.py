@@ -333,3 +333,47 @@ prices = Resource(
         )
     },
 )
+
+
+# The runtime settings an operator most often needs to know, with the seed's
+# names where it has them; they come from the environment (read-only here).
+RUNTIME_SETTINGS = (
+    ("GATEWAY_INITIAL_POOL_SIZE", "initialPoolSize", "Concurrency slots per provider and process"),
+    ("GATEWAY_DROP_EXCESS_REQUESTS", "dropExcessRequests", "Refuse when the wait buffer is full"),
+    ("GATEWAY_QUEUE_SIZE", "", "Requests that may wait for a provider's slot"),
+    ("GATEWAY_QUEUE_TIMEOUT_SECONDS", "", "Longest wait for a slot"),
+    ("GATEWAY_ENABLE_LOGGING", "enableLogging", "One access-log line per request"),
+    ("GATEWAY_ENFORCE_GOVERNANCE_HEADER", "enforceGovernanceHeader", "Requests need a virtual key"),
+    ("GATEWAY_DEFAULT_TEAM", "defaultTeam", "Whose policy keyless requests follow"),
+    ("GATEWAY_RETRIES", "", "Retries per deployment before the next fallback"),
+    ("GATEWAY_RETRY_BUDGET_RATIO", "", "Retries at most this share of recent requests"),
+    ("GATEWAY_BREAKER_MIN_FAILURES", "", "Failures that can open a circuit"),
+    ("GATEWAY_BREAKER_OPEN_SECONDS", "", "How long an open circuit stays open"),
+    ("GATEWAY_UPSTREAM_TOTAL_TIMEOUT", "", "Default longest upstream exchange (seconds)"),
+    ("GATEWAY_SSE_KEEPALIVE_SECONDS", "", "Keep-alive comments while a stream waits"),
+    ("GATEWAY_SHUTDOWN_GRACE_SECONDS", "", "Time streams get to finish on shutdown"),
+)
+
+
+@console_view(Budget)
+def runtime_settings(request: HttpRequest, access: Access) -> HttpResponse:
+    """The settings in force (from the environment), for admins and viewers."""
+    from django.conf import settings
+    from django.core.exceptions import PermissionDenied
+
+    if not (access.is_admin or access.is_viewer):
+        raise PermissionDenied
+    table = [
+        {"cells": (name, str(getattr(settings, name, "")), seed or "—", meaning)}
+        for name, seed, meaning in RUNTIME_SETTINGS
+    ]
+    return render(
+        request,
+        "console/table.html",
+        {
+            "title": "Runtime settings",
+            "intro": "Set through the environment (or the Helm chart's values); read-only here.",
+            "headings": ("Environment variable", "Value", "Chart value", "Meaning"),
+            "table": table,
+        },
+    )

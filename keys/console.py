@@ -337,6 +337,8 @@ def _navigation_items(request: HttpRequest) -> list[dict[str, Any]]:
         ("Audit trail", "audit_console:trail", AuditEvent),
     ]
     access = request_access(request)
+    if access.is_admin or access.is_viewer:
+        pages.append(("Settings", "governance:runtime_settings", Budget))
     root = reverse("governance:dashboard")
     items = []
     for label, name, model in pages:

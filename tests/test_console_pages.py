@@ -212,6 +212,7 @@ def test_the_navigation_lists_only_the_pages_a_role_may_open(who):
         "Limits",
         "Prices",
         "Audit trail",
+        "Settings",
     ]
     assert links(who.manager) == [
         "Dashboard",
