@@ -57,7 +57,8 @@ def _owner_names() -> dict[tuple[str, int], str]:
 class _Gauges:
     """Gauges read at scrape time: budgets of teams and customers against the
     live counters (keys' budgets are too many to be labels), and in cluster
-    mode the usage records waiting in the stream for the Celery worker."""
+    mode the usage records waiting in the stream for the Celery worker and the
+    tasks waiting in Celery's queue."""
 
     def __init__(self, families: list[Metric]) -> None:
         self.families = families
@@ -102,8 +103,15 @@ async def _scrape_time_gauges() -> _Gauges:
             "gateway_usage_stream_records",
             "Usage records in the Redis stream not yet moved to the database.",
         )
-        backlog.add_metric([], await ledger.sink().client.xlen(stream_key()))  # type: ignore[attr-defined]
-        families.append(backlog)
+        client = ledger.sink().client  # type: ignore[attr-defined]
+        backlog.add_metric([], await client.xlen(stream_key()))
+        tasks = GaugeMetricFamily(
+            "gateway_celery_queue_tasks",
+            "Celery tasks waiting in the broker's default queue (rollups, budget periods, "
+            "usage draining).",
+        )
+        tasks.add_metric([], await client.llen("celery"))
+        families += [backlog, tasks]
     return _Gauges(families)
 
 

@@ -161,3 +161,18 @@ def test_team_budgets_show_what_is_left_of_them(demo):
     used = 5_000_000 - after["gateway_budget_remaining_micros"][labels]
     cost = total(after, "gateway_cost_micros_total") - total(before, "gateway_cost_micros_total")
     assert used == cost > 0
+
+
+def test_cluster_mode_shows_the_usage_stream_and_celery_backlogs(demo):
+    from django.conf import settings
+
+    if not settings.REDIS_URL:
+        samples = scrape(demo.gateway.client)
+        assert "gateway_usage_stream_records" not in samples
+        return
+    # No worker drains the stream here: this request's record waits in it.
+    demo.openai().chat.completions.create(**CHAT)
+    time.sleep(1.0)
+    samples = scrape(demo.gateway.client)
+    assert samples["gateway_usage_stream_records"][()] >= 1
+    assert samples["gateway_celery_queue_tasks"][()] >= 0
