@@ -145,14 +145,18 @@ async def forward(
     exchange.begin()
     try:
         try:
-            async with asyncio.timeout(timeouts.first_byte):
-                response = await upstream.session().request(
-                    request.method,
-                    request.url,
-                    headers=request.headers,
-                    data=request.body,
-                    timeout=timeouts.client,
-                )
+            sending = upstream.session().request(
+                request.method,
+                request.url,
+                headers=request.headers,
+                data=request.body,
+                timeout=timeouts.client,
+            )
+            if timeouts.first_byte < timeouts.read:
+                async with asyncio.timeout(timeouts.first_byte):
+                    response = await sending
+            else:  # the read timeout covers the wait for the headers as well
+                response = await sending
         except BaseException:
             if keepalive is not None:
                 await keepalive.stop()
