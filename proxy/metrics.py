@@ -91,6 +91,13 @@ FAMILIES = {
             ("provider", "code"),
         ),
         Family(
+            "gateway_guardrail_findings",
+            "counter",
+            "Guardrail rules that fired, by direction (request, response), action "
+            "(block, redact, flag) and rule.",
+            ("direction", "action", "rule"),
+        ),
+        Family(
             "gateway_retries",
             "counter",
             "Upstream attempts beyond the first, by the provider that finally answered.",
@@ -248,6 +255,10 @@ class Metrics:
         )
         if overhead is not None:
             observe("gateway_overhead_seconds", (endpoint,), overhead)
+        flags = entry.get("guardrail_flags")
+        if flags:
+            for mark in flags:  # "direction:action:rule"
+                self.count("gateway_guardrail_findings", tuple(mark.split(":", 2)))
         if not provider:
             if status in REFUSAL_STATUSES and entry.get("error_code"):
                 self.count("gateway_refusals", (entry["error_code"], team))

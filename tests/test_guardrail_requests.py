@@ -120,6 +120,11 @@ def test_a_flagged_request_is_forwarded_as_it_came_and_marked_in_the_log(demo, c
     record = record_tagged(tag)
     assert record.status == 200
     assert record.guardrail_flags == ["request:flag:email"]
+    metrics = demo.gateway.client.get("/metrics").text
+    assert (
+        'gateway_guardrail_findings_total{action="flag",direction="request",rule="email"}'
+        in metrics
+    )
 
 
 def test_a_request_with_nothing_to_find_leaves_no_flags(demo, celery_worker):
