@@ -75,8 +75,21 @@ def test_the_service_ingress_and_service_monitor_reach_the_web_port():
     }
     monitor = one(docs, "ServiceMonitor")
     assert monitor["spec"]["endpoints"] == [
-        {"port": "http", "path": "/metrics", "interval": "15s", "scrapeTimeout": "10s"}
+        {
+            "port": "http",
+            "path": "/metrics",
+            "interval": "15s",
+            "scrapeTimeout": "10s",
+            "authorization": {
+                "type": "Bearer",
+                "credentials": {"name": "ai-gateway-metrics", "key": "token"},
+            },
+        }
     ]
+    # The web pods ask for the token Prometheus sends.
+    env = container(one(docs, "Deployment", "web"))["env"]
+    [token] = [item for item in env if item["name"] == "GATEWAY_METRICS_TOKEN"]
+    assert token["valueFrom"]["secretKeyRef"] == {"name": "ai-gateway-metrics", "key": "token"}
     assert (
         monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
     )

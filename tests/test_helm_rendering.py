@@ -55,7 +55,11 @@ SCENARIOS: dict[str, dict[str, Any]] = {
             "redis": {"url": "rediss://redis.cache.svc:6379/0"},
             "autoscaling": {"enabled": True, "targetMemoryUtilizationPercentage": 75},
             "ingress": {"enabled": True, "tls": [{"secretName": "tls", "hosts": ["a.example"]}]},
-            "serviceMonitor": {"enabled": True, "namespace": "monitoring"},
+            "serviceMonitor": {
+                "enabled": True,
+                "namespace": "monitoring",
+                "tokenSecret": {"name": "scrape", "key": "bearer"},
+            },
             "nodeSelector": {"kubernetes.io/arch": "amd64"},
             "tolerations": [{"key": "llm", "operator": "Exists", "effect": "NoSchedule"}],
             "priorityClassName": "high",
@@ -269,6 +273,11 @@ def test_the_validation_catches_a_misspelled_field_and_a_wrong_type():
     assert len(errors) == 2
     assert any("imagePullPolicyy" in error for error in errors)
     assert any("interval" in error for error in errors)
+
+
+def test_a_service_monitor_without_a_token_is_refused():
+    error = render_error({"serviceMonitor": {"enabled": True}})
+    assert "serviceMonitor.tokenSecret.name" in error
 
 
 def test_values_outside_the_schema_are_refused():

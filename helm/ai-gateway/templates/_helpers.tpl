@@ -221,6 +221,9 @@ by the web Deployment, so every `helm template/install/upgrade` runs them.
 {{- fail "gateway.cluster.enabled=false keeps limits and budgets in each process: run one replica (replicaCount: 1, autoscaling.enabled: false)" }}
 {{- end }}
 {{- end }}
+{{- if and .Values.serviceMonitor.enabled (not .Values.serviceMonitor.tokenSecret.name) }}
+{{- fail "serviceMonitor.enabled needs serviceMonitor.tokenSecret.name: the Secret with the bearer token /metrics asks for (production closes /metrics without one)" }}
+{{- end }}
 {{- if and (not $g.client.enforceGovernanceHeader) (not $g.defaultTeam) }}
 {{- fail "gateway.client.enforceGovernanceHeader=false needs gateway.defaultTeam: the team whose policy applies to requests without a virtual key" }}
 {{- end }}
