@@ -13,7 +13,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from governance import services as governance
-from governance.models import Budget, ModelPrice, RateLimit, RequestRecord
+from governance.models import Budget, GuardrailPolicy, ModelPrice, RateLimit, RequestRecord
 from keys import services
 from keys.models import (
     ApiToken,
@@ -52,6 +52,9 @@ class ApiWorld:
         self.budget = governance.budget_create(owner=self.team, amount_micros=10, period="1d")
         self.other_budget = governance.budget_create(
             owner=self.other_team, amount_micros=10, period="1d"
+        )
+        self.guardrail = governance.guardrail_policy_create(
+            name="no-secrets", detectors={"secrets": "block"}
         )
         self.limit = governance.rate_limit_create(owner=self.key, metric="requests", limit=5)
         self.other_limit = governance.rate_limit_create(
@@ -230,6 +233,21 @@ ENDPOINTS = [
         update={"amount_micros": 7_000_000},
         disposable=lambda w: governance.budget_create(owner=w.key, amount_micros=1, period="1h"),
         other_team=lambda w: w.other_budget,
+    ),
+    Endpoint(
+        path="guardrail-policies",
+        model=GuardrailPolicy,
+        existing=lambda w: w.guardrail,
+        create=lambda w: {
+            "name": "pii",
+            "team": w.team.pk,
+            "direction": "request",
+            "detectors": {"email": "redact"},
+        },
+        invalid=lambda w: {"name": "pii", "detectors": {"email": "shout"}},
+        invalid_field="detectors",
+        update={"max_messages": 40},
+        disposable=lambda w: governance.guardrail_policy_create(name="spare-guardrail"),
     ),
     Endpoint(
         path="rate-limits",

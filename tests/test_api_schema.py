@@ -100,6 +100,7 @@ def existing_ids(world: ApiWorld) -> dict[str, int]:
         "routes": world.route,
         "budgets": world.budget,
         "rate-limits": world.limit,
+        "guardrail-policies": world.guardrail,
         "prices": world.price,
         "role-assignments": RoleAssignment.objects.get(user__username="vera"),
         "api-tokens": spare_token,  # not the one the run authenticates with

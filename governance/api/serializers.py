@@ -6,7 +6,7 @@ from typing import Any
 
 from rest_framework import serializers
 
-from governance.models import Budget, ModelPrice, RateLimit, RequestRecord
+from governance.models import Budget, GuardrailPolicy, ModelPrice, RateLimit, RequestRecord
 from governance.selectors import USAGE_BUCKETS, USAGE_GROUPS
 from keys.api.fields import ApiModelSerializer
 
@@ -51,6 +51,36 @@ class BudgetSerializer(OwnedSerializer):
         )
         extra_kwargs = {"anchor": {"required": False}}
         create_only_fields = (*OWNER_FIELDS, "period", "calendar_aligned", "anchor")
+
+
+class GuardrailPolicySerializer(ApiModelSerializer):
+    """Global (no owner) or attached to one customer, team or key, fixed at creation."""
+
+    class Meta:
+        model = GuardrailPolicy
+        fields = (
+            "id",
+            "name",
+            *OWNER_FIELDS,
+            "direction",
+            "detectors",
+            "deny_patterns",
+            "allow_patterns",
+            "max_input_tokens",
+            "max_messages",
+            "is_active",
+            *TIMESTAMPS,
+        )
+        create_only_fields = ("name", *OWNER_FIELDS)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if self.instance is None:
+            given = [name for name in OWNER_FIELDS if attrs.get(name) is not None]
+            if len(given) > 1:
+                raise serializers.ValidationError(
+                    "Attach it to at most one of customer, team or virtual_key (none: global)."
+                )
+        return attrs
 
 
 class RateLimitSerializer(OwnedSerializer):

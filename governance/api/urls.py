@@ -8,6 +8,7 @@ router = SimpleRouter()
 router.register("budgets", views.BudgetViewSet, basename="budget")
 router.register("rate-limits", views.RateLimitViewSet, basename="rate-limit")
 router.register("prices", views.ModelPriceViewSet, basename="price")
+router.register("guardrail-policies", views.GuardrailPolicyViewSet, basename="guardrail-policy")
 router.register("request-log", views.RequestLogViewSet, basename="request-log")
 router.register("usage", views.UsageViewSet, basename="usage")
 

@@ -13,7 +13,7 @@ from rest_framework.response import Response
 from governance import services
 from governance.api import serializers as s
 from governance.api.filters import RequestRecordFilter
-from governance.models import Budget, ModelPrice, RateLimit, RequestRecord
+from governance.models import Budget, GuardrailPolicy, ModelPrice, RateLimit, RequestRecord
 from governance.selectors import usage_group_labels, usage_series
 from keys.api.pagination import CursorPages
 from keys.api.viewsets import CrudViewSet, ReadOnlyScopedViewSet, ScopedViewSet
@@ -43,6 +43,29 @@ class BudgetViewSet(OwnedViewSet):
 
     def delete_object(self, instance: Budget) -> None:
         services.budget_delete(budget=instance)
+
+
+class GuardrailPolicyViewSet(CrudViewSet):
+    """What the guardrails check and do, globally or for a customer, team or key.
+
+    Compliance rules: admins change them, viewers read them.
+    """
+
+    queryset = GuardrailPolicy.objects.select_related("customer", "team", "virtual_key")
+    serializer_class = s.GuardrailPolicySerializer
+    filterset_fields = ("customer", "team", "virtual_key", "direction", "is_active")
+    ordering_fields = ("id", "name")
+
+    def create_object(self, data: dict[str, Any]) -> GuardrailPolicy:
+        owners = [data[name] for name in s.OWNER_FIELDS if data.get(name) is not None]
+        rules = {name: value for name, value in data.items() if name not in s.OWNER_FIELDS}
+        return services.guardrail_policy_create(owner=owners[0] if owners else None, **rules)
+
+    def update_object(self, instance: GuardrailPolicy, data: dict[str, Any]) -> GuardrailPolicy:
+        return services.guardrail_policy_update(policy=instance, **data)
+
+    def delete_object(self, instance: GuardrailPolicy) -> None:
+        services.guardrail_policy_delete(policy=instance)
 
 
 class RateLimitViewSet(OwnedViewSet):
