@@ -24,6 +24,7 @@ import signal
 import socket
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Generator
 from contextlib import contextmanager
@@ -39,6 +40,7 @@ logger = logging.getLogger("gateway.serve")
 
 APPLICATION = "gateway_project.asgi:application"
 EXIT_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+FORCED_EXIT_SECONDS = 5.0
 
 
 def drain_delay() -> float:
@@ -62,9 +64,14 @@ class DrainingServer(uvicorn.Server):
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         if self.drain_deadline is not None:
-            # A second signal: stop waiting for the delay (a third forces).
-            if self.should_exit:
+            # A second signal: stop waiting for the delay; a third stops waiting
+            # for connections, and the process is gone a few seconds later
+            # whatever it was doing.
+            if self.should_exit and not self.force_exit:
                 self.force_exit = True
+                timer = threading.Timer(FORCED_EXIT_SECONDS, os._exit, args=(1,))
+                timer.daemon = True
+                timer.start()
             self.should_exit = True
             return
         drain.begin_drain()

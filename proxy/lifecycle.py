@@ -16,6 +16,7 @@ from proxy.snapshot import store
 
 logger = logging.getLogger(__name__)
 _background: list[asyncio.Task[None]] = []
+SHUTDOWN_TIMEOUT_SECONDS = 20.0
 
 
 async def startup() -> None:
@@ -62,6 +63,11 @@ async def lifespan(receive: Any, send: Any) -> None:
                 return
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
-            await shutdown()
+            try:
+                # Bounded: a store that does not answer must not keep the
+                # process from exiting (the ledger's own retries fit in this).
+                await asyncio.wait_for(shutdown(), timeout=SHUTDOWN_TIMEOUT_SECONDS)
+            except Exception:
+                logger.exception("shutdown did not complete cleanly")
             await send({"type": "lifespan.shutdown.complete"})
             return
