@@ -21,6 +21,7 @@ from proxy.providers.canonical import (
     completion,
     image_url,
     invalid_answer,
+    json_schema_format,
     parse_data_url,
     text_of,
     tool_arguments,
@@ -186,18 +187,10 @@ def messages_request(payload: dict[str, Any], model: str) -> dict[str, Any]:
 
 def _output_config(response_format: Any) -> dict[str, Any] | None:
     """``response_format`` as Anthropic's structured outputs (always strict)."""
-    if not isinstance(response_format, dict) or response_format.get("type") in (None, "text"):
+    spec = json_schema_format(response_format, "anthropic")
+    if spec is None:
         return None
-    if response_format.get("type") != "json_schema":
-        # Structured outputs need a schema; there is no schema-less JSON mode.
-        raise unsupported(
-            f"response_format {response_format.get('type')!r} (send 'json_schema')",
-            "anthropic",
-            param="response_format",
-        )
-    spec = response_format.get("json_schema") or {}
-    schema = spec.get("schema") if isinstance(spec, dict) else None
-    return {"format": {"type": "json_schema", "schema": schema or {"type": "object"}}}
+    return {"format": {"type": "json_schema", "schema": spec.get("schema") or {"type": "object"}}}
 
 
 def assistant_message(blocks: list[Any]) -> dict[str, Any]:

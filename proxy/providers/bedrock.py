@@ -32,6 +32,7 @@ from proxy.providers.canonical import (
     completion,
     image_url,
     invalid_answer,
+    json_schema_format,
     parse_data_url,
     text_of,
     tool_arguments,
@@ -254,14 +255,9 @@ def _tool_config(payload: dict[str, Any], turns: list[dict[str, Any]]) -> dict[s
 
 
 def _output_config(response_format: Any) -> dict[str, Any] | None:
-    if not isinstance(response_format, dict) or response_format.get("type") in (None, "text"):
+    spec = json_schema_format(response_format, KIND)
+    if spec is None:
         return None
-    if response_format.get("type") != "json_schema":
-        # Converse constrains output only by a schema; there is no bare JSON mode.
-        raise unsupported(
-            f"response_format {response_format.get('type')!r}", KIND, param="response_format"
-        )
-    spec = response_format.get("json_schema") or {}
     definition: dict[str, Any] = {
         "schema": orjson.dumps(spec.get("schema") or {"type": "object"}).decode()
     }

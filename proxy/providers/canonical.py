@@ -148,6 +148,22 @@ def unsupported(what: str, provider_kind: str, param: str | None = None) -> Gate
     )
 
 
+def json_schema_format(response_format: Any, provider_kind: str) -> dict[str, Any] | None:
+    """The ``json_schema`` spec (``name``, ``schema``, ...) of a canonical
+    ``response_format``, or None for plain text; a 400 for schema-less JSON
+    mode, which providers that constrain output only by a schema cannot do."""
+    if not isinstance(response_format, dict) or response_format.get("type") in (None, "text"):
+        return None
+    if response_format.get("type") != "json_schema":
+        raise unsupported(
+            f"response_format {response_format.get('type')!r} (send 'json_schema')",
+            provider_kind,
+            param="response_format",
+        )
+    spec = response_format.get("json_schema")
+    return spec if isinstance(spec, dict) else {}
+
+
 def tool_call(call_id: Any, name: Any, arguments: Any) -> dict[str, Any]:
     """A canonical tool call; ``arguments`` (a provider's parsed input) as JSON text."""
     return {
