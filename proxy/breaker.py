@@ -31,6 +31,7 @@ import orjson
 from django.conf import settings
 
 from proxy.metrics import metrics
+from proxy.retry_budget import Window
 
 logger = logging.getLogger(__name__)
 
@@ -42,35 +43,24 @@ Deployment = tuple[str, str]  # (provider name, provider's model name)
 
 
 class Breaker:
-    """One deployment's window and state."""
+    """One deployment's window (attempts, failures) and state."""
 
-    __slots__ = ("buckets", "open_until", "probing", "state")
+    __slots__ = ("open_until", "probing", "state", "window")
 
     def __init__(self) -> None:
-        # [second, attempts, failures], oldest first.
-        self.buckets: list[list[int]] = []
+        self.window = Window()
         self.state = CLOSED
         self.open_until = 0.0  # wall-clock time, shared between processes
         self.probing = False
 
     def note(self, now: float, failed: bool) -> None:
-        second = int(now)
-        buckets = self.buckets
-        if buckets and buckets[-1][0] == second:
-            bucket = buckets[-1]
-        else:
-            bucket = [second, 0, 0]
-            buckets.append(bucket)
-            horizon = second - settings.GATEWAY_BREAKER_WINDOW_SECONDS
-            while buckets and buckets[0][0] <= horizon:
-                del buckets[0]
+        bucket = self.window.bucket(now, settings.GATEWAY_BREAKER_WINDOW_SECONDS)
         bucket[1] += 1
         if failed:
             bucket[2] += 1
 
     def tripped(self) -> bool:
-        attempts = sum(bucket[1] for bucket in self.buckets)
-        failures = sum(bucket[2] for bucket in self.buckets)
+        attempts, failures = self.window.totals()
         return (
             failures >= settings.GATEWAY_BREAKER_MIN_FAILURES
             and failures >= settings.GATEWAY_BREAKER_FAILURE_RATE * attempts
@@ -159,7 +149,7 @@ class Breakers:
         breaker.open_until = until
         breaker.probing = False
         if state == CLOSED:
-            breaker.buckets.clear()
+            breaker.window.buckets.clear()
         metrics.set("gateway_circuit_open", 0 if state == CLOSED else 1, deployment)
 
     # --- sharing between replicas (cluster mode) ------------------------------------

@@ -20,24 +20,33 @@ from proxy.metrics import metrics
 
 
 class Window:
-    """Requests and retries in one-second buckets: [second, requests, retries]."""
+    """Two counts per second over a sliding window of whole seconds:
+    buckets of ``[second, first count, second count]``, oldest first."""
 
     __slots__ = ("buckets",)
 
     def __init__(self) -> None:
         self.buckets: list[list[int]] = []
 
-    def bucket(self, now: float) -> list[int]:
+    def bucket(self, now: float, span: int) -> list[int]:
+        """The bucket of ``now``'s second; buckets older than ``span`` seconds go."""
         second = int(now)
         buckets = self.buckets
         if buckets and buckets[-1][0] == second:
             return buckets[-1]
         bucket = [second, 0, 0]
         buckets.append(bucket)
-        horizon = second - settings.GATEWAY_RETRY_BUDGET_WINDOW_SECONDS
+        horizon = second - span
         while buckets[0][0] <= horizon:
             del buckets[0]
         return bucket
+
+    def totals(self) -> tuple[int, int]:
+        """Both counts summed over the window."""
+        return (
+            sum(bucket[1] for bucket in self.buckets),
+            sum(bucket[2] for bucket in self.buckets),
+        )
 
 
 class RetryBudgets:
@@ -57,14 +66,14 @@ class RetryBudgets:
 
     def requested(self, provider: str) -> None:
         """A request's first attempt at ``provider``."""
-        self._window(provider).bucket(time.time())[1] += 1
+        span = settings.GATEWAY_RETRY_BUDGET_WINDOW_SECONDS
+        self._window(provider).bucket(time.time(), span)[1] += 1
 
     def try_retry(self, provider: str) -> bool:
         """Whether a retry at ``provider`` fits the budget (it is counted if so)."""
         window = self._window(provider)
-        current = window.bucket(time.time())
-        requests = sum(bucket[1] for bucket in window.buckets)
-        retries = sum(bucket[2] for bucket in window.buckets)
+        current = window.bucket(time.time(), settings.GATEWAY_RETRY_BUDGET_WINDOW_SECONDS)
+        requests, retries = window.totals()
         allowed = (
             settings.GATEWAY_RETRY_BUDGET_MIN_RETRIES
             + settings.GATEWAY_RETRY_BUDGET_RATIO * requests
