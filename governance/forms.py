@@ -11,7 +11,7 @@ from typing import Any
 
 from django import forms
 
-from governance.models import BudgetPeriod, LimitMetric
+from governance.models import BudgetPeriod, GuardrailDirection, LimitMetric
 from governance.selectors import USAGE_GROUPS
 from governance.services import money_to_micros
 from keys.access import Access
@@ -118,6 +118,104 @@ class ModelPriceForm(forms.Form):
         if editing:
             for name in ("provider_kind", "model", "effective_from"):
                 self.fields[name].disabled = True
+
+
+class LinesField(forms.CharField):
+    """Text typed one item per line (regular expressions may hold commas)."""
+
+    widget = forms.Textarea(attrs={"rows": 3})
+
+    def to_python(self, value: Any) -> list[str]:  # type: ignore[override]
+        text = super().to_python(value) or ""
+        return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+class DetectorsField(LinesField):
+    """``detector: action`` per line, cleaned to the policy's mapping."""
+
+    def prepare_value(self, value: Any) -> Any:
+        if isinstance(value, dict):
+            return "\n".join(f"{name}: {action}" for name, action in value.items())
+        return value
+
+    def to_python(self, value: Any) -> dict[str, str]:  # type: ignore[override]
+        rules = {}
+        for line in super().to_python(value):
+            name, colon, action = line.partition(":")
+            if not colon or not name.strip() or not action.strip():
+                raise forms.ValidationError(f"Write 'detector: action', not {line!r}.")
+            rules[name.strip()] = action.strip()
+        return rules
+
+
+class DenyPatternsField(LinesField):
+    """``name action pattern`` per line (the pattern is the rest of the line)."""
+
+    def prepare_value(self, value: Any) -> Any:
+        if isinstance(value, list):
+            return "\n".join(
+                f"{item.get('name')} {item.get('action', 'block')} {item.get('pattern')}"
+                for item in value
+            )
+        return value
+
+    def to_python(self, value: Any) -> list[dict[str, str]]:  # type: ignore[override]
+        patterns = []
+        for line in super().to_python(value):
+            parts = line.split(None, 2)
+            if len(parts) != 3:
+                raise forms.ValidationError(f"Write 'name action pattern', not {line!r}.")
+            name, action, pattern = parts
+            patterns.append({"name": name, "action": action, "pattern": pattern})
+        return patterns
+
+
+class AllowPatternsField(LinesField):
+    def prepare_value(self, value: Any) -> Any:
+        return "\n".join(value) if isinstance(value, list) else value
+
+
+GLOBAL_SCOPE = "global"
+
+
+class GuardrailPolicyForm(ScopedForm):
+    """A guardrail policy: global or one customer's, team's or key's, fixed once it exists."""
+
+    name = forms.CharField(max_length=100)
+    direction = forms.ChoiceField(choices=GuardrailDirection.choices, initial="both")
+    detectors = DetectorsField(
+        required=False,
+        help_text=(
+            "One 'detector: action' per line; a detector or a category (secrets, "
+            "personal_data); actions: block, redact, flag."
+        ),
+    )
+    deny_patterns = DenyPatternsField(
+        required=False,
+        help_text="One 'name action pattern' per line, e.g. project-code block PRJ-\\d{4}.",
+    )
+    allow_patterns = AllowPatternsField(
+        required=False,
+        help_text="One regular expression per line; a finding it matches whole is ignored.",
+    )
+    max_input_tokens = forms.IntegerField(min_value=1, required=False)
+    max_messages = forms.IntegerField(min_value=1, required=False)
+    is_active = forms.BooleanField(required=False, initial=True, label="Active")
+
+    fixed_after_creation = ("name", "owner")
+    field_order = ("name", "owner")
+
+    def __init__(self, *args: Any, access: Access, editing: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, access=access, editing=editing, **kwargs)
+        if self.initial.get("owner") == GLOBAL_SCOPE:
+            self.fields["owner"].choices = [(GLOBAL_SCOPE, "every request")]
+        elif not editing:
+            self.fields["owner"].choices = [(GLOBAL_SCOPE, "every request"), *owner_choices(access)]
+
+    def clean_owner(self) -> Any:
+        if self.cleaned_data["owner"] == GLOBAL_SCOPE:
+            return None
+        return super().clean_owner()
 
 
 RANGES = {"24h": 24, "7d": 24 * 7, "30d": 24 * 30}

@@ -15,4 +15,5 @@ urlpatterns = [
     *views.budgets.urls(),
     *views.rate_limits.urls(),
     *views.prices.urls(),
+    *views.guardrails.urls(),
 ]

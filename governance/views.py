@@ -20,14 +20,16 @@ from governance import services
 from governance.api.filters import RequestRecordFilter
 from governance.forms import (
     RANGES,
+    GLOBAL_SCOPE,
     BudgetForm,
+    GuardrailPolicyForm,
     ModelPriceForm,
     RateLimitForm,
     RequestLogFilterForm,
     UsageFilterForm,
     record_filter_data,
 )
-from governance.models import Budget, ModelPrice, RateLimit, RequestRecord
+from governance.models import Budget, GuardrailPolicy, ModelPrice, RateLimit, RequestRecord
 from governance.selectors import (
     budget_spend_list,
     request_log_page,
@@ -334,6 +336,63 @@ prices = Resource(
     },
 )
 
+
+
+# --- guardrail policies ------------------------------------------------------------
+
+
+def _guardrail_rules(form: Any) -> dict[str, Any]:
+    return {
+        name: form.cleaned_data[name]
+        for name in services.GUARDRAIL_FIELDS
+        if name in form.cleaned_data and name != "name"
+    }
+
+
+def _guardrail_summary(policy: GuardrailPolicy) -> str:
+    rules = [f"{name}: {action}" for name, action in policy.detectors.items()]
+    rules += [f"{item['name']}: {item.get('action', 'block')}" for item in policy.deny_patterns]
+    if policy.max_input_tokens:
+        rules.append(f"at most {policy.max_input_tokens} input tokens")
+    if policy.max_messages:
+        rules.append(f"at most {policy.max_messages} messages")
+    return ", ".join(rules) or "—"
+
+
+guardrails = Resource(
+    model=GuardrailPolicy,
+    app="governance",
+    slug="guardrails",
+    plural="Guardrail policies",
+    singular="guardrail policy",
+    form=GuardrailPolicyForm,
+    columns=[
+        Column("Name", lambda p: p.name),
+        Column("Applies to", lambda p: p.scope_label),
+        Column("Checks", lambda p: p.get_direction_display()),
+        Column("Rules", _guardrail_summary),
+        Column("Active", lambda p: "yes" if p.is_active else "no"),
+    ],
+    queryset=lambda: GuardrailPolicy.objects.select_related("customer", "team", "virtual_key"),
+    create=lambda form: services.guardrail_policy_create(
+        name=form.cleaned_data["name"], owner=form.cleaned_data["owner"], **_guardrail_rules(form)
+    ),
+    update=lambda obj, form: services.guardrail_policy_update(
+        policy=obj, **_guardrail_rules(form)
+    ),
+    delete=lambda obj: services.guardrail_policy_delete(policy=obj),
+    initial=lambda obj: {
+        "owner": GLOBAL_SCOPE if obj.scope[0] == "global" else _owner_initial(obj),
+        **{name: getattr(obj, name) for name in services.GUARDRAIL_FIELDS},
+        "direction": obj.direction,
+    },
+    owner=lambda form: form.cleaned_data["owner"],
+    form_kwargs=lambda access: {"access": access},
+    intro=(
+        "Every active policy that applies to a request is in force: the global ones, "
+        "its customer's, its team's and its key's."
+    ),
+)
 
 # The runtime settings an operator most often needs to know, with the seed's
 # names where it has them; they come from the environment (read-only here).

@@ -319,7 +319,7 @@ def _navigation_items(request: HttpRequest) -> list[dict[str, Any]]:
     from django.urls import reverse
 
     from audit.models import AuditEvent
-    from governance.models import Budget, ModelPrice, RateLimit, RequestRecord
+    from governance.models import Budget, GuardrailPolicy, ModelPrice, RateLimit, RequestRecord
     from keys.models import Customer, ModelRoute, Provider, Team, VirtualKey
 
     pages = [
@@ -334,6 +334,7 @@ def _navigation_items(request: HttpRequest) -> list[dict[str, Any]]:
         ("Budgets", "governance:budgets_list", Budget),
         ("Limits", "governance:limits_list", RateLimit),
         ("Prices", "governance:prices_list", ModelPrice),
+        ("Guardrails", "governance:guardrails_list", GuardrailPolicy),
         ("Audit trail", "audit_console:trail", AuditEvent),
     ]
     access = request_access(request)

@@ -10,7 +10,7 @@ from django.test import Client
 from django.utils import timezone
 
 from governance import services as governance
-from governance.models import Budget, ModelPrice, RateLimit, RequestRecord
+from governance.models import Budget, GuardrailPolicy, ModelPrice, RateLimit, RequestRecord
 from keys import services
 from keys.models import Team, VirtualKey
 from tests.audit_fixtures import World, build_world
@@ -30,6 +30,7 @@ class ConsoleWorld(World):
     limit: RateLimit = None  # type: ignore[assignment]
     other_limit: RateLimit = None  # type: ignore[assignment]
     price: ModelPrice = None  # type: ignore[assignment]
+    guardrail: GuardrailPolicy = None  # type: ignore[assignment]
     record: RequestRecord = None  # type: ignore[assignment]
     other_record: RequestRecord = None  # type: ignore[assignment]
 
@@ -52,6 +53,9 @@ def console_world() -> ConsoleWorld:
         model="gpt-4o",
         input_micros_per_mtok=2_500_000,
         output_micros_per_mtok=10_000_000,
+    )
+    world.guardrail = governance.guardrail_policy_create(
+        name="search-secrets", owner=world.team, detectors={"secrets": "block"}
     )
     world.record = record(world.key, request_id="req-search-1", cost_micros=1_500_000)
     world.other_record = record(world.other_key, request_id="req-ads-1", status=502)

@@ -225,3 +225,61 @@ def test_deleting_a_rate_limit_writes_one_event(console, who):
         ).status_code
         == 404
     )
+
+
+def test_an_admin_writes_a_guardrail_policy_as_lines_of_rules(console, who):
+    from governance.models import GuardrailPolicy
+
+    data = {
+        "name": "pii",
+        "owner": "global",
+        "direction": "request",
+        "detectors": "email: redact\nsecrets: block",
+        "deny_patterns": "project-code flag PRJ-\\d{2,4}",
+        "allow_patterns": "[a-z]+@example\\.com",
+        "max_messages": "20",
+        "is_active": "on",
+    }
+    with new_events() as events:
+        created = who.admin.post(reverse("governance:guardrails_new"), data)
+    policy = GuardrailPolicy.objects.get(name="pii")
+    assert created.status_code == 302
+    assert policy.scope == ("global", 0)
+    assert policy.detectors == {"email": "redact", "secrets": "block"}
+    assert policy.deny_patterns == [
+        {"name": "project-code", "action": "flag", "pattern": "PRJ-\\d{2,4}"}
+    ]
+    assert policy.allow_patterns == ["[a-z]+@example\\.com"]
+    assert (policy.direction, policy.max_messages) == ("request", 20)
+    assert [e.action for e in events] == ["create"]
+
+    url = reverse("governance:guardrails_edit", args=[policy.pk])
+    page = who.admin.get(url).content.decode()
+    assert "email: redact" in page and "project-code flag PRJ-" in page
+    with new_events() as events:
+        who.admin.post(url, {**data, "detectors": "email: flag", "is_active": ""})
+        who.admin.post(url, {**data, "detectors": "email: flag", "is_active": ""})
+    policy.refresh_from_db()
+    assert (policy.detectors, policy.is_active, policy.name) == ({"email": "flag"}, False, "pii")
+    assert [e.action for e in events] == ["update"]
+
+
+def test_a_wrong_guardrail_rule_is_shown_on_its_field_and_changes_nothing(console, who):
+    base = {"name": "bad", "owner": f"team:{console.team.pk}", "direction": "both"}
+    with new_events() as events:
+        unknown = who.admin.post(
+            reverse("governance:guardrails_new"), {**base, "detectors": "telepathy: block"}
+        )
+        shapeless = who.admin.post(
+            reverse("governance:guardrails_new"), {**base, "deny_patterns": "only-a-name"}
+        )
+        bad_regex = who.admin.post(
+            reverse("governance:guardrails_new"), {**base, "deny_patterns": "x block ([a-z"}
+        )
+        manager = who.manager.post(reverse("governance:guardrails_new"), base)
+    assert unknown.status_code == 400
+    assert "telepathy" in str(unknown.context["form"].errors["detectors"])
+    assert "name action pattern" in str(shapeless.context["form"].errors["deny_patterns"])
+    assert bad_regex.status_code == 400 and bad_regex.context["form"].errors["deny_patterns"]
+    assert manager.status_code == 403
+    assert events == []

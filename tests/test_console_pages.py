@@ -25,6 +25,7 @@ LISTS = [
     "governance:budgets_list",
     "governance:limits_list",
     "governance:prices_list",
+    "governance:guardrails_list",
     "audit_console:trail",
 ]
 # What a team manager may read: their teams' usage, keys, budgets, limits and the catalogue.
@@ -118,6 +119,7 @@ def test_another_teams_request_is_not_found_for_a_team_manager(console, who):
         ("governance:budgets_edit", "budget"),
         ("governance:limits_edit", "limit"),
         ("governance:prices_edit", "price"),
+        ("governance:guardrails_edit", "guardrail"),
     ],
 )
 def test_a_viewer_reads_an_object_but_may_not_change_it(console, who, name, obj):
@@ -137,6 +139,7 @@ def test_a_viewer_reads_an_object_but_may_not_change_it(console, who, name, obj)
         "governance:budgets_new",
         "governance:limits_new",
         "governance:prices_new",
+        "governance:guardrails_new",
     ],
 )
 def test_only_writers_open_the_creation_pages(who, name):
@@ -211,6 +214,7 @@ def test_the_navigation_lists_only_the_pages_a_role_may_open(who):
         "Budgets",
         "Limits",
         "Prices",
+        "Guardrails",
         "Audit trail",
         "Settings",
     ]
