@@ -294,7 +294,7 @@ def _apply_virtual_key(team: Team, data: Any, where: str, report: ApplyReport) -
         "allowed_ips": item.get("allowed_ips", list, []),
         **_policy_fields(item),
     }
-    key = VirtualKey.objects.filter(name=name).first()
+    key = VirtualKey.objects.filter(team=team, name=name).first()
     if key is None:
         key, created_secret = services.virtual_key_create(
             name=name, secret=secret, secret_env=variable, **fields

@@ -103,7 +103,9 @@ class VirtualKey(TimestampedModel, PolicyFields):
     shown once, when the key is created.
     """
 
-    name = models.CharField(max_length=100, unique=True, validators=[slug_validator])
+    # Unique within its team only: a team manager creating a key learns
+    # nothing about the names other teams use.
+    name = models.CharField(max_length=100, validators=[slug_validator])
     team = models.ForeignKey(Team, on_delete=models.PROTECT, related_name="virtual_keys")
     prefix = models.CharField(max_length=tokens.PREFIX_LENGTH, unique=True, editable=False)
     secret_hash = models.CharField(max_length=64, unique=True, editable=False)
@@ -127,6 +129,9 @@ class VirtualKey(TimestampedModel, PolicyFields):
     class Meta:
         ordering = ["name"]
         verbose_name = "virtual key"
+        constraints = [
+            models.UniqueConstraint(fields=["team", "name"], name="virtual_key_unique_name")
+        ]
 
     def __str__(self) -> str:
         return f"{self.name} ({self.masked})"

@@ -223,3 +223,39 @@ def test_a_viewer_cannot_rotate_or_revoke(world):
 
     refused(client.post(f"/api/v1/virtual-keys/{world.key.pk}/rotate/"), 403, "permission_denied")
     refused(client.post(f"/api/v1/virtual-keys/{world.key.pk}/revoke/"), 403, "permission_denied")
+
+
+@pytest.mark.parametrize(
+    "path,name",
+    [
+        ("virtual-keys", "team"),
+        ("budgets", "team"),
+        ("rate-limits", "virtual_key"),
+        ("teams", "customer"),
+    ],
+)
+def test_a_filter_by_another_teams_object_reveals_nothing_about_it(world, path, name):
+    others = {"team": world.other_team.pk, "virtual_key": world.other_key.pk}
+    others["customer"] = world.customer.pk + 1000
+    manager = world.client("manager")
+
+    existing = manager.get(f"/api/v1/{path}/", {name: others[name]})
+    missing = manager.get(f"/api/v1/{path}/", {name: 987654321})
+    huge = manager.get(f"/api/v1/{path}/", {name: 2**70})
+    wrong = manager.get(f"/api/v1/{path}/", {name: "abc"})
+
+    assert existing.status_code == missing.status_code == 200
+    assert existing.json()["results"] == missing.json()["results"] == []
+    refused(huge, 400, "invalid")
+    refused(wrong, 400, "invalid")
+
+
+def test_a_key_name_used_by_another_team_is_free_in_yours(world):
+    response = world.client("manager").post(
+        "/api/v1/virtual-keys/", {"name": world.other_key.name, "team": world.team.pk}, format="json"
+    )
+    assert response.status_code == 201, response.content
+    again = world.client("manager").post(
+        "/api/v1/virtual-keys/", {"name": world.other_key.name, "team": world.team.pk}, format="json"
+    )
+    refused(again, 400, "invalid")

@@ -121,11 +121,13 @@ def test_a_provider_keys_secret_is_never_returned_only_its_last_four(world):
         assert secret not in created.content.decode() + replaced.content.decode()
 
 
-def test_a_provider_keys_secret_cannot_be_changed_by_an_update(world):
+def test_a_provider_keys_secret_sent_in_an_update_is_refused_with_the_way_to_replace_it(world):
     response = world.client("admin").patch(
         f"/api/v1/provider-keys/{world.provider_key.pk}/", {"secret": "sk-other"}, format="json"
     )
 
-    assert response.status_code == 200
+    assert response.status_code == 400
+    assert "replace-secret" in response.json()["error"]["fields"]["secret"][0]
+    assert "sk-other" not in response.content.decode()
     world.provider_key.refresh_from_db()
     assert world.provider_key.last_four == PROVIDER_SECRET[-4:]

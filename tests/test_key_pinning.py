@@ -69,8 +69,12 @@ def test_only_admins_grant_the_right_through_the_api():
     world = ApiWorld()
     url = f"/api/v1/virtual-keys/{world.key.pk}/"
     answer = world.client("manager").patch(url, {"may_pin_provider_keys": True}, format="json")
-    assert answer.status_code == 200
-    assert answer.json()["may_pin_provider_keys"] is False
+    assert answer.status_code == 400
+    assert answer.json()["error"]["fields"]["may_pin_provider_keys"] == [
+        "Only admins may set this field."
+    ]
+    unchanged = world.client("manager").patch(url, {"may_pin_provider_keys": False}, format="json")
+    assert unchanged.status_code == 200
     world.key.refresh_from_db()
     assert not world.key.may_pin_provider_keys
     answer = world.client("admin").patch(url, {"may_pin_provider_keys": True}, format="json")

@@ -55,16 +55,56 @@ class ApiModelSerializer(serializers.ModelSerializer):
     }
     serializer_related_field = ScopedRelatedField
 
+    # What an update that tries to change a fixed field is told, by field.
+    fixed_field_hints: dict[str, str] = {}
+
     def get_fields(self) -> dict[str, serializers.Field]:
         fields = super().get_fields()
-        if self.instance is not None:
-            for name in getattr(self.Meta, "create_only_fields", ()):
+        for name in self._fixed_fields():
+            if name in fields:
                 fields[name].read_only = True
                 fields[name].required = False
+        return fields
+
+    def _fixed_fields(self) -> dict[str, str]:
+        """Fields this request may not set, with the reason."""
+        fixed = {}
+        if self.instance is not None:
+            for name in getattr(self.Meta, "create_only_fields", ()):
+                fixed[name] = self.fixed_field_hints.get(
+                    name, "This field is set when the object is created and cannot change."
+                )
         request = self.context.get("request")
         if request is not None:
             # Admin-only fields (keys.access.ADMIN_ONLY_FIELDS) are read-only to others.
             for name in request_access(request).fixed_fields(self.Meta.model):
-                if name in fields:
-                    fields[name].read_only = True
-        return fields
+                fixed[name] = "Only admins may set this field."
+        return fixed
+
+    def to_internal_value(self, data: Any) -> Any:
+        values = super().to_internal_value(data)
+        # A fixed field sent with a different value is refused, not ignored:
+        # the caller would otherwise believe the change was made.
+        if isinstance(data, dict):
+            errors = {
+                name: [reason]
+                for name, reason in self._fixed_fields().items()
+                if name in data and not self._unchanged(name, data[name])
+            }
+            if errors:
+                raise serializers.ValidationError(errors)
+        return values
+
+    def _unchanged(self, name: str, value: Any) -> bool:
+        field = self.fields.get(name)
+        if self.instance is None or field is None or field.write_only:
+            return False
+        try:
+            current = field.get_attribute(self.instance)
+            # (A relation reads as an object holding its id, which may be None.)
+            shown = None if current is None else field.to_representation(current)
+            if value is None or shown is None:
+                return value is None and shown is None
+            return field.to_representation(field.to_internal_value(value)) == shown
+        except (serializers.ValidationError, TypeError, ValueError):
+            return False

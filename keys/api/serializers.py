@@ -111,6 +111,10 @@ class ProviderKeySerializer(ApiModelSerializer):
         )
         create_only_fields = ("provider", "name", "secret")
 
+    fixed_field_hints = {
+        "secret": "A saved secret is replaced with POST /api/v1/provider-keys/{id}/replace-secret/.",
+    }
+
 
 class ProviderKeySecretSerializer(serializers.Serializer):
     secret = serializers.CharField(write_only=True, max_length=4096, trim_whitespace=False)
