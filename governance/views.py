@@ -19,8 +19,8 @@ from audit.models import AuditEvent
 from governance import services
 from governance.api.filters import RequestRecordFilter
 from governance.forms import (
-    RANGES,
     GLOBAL_SCOPE,
+    RANGES,
     BudgetForm,
     GuardrailPolicyForm,
     ModelPriceForm,
@@ -337,7 +337,6 @@ prices = Resource(
 )
 
 
-
 # --- guardrail policies ------------------------------------------------------------
 
 
@@ -377,9 +376,7 @@ guardrails = Resource(
     create=lambda form: services.guardrail_policy_create(
         name=form.cleaned_data["name"], owner=form.cleaned_data["owner"], **_guardrail_rules(form)
     ),
-    update=lambda obj, form: services.guardrail_policy_update(
-        policy=obj, **_guardrail_rules(form)
-    ),
+    update=lambda obj, form: services.guardrail_policy_update(policy=obj, **_guardrail_rules(form)),
     delete=lambda obj: services.guardrail_policy_delete(policy=obj),
     initial=lambda obj: {
         "owner": GLOBAL_SCOPE if obj.scope[0] == "global" else _owner_initial(obj),

@@ -10,12 +10,23 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
 from django.db import models, transaction
 from django.http import HttpRequest
+from django.utils import timezone
 
 from audit.services import audit_deletions
 from keys import services
-from keys.models import Customer, ModelRoute, Provider, ProviderKey, Team, VirtualKey
+from keys.models import (
+    ApiToken,
+    Customer,
+    ModelRoute,
+    Provider,
+    ProviderKey,
+    RoleAssignment,
+    Team,
+    VirtualKey,
+)
 
 
 def _changed_fields(form: forms.ModelForm, names: set[str]) -> dict[str, Any]:
@@ -205,3 +216,80 @@ class ModelRouteAdmin(ServiceAdmin):
 
     def update(self, obj: ModelRoute, form: Any) -> None:
         services.model_route_update(route=obj, **_changed_fields(form, services.ROUTE_FIELDS))
+
+
+class ApiTokenForm(forms.ModelForm):
+    class Meta:
+        model = ApiToken
+        fields = ("name", "user", "read_only", "expires_at")
+
+    def clean_expires_at(self) -> Any:
+        expires_at = self.cleaned_data.get("expires_at")
+        if expires_at is not None and expires_at <= timezone.now():
+            raise ValidationError("An API token cannot expire in the past.")
+        return expires_at
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    """REST API tokens: created (the secret shown once) and revoked, never edited or deleted."""
+
+    list_display = ("name", "masked", "user", "read_only", "expires_at", "revoked_at")
+    list_filter = ("read_only",)
+    search_fields = ("name", "prefix", "user__username")
+    readonly_fields = ("masked", "revoked_at", "last_used_at", "created_at", "updated_at")
+    fields = ("name", "user", "read_only", "expires_at", *readonly_fields)
+    form = ApiTokenForm
+    actions = ("revoke",)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
+        if obj is not None:  # what a token may do is fixed when it is made
+            return ("name", "user", "read_only", "expires_at", *self.readonly_fields)
+        return self.readonly_fields
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # revoke instead: the audit trail keeps naming the token
+
+    def save_model(self, request: HttpRequest, obj: ApiToken, form: Any, change: bool) -> None:
+        if change:
+            return
+        created, secret = services.api_token_create(
+            user=obj.user, name=obj.name, read_only=obj.read_only, expires_at=obj.expires_at
+        )
+        obj.pk = created.pk
+        messages.warning(
+            request,
+            f"The token {created.name} was created. "
+            f"Copy it now, it will not be shown again: {secret}",
+        )
+
+    @admin.action(description="Revoke the selected tokens")
+    def revoke(self, request: HttpRequest, queryset: Any) -> None:
+        for token in queryset:
+            services.api_token_revoke(token=token)
+        self.message_user(request, f"{queryset.count()} token(s) revoked.")
+
+
+@admin.register(RoleAssignment)
+class RoleAssignmentAdmin(admin.ModelAdmin):
+    """Operator roles: granted and withdrawn (through the services, audited), not edited."""
+
+    list_display = ("user", "role", "team")
+    list_filter = ("role", "team")
+    search_fields = ("user__username",)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return obj is None  # the list page; a role is withdrawn and granted anew
+
+    def save_model(
+        self, request: HttpRequest, obj: RoleAssignment, form: Any, change: bool
+    ) -> None:
+        created = services.role_assignment_create(user=obj.user, role=obj.role, team=obj.team)
+        obj.pk = created.pk
+
+    def delete_model(self, request: HttpRequest, obj: RoleAssignment) -> None:
+        services.role_assignment_delete(assignment=obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: Any) -> None:
+        for assignment in queryset:
+            services.role_assignment_delete(assignment=assignment)

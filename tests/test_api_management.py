@@ -96,9 +96,7 @@ def test_a_full_update_may_repeat_the_create_only_fields_but_not_change_them(wor
     with new_events() as events:
         changed = client.put(endpoint.url(obj), {**created, **endpoint.update}, format="json")
     differing = {
-        name
-        for name, value in created.items()
-        if name not in current or current[name] != value
+        name for name, value in created.items() if name not in current or current[name] != value
     }
     fixed = set(changed.json()["error"].get("fields", {})) if changed.status_code == 400 else set()
     assert changed.status_code == 400, changed.content

@@ -251,11 +251,8 @@ def test_a_filter_by_another_teams_object_reveals_nothing_about_it(world, path, 
 
 
 def test_a_key_name_used_by_another_team_is_free_in_yours(world):
-    response = world.client("manager").post(
-        "/api/v1/virtual-keys/", {"name": world.other_key.name, "team": world.team.pk}, format="json"
-    )
+    body = {"name": world.other_key.name, "team": world.team.pk}
+    response = world.client("manager").post("/api/v1/virtual-keys/", body, format="json")
     assert response.status_code == 201, response.content
-    again = world.client("manager").post(
-        "/api/v1/virtual-keys/", {"name": world.other_key.name, "team": world.team.pk}, format="json"
-    )
+    again = world.client("manager").post("/api/v1/virtual-keys/", body, format="json")
     refused(again, 400, "invalid")

@@ -185,3 +185,73 @@ def test_the_audit_admin_shows_events_and_changes_none(admin_client, world):
     listing = admin_client.get("/admin/audit/auditevent/")
     assert "delete_selected" not in listing.content.decode()
     assert AuditEvent.objects.filter(pk=event.pk, hash=event.hash).exists()
+
+
+def test_an_api_token_made_in_the_admin_shows_its_secret_once_and_is_revoked_not_deleted(
+    admin_client, admin_user, world
+):
+    from keys.models import ApiToken
+
+    with new_events() as events:
+        response = admin_client.post(
+            "/admin/keys/apitoken/add/",
+            form_data(admin_client, "/admin/keys/apitoken/add/", name="ci", user=admin_user.pk),
+            follow=True,
+            **BROWSER,
+        )
+    token = ApiToken.objects.get(name="ci")
+    [shown] = [str(m) for m in response.context["messages"] if "will not be shown again" in str(m)]
+    secret = shown.rsplit(" ", 1)[-1]
+    assert token.masked.rstrip("…") in secret
+    [event] = events
+    assert (event.action, event.object_type) == ("create", "keys.apitoken")
+    assert secret not in str(event.after)
+    assert_by_the_console_user(event, admin_user)
+    assert admin_client.get(f"/admin/keys/apitoken/{token.pk}/").content.decode().count(secret) == 0
+    assert admin_client.get(f"/admin/keys/apitoken/{token.pk}/delete/").status_code == 403
+
+    with new_events() as events:
+        admin_client.post(
+            "/admin/keys/apitoken/", {"action": "revoke", "_selected_action": [token.pk]}, **BROWSER
+        )
+    token.refresh_from_db()
+    assert token.revoked_at is not None
+    assert [e.action for e in events] == ["revoke"]
+
+
+def test_a_token_expiring_in_the_past_is_refused_on_its_field(admin_client, admin_user, world):
+    url = "/admin/keys/apitoken/add/"
+    data = form_data(admin_client, url, name="old", user=admin_user.pk)
+    data.update({"expires_at_0": "2000-01-01", "expires_at_1": "00:00:00"})
+    with new_events() as events:
+        response = admin_client.post(url, data)
+    assert response.status_code == 200
+    assert "past" in str(response.context["adminform"].form.errors["expires_at"])
+    assert events == []
+
+
+def test_roles_are_granted_and_withdrawn_in_the_admin_with_one_event_each(
+    admin_client, admin_user, world
+):
+    from django.contrib.auth import get_user_model
+
+    from keys.models import RoleAssignment
+
+    bob = get_user_model().objects.create_user("bob")
+    url = "/admin/keys/roleassignment/add/"
+    with new_events() as granted:
+        post(admin_client, url, user=bob.pk, role="team_manager", team=world.team.pk)
+    assignment = RoleAssignment.objects.get(user=bob)
+    with new_events() as refused:
+        response = admin_client.post(
+            url, form_data(admin_client, url, user=bob.pk, role="viewer", team=world.team.pk)
+        )
+    with new_events() as withdrawn:
+        admin_client.post(
+            f"/admin/keys/roleassignment/{assignment.pk}/delete/", {"post": "yes"}, **BROWSER
+        )
+    assert [e.action for e in granted] == ["create"]
+    assert_by_the_console_user(granted[0], admin_user)
+    assert response.status_code == 200 and refused == []
+    assert [e.action for e in withdrawn] == ["delete"]
+    assert not RoleAssignment.objects.filter(user=bob).exists()

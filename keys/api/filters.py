@@ -8,8 +8,8 @@ from typing import Any
 import django_filters
 from django import forms
 from django.core.exceptions import ValidationError
-from django_filters.rest_framework import DjangoFilterBackend
 from django_filters.fields import IsoDateTimeField
+from django_filters.rest_framework import DjangoFilterBackend
 
 
 class UtcDateTimeField(IsoDateTimeField):

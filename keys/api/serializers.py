@@ -112,7 +112,9 @@ class ProviderKeySerializer(ApiModelSerializer):
         create_only_fields = ("provider", "name", "secret")
 
     fixed_field_hints = {
-        "secret": "A saved secret is replaced with POST /api/v1/provider-keys/{id}/replace-secret/.",
+        "secret": (
+            "A saved secret is replaced with POST /api/v1/provider-keys/{id}/replace-secret/."
+        ),
     }
 
 
