@@ -56,20 +56,26 @@ def test_a_request_limit_admits_exactly_the_limit_across_replicas(demo, replicas
 
 
 def test_a_token_limit_admits_exactly_what_fits_across_replicas(demo, replicas):
-    # Each request reserves its body size plus max_tokens; after the answer
-    # the reservation becomes the actual count (4 input + 4 output tokens).
-    governance.rate_limit_create(owner=demo.team, metric="tokens", limit=2000, window_seconds=60)
+    # Each request reserves its body size plus max_tokens until its answer
+    # settles. The mock holds every answer back, so nothing settles during
+    # the burst and exactly limit // reservation requests fit.
+    limit = 2000
+    governance.rate_limit_create(owner=demo.team, metric="tokens", limit=limit, window_seconds=60)
     sync_all(demo, replicas)
     wait_for_fresh_window(60)
+    demo.mock.add_rule(match={}, latency_ms=6000)
+    reservation = len(json.dumps(CHAT)) + CHAT["max_tokens"]  # aiohttp's encoding of the body
+    fits = limit // reservation
     statuses = fire([r.url for r in replicas], demo.key, 300, CHAT, concurrency=300)
-    admitted = statuses[200]
-    assert statuses[429] == 300 - admitted
-    # While every reservation is held, at most limit / reservation fit.
-    reservation = len(json.dumps(CHAT)) + 4  # aiohttp's encoding of the body
-    assert 2000 // reservation <= admitted
-    assert demo.mock.request_count() == admitted
-    # Settled use is far below the reservations: a later request still fits.
-    assert demo.openai().chat.completions.create(**CHAT).choices
+    assert statuses == {200: fits, 429: 300 - fits}
+    assert demo.mock.request_count() == fits
+    # Each answer settles to its actual use (4 input + 4 output tokens), so
+    # the window now holds fits * 8 tokens and the rest fits again exactly.
+    demo.mock.reset()
+    demo.mock.add_rule(match={}, latency_ms=6000)
+    again = (limit - fits * 8) // reservation
+    statuses = fire([r.url for r in replicas], demo.key, 100, CHAT, concurrency=100)
+    assert statuses == {200: again, 429: 100 - again}
 
 
 def test_a_concurrency_cap_admits_exactly_that_many_at_once(demo, replicas):
