@@ -139,20 +139,40 @@ class Price:
 FREE = Price(input=0, output=0, cached_input=0, max_output_tokens=None)
 
 
-def prices_from_rows(rows: dict[tuple[str, str], dict[str, Any]]) -> dict[tuple[str, str], Price]:
+# When each price of a model takes effect (epoch seconds) and the price,
+# oldest first.
+PriceSchedule = tuple[tuple[float, Price], ...]
+
+
+def _price(row: dict[str, Any]) -> Price:
+    return Price(
+        input=row["input_micros_per_mtok"],
+        output=row["output_micros_per_mtok"],
+        cached_input=(
+            row["cached_input_micros_per_mtok"]
+            if row["cached_input_micros_per_mtok"] is not None
+            else row["input_micros_per_mtok"]
+        ),
+        max_output_tokens=row["max_output_tokens"],
+    )
+
+
+def prices_from_rows(
+    rows: dict[tuple[str, str], list[dict[str, Any]]],
+) -> dict[tuple[str, str], PriceSchedule]:
     return {
-        key: Price(
-            input=row["input_micros_per_mtok"],
-            output=row["output_micros_per_mtok"],
-            cached_input=(
-                row["cached_input_micros_per_mtok"]
-                if row["cached_input_micros_per_mtok"] is not None
-                else row["input_micros_per_mtok"]
-            ),
-            max_output_tokens=row["max_output_tokens"],
-        )
-        for key, row in rows.items()
+        key: tuple((_epoch(row["effective_from"]), _price(row)) for row in schedule)
+        for key, schedule in rows.items()
     }
+
+
+def price_at(schedule: PriceSchedule | None, moment: float) -> Price | None:
+    """The price of ``schedule`` in force at ``moment``; None before its first."""
+    if schedule:
+        for start, price in reversed(schedule):
+            if start <= moment:
+                return price
+    return None
 
 
 # --- admission plan -----------------------------------------------------------------

@@ -64,19 +64,24 @@ def snapshot_rows() -> dict[str, Any]:
     for row in RateLimit.objects.values("id", *SCOPE_FIELDS, "metric", "limit", "window_seconds"):
         policy(_scope(row))["rate_limits"].append(row)
 
-    prices: dict[tuple[str, str], dict[str, Any]] = {}
-    in_force = ModelPrice.objects.filter(effective_from__lte=timezone.now()).order_by(
-        "provider_kind", "model", "-effective_from"
-    )
-    for row in in_force.values(
+    # Per model: the price in force now and every later one, oldest first,
+    # so that a price dated in the future takes over at its moment exactly
+    # (the data plane picks by time; no reload needed).
+    prices: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    now = timezone.now()
+    for row in ModelPrice.objects.order_by("provider_kind", "model", "-effective_from").values(
         "provider_kind",
         "model",
+        "effective_from",
         "input_micros_per_mtok",
         "output_micros_per_mtok",
         "cached_input_micros_per_mtok",
         "max_output_tokens",
     ):
-        prices.setdefault((row["provider_kind"], row["model"]), row)
+        schedule = prices.setdefault((row["provider_kind"], row["model"]), [])
+        if schedule and schedule[0]["effective_from"] <= now:
+            continue  # older than the one in force
+        schedule.insert(0, row)
     guardrail_policies = list(
         GuardrailPolicy.objects.filter(is_active=True).values("id", *SCOPE_FIELDS, *RULE_FIELDS)
     )

@@ -184,7 +184,7 @@ class ChatConsumer(InferenceConsumer):
             targets = [route]  # debugging one key: no fallback
         ticket = await admission.admit(
             levels,
-            [snapshot.price(target) for target in targets],
+            [snapshot.price(target, self.started) for target in targets],
             payload,
             len(body),
             produces_output=self.produces_output,
@@ -262,7 +262,7 @@ class ChatConsumer(InferenceConsumer):
                 exchange.usage,
                 exchange.delta_events,
                 len(body),
-                snapshot.price(served),
+                snapshot.price(served, self.started),
                 ticket,
                 input_estimate=input_estimate,
             )

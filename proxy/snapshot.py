@@ -29,8 +29,10 @@ from governance import selectors as governance_selectors
 from governance.enforcement import (
     FREE,
     Price,
+    PriceSchedule,
     ScopePolicy,
     policies_from_rows,
+    price_at,
     prices_from_rows,
 )
 from governance.guardrails import Guardrails, PolicyRow, resolve
@@ -155,7 +157,7 @@ class Snapshot:
     routes: dict[str, RouteEntry]
     built_at: float
     policies: dict[tuple[str, int], ScopePolicy] = field(default_factory=dict)
-    prices: dict[tuple[str, str], Price] = field(default_factory=dict)
+    prices: dict[tuple[str, str], PriceSchedule] = field(default_factory=dict)
     # Who a request without a key is, when governance enforcement is off.
     anonymous: KeyEntry | None = None
     # Active guardrail policies by scope (("global", 0), ("team", id)…), and
@@ -193,12 +195,15 @@ class Snapshot:
         self.resolved_guardrails[key.id] = resolved
         return resolved
 
-    def price(self, route: RouteEntry) -> Price:
-        """The price of the served model: by provider name, else by provider kind."""
+    def price(self, route: RouteEntry, at: float) -> Price:
+        """The price of the served model in force at ``at`` (epoch seconds).
+
+        A price set for the provider by name comes before one for its kind.
+        """
         provider = route.provider
         return (
-            self.prices.get((provider.name, route.provider_model))
-            or self.prices.get((provider.kind, route.provider_model))
+            price_at(self.prices.get((provider.name, route.provider_model)), at)
+            or price_at(self.prices.get((provider.kind, route.provider_model)), at)
             or FREE
         )
 

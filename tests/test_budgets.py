@@ -141,3 +141,40 @@ def test_streams_cut_off_by_their_clients_are_settled_within_the_budget(priced, 
     assert spent(budget) >= REQUEST_COST * total["complete"]
     # The budget's counter is exactly the sum of what the ledger recorded.
     assert recorded_cost(priced.team.id, sum(total.values())) == spent(budget)
+
+
+def test_a_price_dated_in_the_future_takes_over_at_its_moment_without_a_reload(priced):
+    import datetime as dt
+
+    from django.utils import timezone
+
+    from governance.models import RequestRecord
+
+    moment = timezone.now() + dt.timedelta(seconds=3)
+    governance.model_price_set(
+        provider_kind="openai",
+        model="mock-gpt",
+        input_micros_per_mtok=10 * INPUT_PRICE,
+        output_micros_per_mtok=10 * OUTPUT_PRICE,
+        effective_from=moment,
+    )
+    priced.sync()
+    client = priced.gateway.client
+    revision = client.get("/readyz").json()["config_revision"]
+
+    def cost_of_one_request() -> int:
+        response = client.post(
+            "/v1/chat/completions", json=CHAT, headers={"authorization": f"Bearer {priced.key}"}
+        )
+        assert response.status_code == 200
+        request_id = response.headers["x-request-id"]
+        deadline = time.monotonic() + 20
+        while not RequestRecord.objects.filter(request_id=request_id).exists():
+            assert time.monotonic() < deadline, "the request was not recorded"
+            time.sleep(0.05)
+        return RequestRecord.objects.get(request_id=request_id).cost_micros
+
+    assert cost_of_one_request() == REQUEST_COST
+    time.sleep(max(0.0, (moment - timezone.now()).total_seconds()) + 0.1)
+    assert cost_of_one_request() == 10 * REQUEST_COST
+    assert client.get("/readyz").json()["config_revision"] == revision
