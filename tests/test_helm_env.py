@@ -255,3 +255,18 @@ def test_the_configuration_sections_the_chart_accepts_are_those_apply_config_rea
         "keys/declarative.py reads other top-level sections than "
         "helm/ai-gateway/values.schema.json (gateway.config) accepts"
     )
+
+
+def documented_variables() -> set[str]:
+    """Every variable named in backquotes in the README or docs/ (`NAME` or `NAME=…`)."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8") + "".join(
+        path.read_text(encoding="utf-8") for path in sorted((ROOT / "docs").glob("*.md"))
+    )
+    return set(re.findall(r"`([A-Z][A-Z0-9_]+)(?:`|=)", text))
+
+
+def test_every_setting_the_gateway_reads_is_documented():
+    # The chart reaches any of them through gateway.extraEnv; an operator
+    # can only set what the documentation names.
+    undocumented = sorted(settings_variables() - documented_variables())
+    assert undocumented == [], "document these settings in the README or docs/"
