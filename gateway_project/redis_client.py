@@ -9,7 +9,8 @@ from collections.abc import Awaitable, Callable
 
 import redis
 import redis.asyncio
-from django.conf import settings
+
+from gateway_project.fast_settings import settings
 
 logger = logging.getLogger(__name__)
 

@@ -12,8 +12,7 @@ import functools
 from dataclasses import dataclass
 from typing import Any
 
-from django.conf import settings
-
+from gateway_project.fast_settings import settings
 from gateway_project.redis_client import redis_key
 from governance import periods
 from governance.limits import AdmissionPlan, CounterCheck, LimitsBackend, MemoryLimits, SlotCheck

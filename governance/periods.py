@@ -25,6 +25,11 @@ def _add_months(moment: dt.datetime, months: int) -> dt.datetime:
     return moment.replace(year=year, month=month)
 
 
+# The latest period computed for each (period, alignment, anchor, zone): every
+# request inside it gets the same bounds without the calendar arithmetic.
+_latest: dict[tuple[str, bool, float, str], tuple[int, int]] = {}
+
+
 def period_bounds(
     period: str,
     now: float,
@@ -40,6 +45,20 @@ def period_bounds(
     Rolling periods repeat from ``anchor``. Monthly rolling periods anchored
     on the 29th-31st start on the last day of shorter months.
     """
+    rule = (period, calendar_aligned, anchor, timezone)
+    latest = _latest.get(rule)
+    if latest is not None and latest[0] <= now < latest[1]:
+        return latest
+    bounds = _period_bounds(period, now, calendar_aligned, anchor, timezone)
+    if len(_latest) > 10_000:
+        _latest.clear()
+    _latest[rule] = bounds
+    return bounds
+
+
+def _period_bounds(
+    period: str, now: float, calendar_aligned: bool, anchor: float, timezone: str
+) -> tuple[int, int]:
     if period not in FIXED_LENGTHS and period not in MONTHS:
         raise ValueError(f"unknown budget period {period!r}")
     zone = ZoneInfo(timezone)

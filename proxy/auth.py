@@ -5,8 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from django.conf import settings
-
+from gateway_project.fast_settings import settings
 from keys import tokens
 from proxy.errors import GatewayError
 from proxy.snapshot import KeyEntry, store

@@ -28,8 +28,8 @@ import time
 from typing import Any
 
 import orjson
-from django.conf import settings
 
+from gateway_project.fast_settings import settings
 from proxy.metrics import metrics
 from proxy.retry_budget import Window
 

@@ -17,8 +17,8 @@ import time
 from typing import Any
 
 from channels.generic.http import AsyncHttpConsumer
-from django.conf import settings
 
+from gateway_project.fast_settings import settings
 from governance.ledger import ledger
 from proxy import tracing
 from proxy.access_log import access_log

@@ -29,13 +29,14 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from django.conf import settings
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
     HistogramMetricFamily,
     Metric,
 )
+
+from gateway_project.fast_settings import settings
 
 logger = logging.getLogger(__name__)
 

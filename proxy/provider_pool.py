@@ -17,8 +17,7 @@ import asyncio
 import time
 from collections import deque
 
-from django.conf import settings
-
+from gateway_project.fast_settings import settings
 from proxy.errors import GatewayError
 from proxy.metrics import metrics
 

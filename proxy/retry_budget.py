@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import time
 
-from django.conf import settings
-
+from gateway_project.fast_settings import settings
 from proxy.metrics import metrics
 
 

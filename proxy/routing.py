@@ -20,8 +20,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from django.conf import settings
-
+from gateway_project.fast_settings import settings
 from governance.enforcement import ScopePolicy
 from proxy.admission import is_allowed
 from proxy.breaker import breakers

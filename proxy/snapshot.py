@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from channels.db import database_sync_to_async
-from django.conf import settings
 
+from gateway_project.fast_settings import settings
 from governance import selectors as governance_selectors
 from governance.enforcement import (
     FREE,

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING
 
 import aiohttp
 import orjson
-from django.conf import settings
 
+from gateway_project.fast_settings import settings
 from proxy import upstream
 from proxy.errors import GatewayError
 from proxy.metrics import metrics

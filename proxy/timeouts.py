@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
-from django.conf import settings
 
+from gateway_project.fast_settings import settings
 from proxy.errors import bad_request
 
 # Provider options every kind accepts, with what they mean.

@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 
 import aiohttp
-from django.conf import settings
+
+from gateway_project.fast_settings import settings
 
 _session: aiohttp.ClientSession | None = None
 _session_loop: asyncio.AbstractEventLoop | None = None

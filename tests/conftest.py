@@ -37,7 +37,10 @@ PIXEL = base64.b64encode(
 @pytest.fixture(scope="session", autouse=True)
 def redis_namespace() -> None:
     """Counters of earlier runs (same ids, same windows) must not leak in."""
-    settings.GATEWAY_REDIS_PREFIX = f"gwtest-{uuid.uuid4().hex[:8]}"
+    from django.test import override_settings
+
+    # (override_settings tells gateway_project.fast_settings too.)
+    override_settings(GATEWAY_REDIS_PREFIX=f"gwtest-{uuid.uuid4().hex[:8]}").enable()
 
 
 @pytest.fixture(scope="session")
