@@ -35,6 +35,20 @@ PIXEL = base64.b64encode(
 
 
 @pytest.fixture(scope="session", autouse=True)
+def no_secret_in_any_log() -> Iterator[None]:
+    """No secret the run used appears in any log it produced (tests.secret_watch)."""
+    from tests.secret_watch import SecretWatch
+
+    watch = SecretWatch(ROOT / "var" / f"test-run-{os.getpid()}.log")
+    watch.start()
+    yield
+    watch.stop()
+    leaks = watch.leaks(GatewayProcess.logs)
+    assert leaks == [], f"secrets in the logs of this run (see {watch.run_log}): {leaks}"
+    watch.run_log.unlink(missing_ok=True)
+
+
+@pytest.fixture(scope="session", autouse=True)
 def redis_namespace() -> None:
     """Counters of earlier runs (same ids, same windows) must not leak in."""
     from django.test import override_settings

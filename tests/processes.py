@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 
@@ -97,12 +97,16 @@ class MockProviderProcess:
 class GatewayProcess:
     """A real gateway server (``gateway_project.serve``: uvicorn) on the tests' database."""
 
+    # The log file of every gateway process this test run started.
+    logs: ClassVar[list[Path]] = []
+
     def __init__(self, env: dict[str, str], workers: int = 1) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = ROOT / "var" / f"gateway-test-{self.port}.log"
         self.log_path.parent.mkdir(exist_ok=True)
         self._log = self.log_path.open("wb")
+        GatewayProcess.logs.append(self.log_path)
         self.process = subprocess.Popen(
             [
                 sys.executable,
