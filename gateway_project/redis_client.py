@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 import redis
 import redis.asyncio
 
+from gateway_project.backend_calls import CountedConnection
 from gateway_project.fast_settings import settings
 
 logger = logging.getLogger(__name__)
@@ -41,6 +42,7 @@ def async_client() -> redis.asyncio.Redis:
         raise RuntimeError("REDIS_URL is not set: the gateway runs in embedded mode")
     pool = redis.asyncio.BlockingConnectionPool.from_url(
         settings.REDIS_URL,
+        connection_class=CountedConnection,
         max_connections=settings.GATEWAY_REDIS_MAX_CONNECTIONS,
         timeout=5,
         socket_connect_timeout=5,

@@ -18,6 +18,7 @@ from typing import Any
 
 from channels.generic.http import AsyncHttpConsumer
 
+from gateway_project import backend_calls
 from gateway_project.fast_settings import settings
 from governance.ledger import ledger
 from proxy import tracing
@@ -67,6 +68,7 @@ class InferenceConsumer(AsyncHttpConsumer):
         self.team = ""
         self.upstream_seconds: float | None = None
         metrics.add("gateway_active_requests", 1)
+        origin = backend_calls.ORIGIN.set(backend_calls.REQUEST)
         self.span = (
             tracing.start_request(self.endpoint, scope, self.headers)
             if tracing.enabled and self.recorded
@@ -76,6 +78,7 @@ class InferenceConsumer(AsyncHttpConsumer):
             await self._serve(receive)
         finally:
             metrics.add("gateway_active_requests", -1)
+            backend_calls.ORIGIN.reset(origin)
             if self.recorded:
                 entry = self.ledger_entry()
                 ledger.record(entry)

@@ -99,6 +99,13 @@ FAMILIES = {
             ("direction", "action", "rule"),
         ),
         Family(
+            "gateway_backend_calls",
+            "counter",
+            "Redis round trips and database queries, by store and by what caused them "
+            "(an inference request, or background work such as refreshes and flushes).",
+            ("store", "origin"),
+        ),
+        Family(
             "gateway_retries",
             "counter",
             "Upstream attempts beyond the first, by the provider that finally answered.",
