@@ -147,7 +147,7 @@ async def forward(
         try:
             sending = upstream.session().request(
                 request.method,
-                request.url,
+                upstream.parsed_url(request.url),
                 headers=request.headers,
                 data=request.body,
                 timeout=timeouts.client,

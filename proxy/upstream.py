@@ -11,10 +11,13 @@ from __future__ import annotations
 import asyncio
 
 import aiohttp
+from yarl import URL
 
 from gateway_project.fast_settings import settings
 
 _session: aiohttp.ClientSession | None = None
+# Upstream URLs, parsed once: a provider's few endpoints are asked again and again.
+_urls: dict[str, URL] = {}
 _session_loop: asyncio.AbstractEventLoop | None = None
 
 
@@ -43,6 +46,16 @@ def session() -> aiohttp.ClientSession:
         )
         _session_loop = loop
     return _session
+
+
+def parsed_url(url: str) -> URL:
+    """``url`` as aiohttp's URL object, parsed on its first use only."""
+    parsed = _urls.get(url)
+    if parsed is None:
+        if len(_urls) >= 4096:  # per-request URLs (say, with a query) must not pile up
+            _urls.clear()
+        parsed = _urls[url] = URL(url)
+    return parsed
 
 
 async def close() -> None:
