@@ -55,6 +55,8 @@ class ScopePolicy:
     max_concurrent: int | None
     budgets: tuple[BudgetRule, ...]
     rate_limits: tuple[RateRule, ...]
+    # The response cache's TTL set at this level: None inherits, 0 is off.
+    cache_ttl: int | None = None
 
     @property
     def label(self) -> str:
@@ -71,6 +73,7 @@ def policies_from_rows(
             id=scope_id,
             allowed_models=tuple(row["allowed_models"]),
             max_concurrent=row["max_concurrent"],
+            cache_ttl=row.get("cache_ttl"),
             budgets=tuple(
                 BudgetRule(
                     id=b["id"],

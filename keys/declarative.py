@@ -324,7 +324,14 @@ def _apply_virtual_key(team: Team, data: Any, where: str, report: ApplyReport) -
 
 # --- access rules, budgets and rate limits (any level of the org tree) ------------
 
-POLICY_KEYS = {"allowed_models", "max_concurrent_requests", "budgets", "rate_limits", "guardrails"}
+POLICY_KEYS = {
+    "allowed_models",
+    "max_concurrent_requests",
+    "cache_ttl_seconds",
+    "budgets",
+    "rate_limits",
+    "guardrails",
+}
 
 
 def _policy_fields(item: _Reader) -> dict[str, Any]:
@@ -334,6 +341,7 @@ def _policy_fields(item: _Reader) -> dict[str, Any]:
     return {
         "allowed_models": models,
         "max_concurrent_requests": item.get("max_concurrent_requests", int),
+        "cache_ttl_seconds": item.get("cache_ttl_seconds", int),
     }
 
 
@@ -470,6 +478,7 @@ def _export_policy(owner: Customer | Team | VirtualKey) -> dict[str, Any]:
     return {
         "allowed_models": owner.allowed_models,
         "max_concurrent_requests": owner.max_concurrent_requests,
+        "cache_ttl_seconds": owner.cache_ttl_seconds,
         "budgets": [
             {
                 "amount": governance_services.micros_to_money(budget.amount_micros),

@@ -82,7 +82,7 @@ def _apply_fields(instance: Any, fields: dict[str, Any], allowed: set[str]) -> b
 # --- customers and teams -----------------------------------------------------
 
 # Access rules every level carries (see ``keys.models.PolicyFields``).
-POLICY_FIELDS = {"allowed_models", "max_concurrent_requests"}
+POLICY_FIELDS = {"allowed_models", "max_concurrent_requests", "cache_ttl_seconds"}
 CUSTOMER_FIELDS = {"description", "metadata", *POLICY_FIELDS}
 TEAM_FIELDS = {"customer", "description", "metadata", *POLICY_FIELDS}
 
@@ -95,6 +95,7 @@ def customer_create(
     metadata: dict | None = None,
     allowed_models: list[str] | None = None,
     max_concurrent_requests: int | None = None,
+    cache_ttl_seconds: int | None = None,
 ) -> Customer:
     customer = Customer(
         name=name,
@@ -102,6 +103,7 @@ def customer_create(
         metadata=metadata or {},
         allowed_models=allowed_models or [],
         max_concurrent_requests=max_concurrent_requests,
+        cache_ttl_seconds=cache_ttl_seconds,
     )
     _save(customer)
     audit_event_record(
@@ -130,6 +132,7 @@ def team_create(
     metadata: dict | None = None,
     allowed_models: list[str] | None = None,
     max_concurrent_requests: int | None = None,
+    cache_ttl_seconds: int | None = None,
 ) -> Team:
     team = Team(
         name=name,
@@ -138,6 +141,7 @@ def team_create(
         metadata=metadata or {},
         allowed_models=allowed_models or [],
         max_concurrent_requests=max_concurrent_requests,
+        cache_ttl_seconds=cache_ttl_seconds,
     )
     _save(team)
     audit_event_record(action="create", instance=team, before=None, after=audit_snapshot(team))
@@ -178,6 +182,7 @@ def virtual_key_create(
     secret_env: str = "",
     allowed_models: list[str] | None = None,
     max_concurrent_requests: int | None = None,
+    cache_ttl_seconds: int | None = None,
     allowed_ips: list[str] | None = None,
     may_pin_provider_keys: bool = False,
 ) -> tuple[VirtualKey, str]:
@@ -206,6 +211,7 @@ def virtual_key_create(
         metadata=metadata or {},
         allowed_models=allowed_models or [],
         max_concurrent_requests=max_concurrent_requests,
+        cache_ttl_seconds=cache_ttl_seconds,
         allowed_ips=allowed_ips or [],
         may_pin_provider_keys=may_pin_provider_keys,
     )

@@ -46,7 +46,7 @@ def _models(obj: Any) -> str:
 
 
 def _policy_initial(obj: Any, *names: str) -> dict[str, Any]:
-    fields = ("name", "allowed_models", "max_concurrent_requests", *names)
+    fields = ("name", "allowed_models", "max_concurrent_requests", "cache_ttl_seconds", *names)
     return {name: getattr(obj, name) for name in fields}
 
 

@@ -24,7 +24,7 @@ from keys.models import (
 )
 
 TIMESTAMPS = ("created_at", "updated_at")
-POLICY = ("allowed_models", "max_concurrent_requests")
+POLICY = ("allowed_models", "max_concurrent_requests", "cache_ttl_seconds")
 MAX_GRACE = dt.timedelta(days=30)
 
 

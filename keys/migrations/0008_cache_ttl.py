@@ -1,0 +1,38 @@
+import django.core.validators
+from django.db import migrations, models
+
+
+class Migration(migrations.Migration):
+    dependencies = [
+        ("keys", "0007_key_pinning"),
+    ]
+
+    operations = [
+        migrations.AddField(
+            model_name="customer",
+            name="cache_ttl_seconds",
+            field=models.PositiveIntegerField(
+                blank=True,
+                null=True,
+                validators=[django.core.validators.MaxValueValidator(2592000)],
+            ),
+        ),
+        migrations.AddField(
+            model_name="team",
+            name="cache_ttl_seconds",
+            field=models.PositiveIntegerField(
+                blank=True,
+                null=True,
+                validators=[django.core.validators.MaxValueValidator(2592000)],
+            ),
+        ),
+        migrations.AddField(
+            model_name="virtualkey",
+            name="cache_ttl_seconds",
+            field=models.PositiveIntegerField(
+                blank=True,
+                null=True,
+                validators=[django.core.validators.MaxValueValidator(2592000)],
+            ),
+        ),
+    ]
