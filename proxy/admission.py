@@ -73,7 +73,7 @@ async def admit(
     (embeddings) reserve their input only. A response cache ``lookup`` that
     reads is made in the same round trip (its ``found`` is filled).
     """
-    reads = lookup is not None and lookup.read
+    reading = lookup if lookup is not None and lookup.read else None
 
     outputs = [output_bound(payload, price) if produces_output else 0 for price in prices]
     # Input tokens never exceed the body's bytes: a safe bound for reservations.
@@ -84,12 +84,12 @@ async def admit(
     now = time.time()
     plan = plan_for(levels, now=now, tokens_bound=tokens_bound, cost_bound=cost_bound)
     if not plan:
-        if reads:
-            await cache.fetch(lookup)  # type: ignore[arg-type]
+        if reading is not None:
+            await cache.fetch(reading)
         return None
     try:
-        if reads:
-            admission = await cache.admit(plan, now, lookup)  # type: ignore[arg-type]
+        if reading is not None:
+            admission = await cache.admit(plan, now, reading)
         else:
             admission = await backend().admit(plan, now)
     except Exception:

@@ -38,6 +38,7 @@ from governance.enforcement import ScopePolicy, backend
 from governance.limits import Admission, AdmissionPlan, RedisLimits
 from proxy.providers.canonical import usage_dict
 from proxy.sse import SSEParser, encode
+from proxy.translation import RelayWrapper
 from proxy.usage import Usage
 
 if TYPE_CHECKING:
@@ -266,24 +267,14 @@ class Keeper:
         return body if body is not None and len(body) <= self.limit else None
 
 
-class KeptStream:
+class KeptStream(RelayWrapper):
     """A stream relay whose output is also copied (bounded) for the cache."""
 
-    __slots__ = ("_parts", "_size", "inner", "keeper")
-
     def __init__(self, inner: StreamRelay, keeper: Keeper) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.keeper = keeper
         self._parts: list[bytes] | None = []
         self._size = 0
-
-    @property
-    def usage(self) -> Usage | None:
-        return self.inner.usage
-
-    @property
-    def delta_events(self) -> int:
-        return self.inner.delta_events
 
     def _copy(self, data: bytes) -> None:
         if self._parts is None or not data:
@@ -493,7 +484,9 @@ class AnthropicMessages(WireFormat):
         return orjson.dumps(message)
 
     @staticmethod
-    def _merge(block: dict[str, Any], partial: dict[int, str], index: int, delta: dict) -> None:  # type: ignore[type-arg]
+    def _merge(
+        block: dict[str, Any], partial: dict[int, str], index: int, delta: dict[str, Any]
+    ) -> None:
         kind = delta.get("type")
         if kind == "text_delta":
             block["text"] = (block.get("text") or "") + delta.get("text", "")

@@ -191,7 +191,8 @@ class ChatConsumer(InferenceConsumer):
         else:
             targets = [route]  # debugging one key: no fallback
         lookup = None
-        if self.cache_wire is not None and addressed.pinned is None and addressed.key is not None:
+        wire = self.cache_wire
+        if wire is not None and addressed.pinned is None and addressed.key is not None:
             lookup = cache.lookup_for(
                 self, levels, addressed.key, route, payload, self.forwarded_headers
             )
@@ -204,16 +205,16 @@ class ChatConsumer(InferenceConsumer):
             lookup=lookup,
         )
         keep = None
-        if lookup is not None:
+        if lookup is not None and wire is not None:
             metrics.count(
                 "gateway_cache_lookups", (self.endpoint, self.team, lookup.result.decode())
             )
             if lookup.found is not None and await self.answer_from_cache(
-                addressed, lookup.found, ticket
+                addressed, wire, lookup.found, ticket
             ):
                 return
             if lookup.store:
-                keep = cache.Keeper(self.cache_wire)  # type: ignore[arg-type]
+                keep = cache.Keeper(wire)
         deadline = timeouts.requested(self.headers)
         exchange = Exchange()
         served = route
@@ -304,17 +305,26 @@ class ChatConsumer(InferenceConsumer):
                 ttft_ms=exchange.ttft_ms,
             )
             stored = None
-            if keep is not None and self.response_complete and self.status == 200:
+            if (
+                lookup is not None
+                and keep is not None
+                and self.response_complete
+                and self.status == 200
+            ):
                 entry = keep.entry(exchange.usage)
                 if entry is not None:
                     stored = (lookup, entry)
             if ticket is not None:
-                await admission.settle(ticket, usage, cost, stored)  # type: ignore[arg-type]
+                await admission.settle(ticket, usage, cost, stored)
             elif stored is not None:
-                await cache.put(*stored)  # type: ignore[arg-type]
+                await cache.put(*stored)
 
     async def answer_from_cache(
-        self, addressed: Addressed, body: bytes, ticket: admission.Ticket | None
+        self,
+        addressed: Addressed,
+        wire: cache.WireFormat,
+        body: bytes,
+        ticket: admission.Ticket | None,
     ) -> bool:
         """Serve a hit: no provider, no tokens, no cost (the reservation is
         returned); False when the entry cannot be replayed (a miss after all)."""
@@ -322,7 +332,7 @@ class ChatConsumer(InferenceConsumer):
         try:
             served = await cache.serve(
                 self,
-                self.cache_wire,  # type: ignore[arg-type]
+                wire,
                 body,
                 stream=addressed.stream,
                 payload=addressed.payload,
