@@ -234,11 +234,16 @@ def _apply_route(data: Any, where: str, report: ApplyReport) -> None:
 
 
 def _apply_customer(data: Any, where: str, report: ApplyReport) -> None:
-    item = _Reader(data, where, {"name", "description", "metadata", "teams", *POLICY_KEYS})
+    item = _Reader(
+        data,
+        where,
+        {"name", "description", "metadata", "cache_shared_across_teams", "teams", *POLICY_KEYS},
+    )
     name = item.get("name", str, required=True)
     fields = {
         "description": item.get("description", str, ""),
         "metadata": item.get("metadata", dict, {}),
+        "cache_shared_across_teams": item.get("cache_shared_across_teams", bool, False),
         **_policy_fields(item),
     }
     customer = Customer.objects.filter(name=name).first()
@@ -534,6 +539,7 @@ def export_config() -> dict[str, Any]:
             "name": customer.name,
             "description": customer.description,
             "metadata": customer.metadata,
+            "cache_shared_across_teams": customer.cache_shared_across_teams,
             **_export_policy(customer),
             "teams": [_export_team(team) for team in teams if team.customer_id == customer.pk],
         }

@@ -51,12 +51,19 @@ class NamedForm(forms.Form):
 
 class CustomerForm(NamedForm, PolicyForm):
     description = forms.CharField(max_length=200, required=False)
+    cache_shared_across_teams = forms.BooleanField(
+        required=False,
+        label="Teams share cached answers",
+        help_text="The response cache's entries are shared by this customer's teams "
+        "instead of kept per team.",
+    )
     field_order = [
         "name",
         "description",
         "allowed_models",
         "max_concurrent_requests",
         "cache_ttl_seconds",
+        "cache_shared_across_teams",
     ]
 
 

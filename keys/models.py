@@ -81,6 +81,9 @@ class Customer(TimestampedModel, PolicyFields):
     name = models.CharField(max_length=63, unique=True, validators=[slug_validator])
     description = models.CharField(max_length=200, blank=True)
     metadata = models.JSONField(default=dict, blank=True)
+    # The response cache's entries are shared by the customer's teams (those
+    # with the cache on) instead of kept per team.
+    cache_shared_across_teams = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["name"]

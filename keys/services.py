@@ -83,7 +83,7 @@ def _apply_fields(instance: Any, fields: dict[str, Any], allowed: set[str]) -> b
 
 # Access rules every level carries (see ``keys.models.PolicyFields``).
 POLICY_FIELDS = {"allowed_models", "max_concurrent_requests", "cache_ttl_seconds"}
-CUSTOMER_FIELDS = {"description", "metadata", *POLICY_FIELDS}
+CUSTOMER_FIELDS = {"description", "metadata", "cache_shared_across_teams", *POLICY_FIELDS}
 TEAM_FIELDS = {"customer", "description", "metadata", *POLICY_FIELDS}
 
 
@@ -96,6 +96,7 @@ def customer_create(
     allowed_models: list[str] | None = None,
     max_concurrent_requests: int | None = None,
     cache_ttl_seconds: int | None = None,
+    cache_shared_across_teams: bool = False,
 ) -> Customer:
     customer = Customer(
         name=name,
@@ -104,6 +105,7 @@ def customer_create(
         allowed_models=allowed_models or [],
         max_concurrent_requests=max_concurrent_requests,
         cache_ttl_seconds=cache_ttl_seconds,
+        cache_shared_across_teams=cache_shared_across_teams,
     )
     _save(customer)
     audit_event_record(

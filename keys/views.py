@@ -65,7 +65,7 @@ customers = Resource(
     create=lambda form: services.customer_create(**form.cleaned_data),
     update=lambda obj, form: services.customer_update(customer=obj, **form.changes()),
     delete=lambda obj: services.customer_delete(customer=obj),
-    initial=lambda obj: _policy_initial(obj, "description"),
+    initial=lambda obj: _policy_initial(obj, "description", "cache_shared_across_teams"),
 )
 
 teams = Resource(

@@ -62,19 +62,27 @@ def rule(levels: list[ScopePolicy], key: KeyEntry) -> tuple[int, str] | None:
 
     The most specific level that sets a TTL decides (0: off). Entries are the
     team's when the cache is on for the team (set there or on its customer),
-    else the key's own.
+    the customer's when it also shares them across its teams, else the key's
+    own.
     """
-    ttl = shared = None
+    ttl = team_ttl = None
+    across_teams = False
     for policy in levels:  # key, team, customer
+        if policy.cache_shared and policy.kind == "customer":
+            across_teams = True
         if policy.cache_ttl is None:
             continue
         if ttl is None:
             ttl = policy.cache_ttl
-        if shared is None and policy.kind != "key":
-            shared = policy.cache_ttl
+        if team_ttl is None and policy.kind != "key":
+            team_ttl = policy.cache_ttl
     if not ttl:
         return None
-    return ttl, f"team:{key.team_id}" if shared else f"key:{key.id}"
+    if not team_ttl:
+        return ttl, f"key:{key.id}"
+    if across_teams:
+        return ttl, f"customer:{key.customer_id}"
+    return ttl, f"team:{key.team_id}"
 
 
 @dataclass(slots=True)

@@ -28,6 +28,20 @@ def test_the_api_sets_a_teams_cache_ttl_with_one_audit_event():
     ] == [("update", None, 600)]
 
 
+def test_the_api_lets_a_customers_teams_share_cached_answers():
+    world = ApiWorld()
+    client = world.client("admin")
+    url = f"/api/v1/customers/{world.customer.pk}/"
+    with new_events() as events:
+        response = client.patch(url, {"cache_shared_across_teams": True}, format="json")
+    assert response.status_code == 200, response.content
+    assert response.json()["cache_shared_across_teams"] is True
+    assert [
+        (e.before["cache_shared_across_teams"], e.after["cache_shared_across_teams"])
+        for e in events
+    ] == [(False, True)]
+
+
 @pytest.mark.parametrize("value", [-1, 31 * 24 * 3600])
 def test_the_api_refuses_a_ttl_out_of_range(value):
     world = ApiWorld()
@@ -58,6 +72,7 @@ CONFIG = {
         {
             "name": "acme",
             "cache_ttl_seconds": 0,
+            "cache_shared_across_teams": True,
             "teams": [{"name": "search", "cache_ttl_seconds": 3600}],
         }
     ],
@@ -68,8 +83,10 @@ def test_the_configuration_file_declares_and_exports_cache_ttls():
     apply_config(CONFIG)
     team = Team.objects.get(name="search")
     assert (team.cache_ttl_seconds, team.customer.cache_ttl_seconds) == (3600, 0)
+    assert team.customer.cache_shared_across_teams
     exported = export_config()["customers"][0]
     assert exported["cache_ttl_seconds"] == 0
+    assert exported["cache_shared_across_teams"] is True
     assert exported["teams"][0]["cache_ttl_seconds"] == 3600
     assert apply_config(CONFIG).changed == []
 

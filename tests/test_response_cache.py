@@ -131,6 +131,24 @@ def test_another_team_asking_the_same_misses(demo):
     assert demo.mock.request_count() == 2
 
 
+def test_a_customer_may_share_entries_across_its_teams(demo):
+    services.customer_update(
+        customer=demo.team.customer, cache_ttl_seconds=60, cache_shared_across_teams=True
+    )
+    sibling = services.team_create(name="research", customer=demo.team.customer)
+    _, theirs = services.virtual_key_create(name="research-app", team=sibling)
+    stranger = services.team_create(
+        name="outside",
+        customer=services.customer_create(name="globex", cache_ttl_seconds=60),
+    )
+    _, outsider = services.virtual_key_create(name="outside-app", team=stranger)
+    demo.sync()
+    ask(demo)
+    assert ask(demo, theirs)[0].headers["x-gateway-cache"] == "hit"
+    assert ask(demo, outsider)[0].headers["x-gateway-cache"] == "miss"
+    assert demo.mock.request_count() == 2
+
+
 def test_a_key_opting_in_alone_keeps_its_entries_to_itself(demo):
     key, secret = services.virtual_key_create(
         name="platform-cached", team=demo.team, cache_ttl_seconds=60

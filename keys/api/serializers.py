@@ -31,7 +31,15 @@ MAX_GRACE = dt.timedelta(days=30)
 class CustomerSerializer(ApiModelSerializer):
     class Meta:
         model = Customer
-        fields = ("id", "name", "description", "metadata", *POLICY, *TIMESTAMPS)
+        fields = (
+            "id",
+            "name",
+            "description",
+            "metadata",
+            *POLICY,
+            "cache_shared_across_teams",
+            *TIMESTAMPS,
+        )
         create_only_fields = ("name",)
 
 

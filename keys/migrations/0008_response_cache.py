@@ -10,6 +10,11 @@ class Migration(migrations.Migration):
     operations = [
         migrations.AddField(
             model_name="customer",
+            name="cache_shared_across_teams",
+            field=models.BooleanField(default=False),
+        ),
+        migrations.AddField(
+            model_name="customer",
             name="cache_ttl_seconds",
             field=models.PositiveIntegerField(
                 blank=True,
