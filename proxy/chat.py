@@ -206,12 +206,14 @@ class ChatConsumer(InferenceConsumer):
         )
         keep = None
         if lookup is not None and wire is not None:
+            if lookup.found is not None and not await self.answer_from_cache(
+                addressed, wire, lookup.found, ticket
+            ):
+                lookup.found = None  # not replayable: a miss after all
             metrics.count(
                 "gateway_cache_lookups", (self.endpoint, self.team, lookup.result.decode())
             )
-            if lookup.found is not None and await self.answer_from_cache(
-                addressed, wire, lookup.found, ticket
-            ):
+            if lookup.found is not None:
                 return
             if lookup.store:
                 keep = cache.Keeper(wire)
