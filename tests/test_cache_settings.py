@@ -10,6 +10,7 @@ from keys.declarative import ConfigError, apply_config, export_config
 from keys.models import Team
 from tests.api_fixtures import ApiWorld, error_of
 from tests.audit_fixtures import new_events
+from tests.console_helpers import record
 
 pytestmark = pytest.mark.django_db
 
@@ -95,3 +96,11 @@ def test_the_configuration_file_refuses_a_ttl_that_is_not_a_number():
     document = {"version": 1, "customers": [{"name": "acme", "cache_ttl_seconds": "1h"}]}
     with pytest.raises(ConfigError, match="cache_ttl_seconds"):
         apply_config(document)
+
+
+def test_the_request_log_marks_an_answer_from_the_cache(console, who):
+    record(console.key, request_id="req-cached-1", cache_hit=True, input_tokens=0)
+    hit = who.admin.get(reverse("governance:request_detail", args=["req-cached-1"]))
+    other = who.admin.get(reverse("governance:request_detail", args=["req-search-1"]))
+    assert "hit (no provider call)" in hit.content.decode()
+    assert "hit (no provider call)" not in other.content.decode()
