@@ -202,6 +202,13 @@ GATEWAY_UPSTREAM_TOTAL_TIMEOUT = env_float("GATEWAY_UPSTREAM_TOTAL_TIMEOUT", 600
 # While a stream waits for its first token, an SSE comment goes to the client
 # this often (seconds; 0: never) so that idle timeouts of proxies do not cut it.
 GATEWAY_SSE_KEEPALIVE_SECONDS = env_float("GATEWAY_SSE_KEEPALIVE_SECONDS", 15.0)
+# The response cache (proxy.cache; on for the teams and keys that set a TTL):
+# the largest answer kept (bytes; a larger one is served, not stored), and in
+# embedded mode the in-process store's bounds (entries and bytes, least
+# recently used out first).
+GATEWAY_CACHE_MAX_ENTRY_BYTES = env_int("GATEWAY_CACHE_MAX_ENTRY_BYTES", 1024 * 1024)
+GATEWAY_CACHE_MEMORY_MAX_ENTRIES = env_int("GATEWAY_CACHE_MEMORY_MAX_ENTRIES", 10_000)
+GATEWAY_CACHE_MEMORY_MAX_BYTES = env_int("GATEWAY_CACHE_MEMORY_MAX_BYTES", 64 * 1024 * 1024)
 # Upstream connections kept per process (0 = unbounded).
 GATEWAY_UPSTREAM_POOL_SIZE = env_int("GATEWAY_UPSTREAM_POOL_SIZE", 1000)
 # Declarative configuration applied at start (`manage.py apply_config`).

@@ -54,6 +54,10 @@ class ScopePolicy:
     max_concurrent: int | None
     budgets: tuple[BudgetRule, ...]
     rate_limits: tuple[RateRule, ...]
+    # The response cache's TTL set at this level: None inherits, 0 is off.
+    cache_ttl: int | None = None
+    # A customer whose teams share the response cache's entries.
+    cache_shared: bool = False
 
     @property
     def label(self) -> str:
@@ -70,6 +74,8 @@ def policies_from_rows(
             id=scope_id,
             allowed_models=tuple(row["allowed_models"]),
             max_concurrent=row["max_concurrent"],
+            cache_ttl=row.get("cache_ttl"),
+            cache_shared=row.get("cache_shared", False),
             budgets=tuple(
                 BudgetRule(
                     id=b["id"],

@@ -20,6 +20,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from redis.exceptions import NoScriptError
+
 # A concurrency slot held by a process that died is freed after this long.
 SLOT_LEASE_SECONDS = 900
 
@@ -196,7 +198,7 @@ class RedisLimits:
             return []
         return [int(value or 0) for value in await self.client.mget(keys)]
 
-    async def admit(self, plan: AdmissionPlan, now: float) -> Admission:
+    def _admit_call(self, plan: AdmissionPlan, now: float) -> tuple[list[str], list[int | str]]:
         keys = [c.key for c in plan.counters] + [s.key for s in plan.slots]
         args: list[int | str] = [
             int(now),
@@ -207,7 +209,10 @@ class RedisLimits:
         for check in plan.counters:
             args.extend((check.limit, check.amount, check.expires_at))
         args.extend(slot.limit for slot in plan.slots)
-        result = await self.admit_script(keys=keys, args=args)
+        return keys, args
+
+    @staticmethod
+    def _admission(plan: AdmissionPlan, result: list) -> Admission:  # type: ignore[type-arg]
         if result[0] == 1:
             return Admission(True, values=[int(v) for v in result[1:]])
         kind = result[1].decode() if isinstance(result[1], bytes) else result[1]
@@ -216,11 +221,68 @@ class RedisLimits:
             return Admission(False, refused_counter=plan.counters[index])
         return Admission(False, refused_slot=plan.slots[index])
 
-    async def settle(self, plan: AdmissionPlan, adjustments: dict[str, int], now: float) -> None:
+    async def admit(self, plan: AdmissionPlan, now: float) -> Admission:
+        keys, args = self._admit_call(plan, now)
+        result = await self.admit_script(keys=keys, args=args)
+        return self._admission(plan, result)
+
+    def _settle_call(
+        self, plan: AdmissionPlan, adjustments: dict[str, int]
+    ) -> tuple[list[str], list[int | str]] | None:
         changed = {key: delta for key, delta in adjustments.items() if delta}
         if not changed and not plan.slots:
-            return
+            return None
         # A counter whose period already ended is left alone (not recreated
         # without an expiry).
         keys = [*changed, *(slot.key for slot in plan.slots)]
-        await self.settle_script(keys=keys, args=[len(changed), *changed.values(), plan.lease])
+        return keys, [len(changed), *changed.values(), plan.lease]
+
+    async def settle(self, plan: AdmissionPlan, adjustments: dict[str, int], now: float) -> None:
+        call = self._settle_call(plan, adjustments)
+        if call is not None:
+            await self.settle_script(keys=call[0], args=call[1])
+
+    # The response cache (``proxy.cache``) rides on these round trips: its
+    # lookup on admission's, its store on settlement's. The scripts go by
+    # EVALSHA in a plain pipeline (a registered script in a pipeline costs
+    # an extra SCRIPT EXISTS trip); a server that lost them gets them loaded
+    # by the script call of :meth:`admit` / :meth:`settle`, once.
+
+    async def admit_and_get(
+        self, plan: AdmissionPlan, now: float, key: str
+    ) -> tuple[Admission, bytes | None]:
+        """:meth:`admit`, and the value of ``key``, in one round trip."""
+        keys, args = self._admit_call(plan, now)
+        async with self.client.pipeline(transaction=False) as pipe:
+            pipe.evalsha(self.admit_script.sha, len(keys), *keys, *args)
+            pipe.get(key)
+            result, found = await pipe.execute(raise_on_error=False)
+        if not isinstance(found, bytes):
+            found = None
+        if isinstance(result, NoScriptError):
+            return await self.admit(plan, now), found
+        if isinstance(result, Exception):
+            raise result
+        return self._admission(plan, result), found
+
+    async def settle_and_set(
+        self,
+        plan: AdmissionPlan,
+        adjustments: dict[str, int],
+        now: float,
+        key: str,
+        value: bytes,
+        ttl: int,
+    ) -> None:
+        """:meth:`settle`, and ``key`` set to ``value`` for ``ttl`` seconds, in one round trip."""
+        call = self._settle_call(plan, adjustments)
+        async with self.client.pipeline(transaction=False) as pipe:
+            pipe.set(key, value, ex=ttl)
+            if call is not None:
+                pipe.evalsha(self.settle_script.sha, len(call[0]), *call[0], *call[1])
+            results = await pipe.execute(raise_on_error=False)
+        if call is not None and isinstance(results[1], NoScriptError):
+            await self.settle(plan, adjustments, now)
+        for result in results:
+            if isinstance(result, Exception) and not isinstance(result, NoScriptError):
+                raise result

@@ -48,15 +48,34 @@ def snapshot_rows() -> dict[str, Any]:
 
     def policy(scope: tuple[str, int]) -> dict[str, Any]:
         return policies.setdefault(
-            scope, {"allowed_models": [], "max_concurrent": None, "budgets": [], "rate_limits": []}
+            scope,
+            {
+                "allowed_models": [],
+                "max_concurrent": None,
+                "cache_ttl": None,
+                "cache_shared": False,
+                "budgets": [],
+                "rate_limits": [],
+            },
         )
 
     for kind, model in (("customer", Customer), ("team", Team), ("key", VirtualKey)):
-        for row in model.objects.values("id", "allowed_models", "max_concurrent_requests"):
-            if row["allowed_models"] or row["max_concurrent_requests"] is not None:
+        extra = ("cache_shared_across_teams",) if model is Customer else ()
+        for row in model.objects.values(
+            "id", "allowed_models", "max_concurrent_requests", "cache_ttl_seconds", *extra
+        ):
+            shared = bool(row.get("cache_shared_across_teams"))
+            if (
+                row["allowed_models"]
+                or row["max_concurrent_requests"] is not None
+                or row["cache_ttl_seconds"] is not None
+                or shared
+            ):
                 entry = policy((kind, row["id"]))
                 entry["allowed_models"] = list(row["allowed_models"] or [])
                 entry["max_concurrent"] = row["max_concurrent_requests"]
+                entry["cache_ttl"] = row["cache_ttl_seconds"]
+                entry["cache_shared"] = shared
     for row in Budget.objects.values(
         "id", *SCOPE_FIELDS, "amount_micros", "period", "calendar_aligned", "anchor"
     ):

@@ -234,11 +234,16 @@ def _apply_route(data: Any, where: str, report: ApplyReport) -> None:
 
 
 def _apply_customer(data: Any, where: str, report: ApplyReport) -> None:
-    item = _Reader(data, where, {"name", "description", "metadata", "teams", *POLICY_KEYS})
+    item = _Reader(
+        data,
+        where,
+        {"name", "description", "metadata", "cache_shared_across_teams", "teams", *POLICY_KEYS},
+    )
     name = item.get("name", str, required=True)
     fields = {
         "description": item.get("description", str, ""),
         "metadata": item.get("metadata", dict, {}),
+        "cache_shared_across_teams": item.get("cache_shared_across_teams", bool, False),
         **_policy_fields(item),
     }
     customer = Customer.objects.filter(name=name).first()
@@ -324,7 +329,14 @@ def _apply_virtual_key(team: Team, data: Any, where: str, report: ApplyReport) -
 
 # --- access rules, budgets and rate limits (any level of the org tree) ------------
 
-POLICY_KEYS = {"allowed_models", "max_concurrent_requests", "budgets", "rate_limits", "guardrails"}
+POLICY_KEYS = {
+    "allowed_models",
+    "max_concurrent_requests",
+    "cache_ttl_seconds",
+    "budgets",
+    "rate_limits",
+    "guardrails",
+}
 
 
 def _policy_fields(item: _Reader) -> dict[str, Any]:
@@ -334,6 +346,7 @@ def _policy_fields(item: _Reader) -> dict[str, Any]:
     return {
         "allowed_models": models,
         "max_concurrent_requests": item.get("max_concurrent_requests", int),
+        "cache_ttl_seconds": item.get("cache_ttl_seconds", int),
     }
 
 
@@ -470,6 +483,7 @@ def _export_policy(owner: Customer | Team | VirtualKey) -> dict[str, Any]:
     return {
         "allowed_models": owner.allowed_models,
         "max_concurrent_requests": owner.max_concurrent_requests,
+        "cache_ttl_seconds": owner.cache_ttl_seconds,
         "budgets": [
             {
                 "amount": governance_services.micros_to_money(budget.amount_micros),
@@ -525,6 +539,7 @@ def export_config() -> dict[str, Any]:
             "name": customer.name,
             "description": customer.description,
             "metadata": customer.metadata,
+            "cache_shared_across_teams": customer.cache_shared_across_teams,
             **_export_policy(customer),
             "teams": [_export_team(team) for team in teams if team.customer_id == customer.pk],
         }

@@ -10,7 +10,7 @@ from typing import Any
 from django import forms
 
 from keys.console import ListField
-from keys.models import Customer, Provider, ProviderKind, Team
+from keys.models import CACHE_TTL_MAX_SECONDS, Customer, Provider, ProviderKind, Team
 
 NAME_HELP = "Lowercase letters, digits, dots, dashes or underscores."
 MODELS_HELP = "One model name or pattern per line (gpt-4o*, openai/*); empty allows every model."
@@ -22,6 +22,14 @@ class PolicyForm(forms.Form):
     allowed_models = ListField(required=False, help_text=MODELS_HELP)
     max_concurrent_requests = forms.IntegerField(
         required=False, min_value=0, help_text="Empty for no cap."
+    )
+    cache_ttl_seconds = forms.IntegerField(
+        required=False,
+        min_value=0,
+        max_value=CACHE_TTL_MAX_SECONDS,
+        label="Response cache TTL (seconds)",
+        help_text="Repeated identical requests are answered from the cache for this long; "
+        "0 turns the cache off here, empty inherits (key from team, team from customer).",
     )
 
 
@@ -43,13 +51,33 @@ class NamedForm(forms.Form):
 
 class CustomerForm(NamedForm, PolicyForm):
     description = forms.CharField(max_length=200, required=False)
-    field_order = ["name", "description", "allowed_models", "max_concurrent_requests"]
+    cache_shared_across_teams = forms.BooleanField(
+        required=False,
+        label="Teams share cached answers",
+        help_text="The response cache's entries are shared by this customer's teams "
+        "instead of kept per team.",
+    )
+    field_order = [
+        "name",
+        "description",
+        "allowed_models",
+        "max_concurrent_requests",
+        "cache_ttl_seconds",
+        "cache_shared_across_teams",
+    ]
 
 
 class TeamForm(NamedForm, PolicyForm):
     customer = forms.ModelChoiceField(queryset=Customer.objects.all(), required=False)
     description = forms.CharField(max_length=200, required=False)
-    field_order = ["name", "customer", "description", "allowed_models", "max_concurrent_requests"]
+    field_order = [
+        "name",
+        "customer",
+        "description",
+        "allowed_models",
+        "max_concurrent_requests",
+        "cache_ttl_seconds",
+    ]
 
 
 class VirtualKeyForm(NamedForm, PolicyForm):

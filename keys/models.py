@@ -10,7 +10,7 @@ import ipaddress
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.validators import MinValueValidator, RegexValidator
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 from django.db.models import Q
 
@@ -49,6 +49,10 @@ def validate_networks(value: object) -> None:
             raise ValidationError(f"{item!r} is not an IP address or network.") from None
 
 
+# The longest a cached answer may be kept (30 days).
+CACHE_TTL_MAX_SECONDS = 30 * 24 * 3600
+
+
 class PolicyFields(models.Model):
     """Access rules every level of the org tree can carry (customer, team, key).
 
@@ -60,6 +64,12 @@ class PolicyFields(models.Model):
         default=list, blank=True, validators=[validate_model_patterns]
     )
     max_concurrent_requests = models.PositiveIntegerField(null=True, blank=True)
+    # The response cache (``proxy.cache``): how long answers are kept, in
+    # seconds; 0 turns it off here, empty inherits (key ← team ← customer).
+    # Off unless some level opts in.
+    cache_ttl_seconds = models.PositiveIntegerField(
+        null=True, blank=True, validators=[MaxValueValidator(CACHE_TTL_MAX_SECONDS)]
+    )
 
     class Meta:
         abstract = True
@@ -71,6 +81,9 @@ class Customer(TimestampedModel, PolicyFields):
     name = models.CharField(max_length=63, unique=True, validators=[slug_validator])
     description = models.CharField(max_length=200, blank=True)
     metadata = models.JSONField(default=dict, blank=True)
+    # The response cache's entries are shared by the customer's teams (those
+    # with the cache on) instead of kept per team.
+    cache_shared_across_teams = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["name"]

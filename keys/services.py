@@ -82,8 +82,8 @@ def _apply_fields(instance: Any, fields: dict[str, Any], allowed: set[str]) -> b
 # --- customers and teams -----------------------------------------------------
 
 # Access rules every level carries (see ``keys.models.PolicyFields``).
-POLICY_FIELDS = {"allowed_models", "max_concurrent_requests"}
-CUSTOMER_FIELDS = {"description", "metadata", *POLICY_FIELDS}
+POLICY_FIELDS = {"allowed_models", "max_concurrent_requests", "cache_ttl_seconds"}
+CUSTOMER_FIELDS = {"description", "metadata", "cache_shared_across_teams", *POLICY_FIELDS}
 TEAM_FIELDS = {"customer", "description", "metadata", *POLICY_FIELDS}
 
 
@@ -95,6 +95,8 @@ def customer_create(
     metadata: dict | None = None,
     allowed_models: list[str] | None = None,
     max_concurrent_requests: int | None = None,
+    cache_ttl_seconds: int | None = None,
+    cache_shared_across_teams: bool = False,
 ) -> Customer:
     customer = Customer(
         name=name,
@@ -102,6 +104,8 @@ def customer_create(
         metadata=metadata or {},
         allowed_models=allowed_models or [],
         max_concurrent_requests=max_concurrent_requests,
+        cache_ttl_seconds=cache_ttl_seconds,
+        cache_shared_across_teams=cache_shared_across_teams,
     )
     _save(customer)
     audit_event_record(
@@ -130,6 +134,7 @@ def team_create(
     metadata: dict | None = None,
     allowed_models: list[str] | None = None,
     max_concurrent_requests: int | None = None,
+    cache_ttl_seconds: int | None = None,
 ) -> Team:
     team = Team(
         name=name,
@@ -138,6 +143,7 @@ def team_create(
         metadata=metadata or {},
         allowed_models=allowed_models or [],
         max_concurrent_requests=max_concurrent_requests,
+        cache_ttl_seconds=cache_ttl_seconds,
     )
     _save(team)
     audit_event_record(action="create", instance=team, before=None, after=audit_snapshot(team))
@@ -178,6 +184,7 @@ def virtual_key_create(
     secret_env: str = "",
     allowed_models: list[str] | None = None,
     max_concurrent_requests: int | None = None,
+    cache_ttl_seconds: int | None = None,
     allowed_ips: list[str] | None = None,
     may_pin_provider_keys: bool = False,
 ) -> tuple[VirtualKey, str]:
@@ -206,6 +213,7 @@ def virtual_key_create(
         metadata=metadata or {},
         allowed_models=allowed_models or [],
         max_concurrent_requests=max_concurrent_requests,
+        cache_ttl_seconds=cache_ttl_seconds,
         allowed_ips=allowed_ips or [],
         may_pin_provider_keys=may_pin_provider_keys,
     )

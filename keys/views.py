@@ -46,7 +46,7 @@ def _models(obj: Any) -> str:
 
 
 def _policy_initial(obj: Any, *names: str) -> dict[str, Any]:
-    fields = ("name", "allowed_models", "max_concurrent_requests", *names)
+    fields = ("name", "allowed_models", "max_concurrent_requests", "cache_ttl_seconds", *names)
     return {name: getattr(obj, name) for name in fields}
 
 
@@ -65,7 +65,7 @@ customers = Resource(
     create=lambda form: services.customer_create(**form.cleaned_data),
     update=lambda obj, form: services.customer_update(customer=obj, **form.changes()),
     delete=lambda obj: services.customer_delete(customer=obj),
-    initial=lambda obj: _policy_initial(obj, "description"),
+    initial=lambda obj: _policy_initial(obj, "description", "cache_shared_across_teams"),
 )
 
 teams = Resource(

@@ -22,6 +22,7 @@ from governance.enforcement import (
     plan_for,
 )
 from governance.limits import Admission, AdmissionPlan
+from proxy import cache
 from proxy.errors import GatewayError
 from proxy.snapshot import RouteEntry
 from proxy.usage import Usage
@@ -63,13 +64,16 @@ async def admit(
     body_size: int,
     *,
     produces_output: bool = True,
+    lookup: cache.Lookup | None = None,
 ) -> Ticket | None:
     """Take every limit of every level at once, or raise the refusal.
 
     ``prices`` are those of every deployment that may serve the request; the
     reservation covers the dearest. Requests that produce no output tokens
-    (embeddings) reserve their input only.
+    (embeddings) reserve their input only. A response cache ``lookup`` that
+    reads is made in the same round trip (its ``found`` is filled).
     """
+    reading = lookup if lookup is not None and lookup.read else None
 
     outputs = [output_bound(payload, price) if produces_output else 0 for price in prices]
     # Input tokens never exceed the body's bytes: a safe bound for reservations.
@@ -80,9 +84,14 @@ async def admit(
     now = time.time()
     plan = plan_for(levels, now=now, tokens_bound=tokens_bound, cost_bound=cost_bound)
     if not plan:
+        if reading is not None:
+            await cache.fetch(reading)
         return None
     try:
-        admission = await backend().admit(plan, now)
+        if reading is not None:
+            admission = await cache.admit(plan, now, reading)
+        else:
+            admission = await backend().admit(plan, now)
     except Exception:
         logger.warning("limits backend unavailable", exc_info=True)
         raise GatewayError(
@@ -197,8 +206,11 @@ def final_usage(
     return usage, cost
 
 
-async def settle(ticket: Ticket, usage: Usage, cost: int) -> None:
-    """Replace the reservations by actual use and release the slots."""
+async def settle(
+    ticket: Ticket, usage: Usage, cost: int, stored: tuple[cache.Lookup, bytes] | None = None
+) -> None:
+    """Replace the reservations by actual use and release the slots; ``stored``:
+    a response cache entry written in the same round trip."""
     tokens = min(usage.input_tokens + usage.output_tokens, ticket.tokens_bound)
     adjustments: dict[str, int] = {}
     for check in ticket.plan.counters:
@@ -206,8 +218,12 @@ async def settle(ticket: Ticket, usage: Usage, cost: int) -> None:
             adjustments[check.key] = adjustments.get(check.key, 0) + tokens - ticket.tokens_bound
         elif check.kind == "budget":
             adjustments[check.key] = adjustments.get(check.key, 0) + cost - ticket.cost_bound
+    now = time.time()
     try:
-        await asyncio.shield(backend().settle(ticket.plan, adjustments, time.time()))
+        if stored is not None:
+            await asyncio.shield(cache.settle(ticket.plan, adjustments, now, *stored))
+        else:
+            await asyncio.shield(backend().settle(ticket.plan, adjustments, now))
     except Exception:
         # Slots expire with their lease; reservations stay counted (safe side).
         logger.warning("settlement failed; reservations stand", exc_info=True)

@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from proxy import guarding
+from proxy import cache, guarding
 from proxy.chat import ChatConsumer
 from proxy.errors import GatewayError, bad_request
 from proxy.openai_api import ModelsConsumer
@@ -463,6 +463,7 @@ class MessagesConsumer(AnthropicErrors, ChatConsumer):
 
     wire = "anthropic"
     response_shape = guarding.ANTHROPIC
+    cache_wire = cache.ANTHROPIC_MESSAGES
     forwarded_headers = (b"anthropic-beta",)
 
     def validate(self, payload: dict[str, Any]) -> tuple[str, bool]:

@@ -18,14 +18,16 @@ import orjson
 
 from governance.enforcement import ScopePolicy
 from governance.guardrails import Guardrails
-from proxy import admission, guarding, routing, timeouts, tokens, tracing
+from proxy import admission, cache, guarding, routing, timeouts, tokens, tracing
 from proxy.auth import authenticate
 from proxy.consumer import InferenceConsumer
 from proxy.errors import GatewayError, bad_request
+from proxy.metrics import metrics
 from proxy.providers.base import ProviderAdapter, Target, UpstreamRequest
-from proxy.snapshot import ProviderKeyEntry, RouteEntry, Snapshot, store
+from proxy.snapshot import KeyEntry, ProviderKeyEntry, RouteEntry, Snapshot, store
 from proxy.streaming import Exchange, forward
 from proxy.translation import Answer
+from proxy.usage import Usage
 
 
 def parse_json_object(body: bytes) -> dict[str, Any]:
@@ -64,6 +66,7 @@ class Addressed:
     guardrails: Guardrails | None = None
     # The provider key the caller chose (debugging: the route only, no fallback).
     pinned: ProviderKeyEntry | None = None
+    key: KeyEntry | None = None
 
 
 class ChatConsumer(InferenceConsumer):
@@ -95,6 +98,9 @@ class ChatConsumer(InferenceConsumer):
 
     # Whether the request produces output tokens (for its budget reservation).
     produces_output = True
+
+    # How this front door's answers are cached (None: they are not).
+    cache_wire: cache.WireFormat | None = None
 
     # Client headers relayed to a provider of the client's wire format: opt-in
     # feature flags such as Anthropic's ``anthropic-beta``.
@@ -164,7 +170,9 @@ class ChatConsumer(InferenceConsumer):
                     code="key_pinning_not_allowed",
                 )
             pinned = routing.pinned_key(route.provider, pin)
-        return Addressed(payload, stream, snapshot, route, levels, snapshot.guardrails(key), pinned)
+        return Addressed(
+            payload, stream, snapshot, route, levels, snapshot.guardrails(key), pinned, key
+        )
 
     async def handle(self, body: bytes) -> None:
         addressed = await self.address(body)
@@ -182,13 +190,33 @@ class ChatConsumer(InferenceConsumer):
             targets = routing.deployments(snapshot, route, fallbacks, levels)
         else:
             targets = [route]  # debugging one key: no fallback
+        lookup = None
+        wire = self.cache_wire
+        if wire is not None and addressed.pinned is None and addressed.key is not None:
+            lookup = cache.lookup_for(
+                self, levels, addressed.key, route, payload, self.forwarded_headers
+            )
         ticket = await admission.admit(
             levels,
             [snapshot.price(target, self.started) for target in targets],
             payload,
             len(body),
             produces_output=self.produces_output,
+            lookup=lookup,
         )
+        keep = None
+        if lookup is not None and wire is not None:
+            if lookup.found is not None and not await self.answer_from_cache(
+                addressed, wire, lookup.found, ticket
+            ):
+                lookup.found = None  # not replayable: a miss after all
+            metrics.count(
+                "gateway_cache_lookups", (self.endpoint, self.team, lookup.result.decode())
+            )
+            if lookup.found is not None:
+                return
+            if lookup.store:
+                keep = cache.Keeper(wire)
         deadline = timeouts.requested(self.headers)
         exchange = Exchange()
         served = route
@@ -216,6 +244,8 @@ class ChatConsumer(InferenceConsumer):
             ]
             if ticket is not None:
                 served_by += ticket.headers
+            if lookup is not None:
+                served_by.append((cache.HEADER, lookup.result))
             span = None
             if self.span is not None:
                 span = tracing.start_attempt(
@@ -237,6 +267,7 @@ class ChatConsumer(InferenceConsumer):
                     adapter=provider.adapter,
                     timeouts=provider.timeouts.capped(deadline),
                     guard=guard,
+                    keep=keep,
                 )
             except GatewayError as error:
                 if span is not None:
@@ -275,5 +306,48 @@ class ChatConsumer(InferenceConsumer):
                 upstream_ms=exchange.upstream_ms,
                 ttft_ms=exchange.ttft_ms,
             )
+            stored = None
+            if (
+                lookup is not None
+                and keep is not None
+                and self.response_complete
+                and self.status == 200
+            ):
+                entry = keep.entry(exchange.usage)
+                if entry is not None:
+                    stored = (lookup, entry)
             if ticket is not None:
-                await admission.settle(ticket, usage, cost)
+                await admission.settle(ticket, usage, cost, stored)
+            elif stored is not None:
+                await cache.put(*stored)
+
+    async def answer_from_cache(
+        self,
+        addressed: Addressed,
+        wire: cache.WireFormat,
+        body: bytes,
+        ticket: admission.Ticket | None,
+    ) -> bool:
+        """Serve a hit: no provider, no tokens, no cost (the reservation is
+        returned); False when the entry cannot be replayed (a miss after all)."""
+        route = addressed.route
+        try:
+            served = await cache.serve(
+                self,
+                wire,
+                body,
+                stream=addressed.stream,
+                payload=addressed.payload,
+                headers=ticket.headers if ticket is not None else [],
+            )
+        except BaseException:
+            if ticket is not None:
+                await admission.settle(ticket, Usage(), 0)
+            raise
+        if served:
+            self.entry.update(
+                cache_hit=True, provider=route.provider.name, served_model=route.provider_model
+            )
+            if ticket is not None:
+                await admission.settle(ticket, Usage(), 0)
+        return served

@@ -36,11 +36,11 @@ from governance.guardrails import (
     redact,
 )
 from proxy.errors import GatewayError
+from proxy.translation import RelayWrapper
 
 if TYPE_CHECKING:
     from proxy.chat import ChatConsumer
     from proxy.translation import StreamRelay
-    from proxy.usage import Usage
 
 # Characters of streamed text held back: more than the longest match a
 # detector needs before it can tell (an IBAN with spaces, 42; an AWS secret
@@ -296,22 +296,14 @@ class _Channel:
     context: str = ""
 
 
-class GuardedStream:
+class GuardedStream(RelayWrapper):
     """A client stream with its content deltas checked (see the module's docstring)."""
 
     def __init__(self, inner: StreamRelay, guard: ResponseGuard) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.guard = guard
         self._pending = b""
         self._channels: dict[Any, _Channel] = {}
-
-    @property
-    def usage(self) -> Usage | None:
-        return self.inner.usage
-
-    @property
-    def delta_events(self) -> int:
-        return self.inner.delta_events
 
     def feed(self, chunk: bytes) -> bytes:
         return self._events(self.inner.feed(chunk))

@@ -106,6 +106,13 @@ FAMILIES = {
             ("store", "origin"),
         ),
         Family(
+            "gateway_cache_lookups",
+            "counter",
+            "Requests of teams and keys with the response cache on, by endpoint, team "
+            "and result (hit, miss, bypass: cache-control or an uncacheable request).",
+            ("endpoint", "team", "result"),
+        ),
+        Family(
             "gateway_retries",
             "counter",
             "Upstream attempts beyond the first, by the provider that finally answered.",

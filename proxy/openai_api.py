@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 
-from proxy import admission, guarding
+from proxy import admission, cache, guarding
 from proxy.auth import authenticate
 from proxy.chat import ChatConsumer, parse_json_object
 from proxy.consumer import InferenceConsumer
@@ -80,6 +80,7 @@ class ChatCompletionsConsumer(ChatConsumer):
 
     wire = "openai"
     response_shape = guarding.OPENAI_CHAT
+    cache_wire = cache.OPENAI_CHAT
 
     def validate(self, payload: dict[str, Any]) -> tuple[str, bool]:
         return validate_chat(payload)

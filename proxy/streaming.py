@@ -23,6 +23,7 @@ from proxy.translation import Answer, StreamRelay
 from proxy.usage import Usage
 
 if TYPE_CHECKING:
+    from proxy.cache import Keeper
     from proxy.consumer import InferenceConsumer
     from proxy.guarding import ResponseGuard
 
@@ -134,11 +135,13 @@ async def forward(
     adapter: ProviderAdapter | None = None,
     timeouts: Timeouts | None = None,
     guard: ResponseGuard | None = None,
+    keep: Keeper | None = None,
 ) -> None:
     """Send ``request`` upstream and relay the answer to ``consumer``'s client
     (``adapter``: the provider's, for how it reports a refused key;
     ``timeouts``: the provider's, else the gateway's defaults; ``guard``: the
-    response guardrails, when a policy applies)."""
+    response guardrails, when a policy applies; ``keep``: the response
+    cache's copy of the answer, when it is to be stored)."""
     timeouts = timeouts or default_timeouts()
     interval = settings.GATEWAY_SSE_KEEPALIVE_SECONDS
     keepalive = KeepAlive(consumer, served_by, interval) if stream and interval > 0 else None
@@ -176,6 +179,8 @@ async def forward(
                 relay = answer.stream()
                 if guard is not None:
                     relay = guard.stream(relay)
+                if keep is not None:
+                    relay = keep.stream(relay)
                 await relay_stream(consumer, response, served_by, exchange, relay, keepalive)
             else:
                 if keepalive is not None:
@@ -193,6 +198,8 @@ async def forward(
                     )
                 if guard is not None:
                     body = guard.complete(body)
+                if keep is not None:
+                    keep.complete(body)
                 await consumer.send_json(200, body, served_by)
     except aiohttp.ClientConnectorError as exc:
         raise GatewayError(

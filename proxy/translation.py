@@ -114,6 +114,21 @@ class Translation:
         return TranslatedStream(self.adapter.stream_decoder(model=self.model), self._encoder())
 
 
+class RelayWrapper:
+    """A stream relay around another, whose usage and delta count it keeps."""
+
+    def __init__(self, inner: StreamRelay) -> None:
+        self.inner = inner
+
+    @property
+    def usage(self) -> Usage | None:
+        return self.inner.usage
+
+    @property
+    def delta_events(self) -> int:
+        return self.inner.delta_events
+
+
 class TranslatedStream:
     """A provider's stream decoded to canonical chunks and re-encoded for the client."""
 

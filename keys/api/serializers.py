@@ -24,14 +24,22 @@ from keys.models import (
 )
 
 TIMESTAMPS = ("created_at", "updated_at")
-POLICY = ("allowed_models", "max_concurrent_requests")
+POLICY = ("allowed_models", "max_concurrent_requests", "cache_ttl_seconds")
 MAX_GRACE = dt.timedelta(days=30)
 
 
 class CustomerSerializer(ApiModelSerializer):
     class Meta:
         model = Customer
-        fields = ("id", "name", "description", "metadata", *POLICY, *TIMESTAMPS)
+        fields = (
+            "id",
+            "name",
+            "description",
+            "metadata",
+            *POLICY,
+            "cache_shared_across_teams",
+            *TIMESTAMPS,
+        )
         create_only_fields = ("name",)
 
 

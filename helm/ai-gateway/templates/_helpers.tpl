@@ -75,6 +75,7 @@ inline (it runs before the ConfigMap exists).
   "WEB_CONCURRENCY" (toString $g.workers)
   "FORWARDED_ALLOW_IPS" $g.forwardedAllowIps
   "GATEWAY_MAX_BODY_BYTES" (toString (int64 $g.maxBodyBytes))
+  "GATEWAY_CACHE_MAX_ENTRY_BYTES" (toString (int64 $g.cache.maxEntryBytes))
   "GATEWAY_UPSTREAM_CONNECT_TIMEOUT" (toString $g.upstream.connectTimeout)
   "GATEWAY_UPSTREAM_READ_TIMEOUT" (toString $g.upstream.readTimeout)
   "GATEWAY_UPSTREAM_TOTAL_TIMEOUT" (toString $g.upstream.totalTimeout)
