@@ -143,7 +143,9 @@ def test_streams_cut_off_by_their_clients_are_settled_within_the_budget(priced, 
     assert recorded_cost(priced.team.id, sum(total.values())) == spent(budget)
 
 
-def test_a_price_dated_in_the_future_takes_over_at_its_moment_without_a_reload(priced):
+def test_a_price_dated_in_the_future_takes_over_at_its_moment_without_a_reload(
+    priced, celery_worker
+):
     import datetime as dt
 
     from django.utils import timezone
