@@ -244,3 +244,102 @@ class RequestRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.request_id} {self.status}"
+
+
+class RollupGranularity(models.TextChoices):
+    HOUR = "hour", "hourly"
+    DAY = "day", "daily"
+
+
+class UsageRollup(models.Model):
+    """The request log summed over one hour or one UTC day, per owner, provider and model.
+
+    One row per bucket and per combination of key, team, customer, provider,
+    requested and served model seen in it, so that any filter or split of
+    the request log's usage adds rows up. Written only by
+    ``governance.rollups`` (a bucket is always recomputed whole from the
+    request log, or for a day from its hours). Latencies are kept as
+    mergeable histograms (``governance.rollups.histogram_bin``): rows add up
+    to the percentiles of any combination.
+    """
+
+    granularity = models.CharField(max_length=4, choices=RollupGranularity.choices)
+    bucket = models.DateTimeField()
+    key_id = models.BigIntegerField(null=True, blank=True)
+    team_id = models.BigIntegerField(null=True, blank=True)
+    customer_id = models.BigIntegerField(null=True, blank=True)
+    provider = models.CharField(max_length=63, blank=True)
+    requested_model = models.CharField(max_length=200, blank=True)
+    served_model = models.CharField(max_length=200, blank=True)
+    requests = models.BigIntegerField(default=0)
+    errors = models.BigIntegerField(default=0)
+    input_tokens = models.BigIntegerField(default=0)
+    output_tokens = models.BigIntegerField(default=0)
+    cached_tokens = models.BigIntegerField(default=0)
+    cost_micros = models.BigIntegerField(default=0)
+    latency_ms_total = models.BigIntegerField(default=0)
+    # {bin: count}; see governance.rollups.
+    latency_histogram = models.JSONField(default=dict)
+    ttft_histogram = models.JSONField(default=dict)
+
+    class Meta:
+        ordering = ["granularity", "bucket"]
+        indexes = [
+            models.Index(fields=["granularity", "bucket"], name="rollup_bucket"),
+            models.Index(fields=["granularity", "team_id", "bucket"], name="rollup_team_bucket"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.granularity} {self.bucket:%Y-%m-%d %H:00} {self.requests} requests"
+
+
+class JobCursor(models.Model):
+    """How far a periodic job has got (e.g. the last request record rolled up)."""
+
+    name = models.CharField(max_length=64, unique=True)
+    position = models.BigIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.name} at {self.position}"
+
+
+class Reconciliation(models.TextChoices):
+    MATCHED = "matched", "matched"
+    MISMATCH = "mismatch", "mismatch"
+    NO_COUNTER = "no_counter", "counter unavailable"
+
+
+class BudgetPeriodHistory(models.Model):
+    """A finished budget period: its limit, what was spent, and how the two views agreed.
+
+    ``spent_micros`` is the request log's sum of costs in the period (the
+    database is the source of truth); ``counter_micros`` is the live
+    counter's final value (Redis in cluster mode, process memory embedded),
+    ``None`` when it was no longer available. Written once by the closing
+    job (``governance.services.budget_period_close``), never rewritten.
+    """
+
+    budget = models.ForeignKey(Budget, on_delete=models.CASCADE, related_name="history")
+    period_start = models.DateTimeField()
+    period_end = models.DateTimeField()
+    limit_micros = models.BigIntegerField()
+    spent_micros = models.BigIntegerField()
+    counter_micros = models.BigIntegerField(null=True, blank=True)
+    reconciliation = models.CharField(max_length=10, choices=Reconciliation.choices)
+    requests = models.BigIntegerField(default=0)
+    closed_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-period_start", "budget_id"]
+        constraints = [
+            models.UniqueConstraint(fields=["budget", "period_start"], name="budget_period_once")
+        ]
+
+    def __str__(self) -> str:
+        return f"budget {self.budget_id} {self.period_start:%Y-%m-%d %H:%M}: {self.spent_micros}"
+
+    @property
+    def difference_micros(self) -> int | None:
+        """Counter minus records (positive: the counter holds more than was recorded)."""
+        return None if self.counter_micros is None else self.counter_micros - self.spent_micros

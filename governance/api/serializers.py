@@ -136,9 +136,18 @@ class UsagePointSerializer(serializers.Serializer):
     cost_micros = serializers.IntegerField()
     latency_p50_ms = serializers.FloatField(allow_null=True)
     latency_p95_ms = serializers.FloatField(allow_null=True)
+    latency_p99_ms = serializers.FloatField(allow_null=True)
+    ttft_p50_ms = serializers.FloatField(allow_null=True, help_text="time to first token")
+    ttft_p95_ms = serializers.FloatField(allow_null=True)
+    ttft_p99_ms = serializers.FloatField(allow_null=True)
 
 
 class UsageSerializer(serializers.Serializer):
     bucket = serializers.CharField()
     group_by = serializers.CharField(allow_null=True)
+    source = serializers.ChoiceField(
+        choices=["rollups", "records"],
+        help_text="rollups (whole hours, as of the last rollup run) or the request log itself "
+        "(a status filter, or a range not on the hour)",
+    )
     results = UsagePointSerializer(many=True)

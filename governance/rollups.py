@@ -1,0 +1,326 @@
+"""Hourly and daily rollups of the request log: incremental, idempotent.
+
+**What is a rollup row.** One :class:`~governance.models.UsageRollup` per
+bucket (an hour, or a UTC day) and per combination of key, team, customer,
+provider, requested and served model seen in it: any filter or split of the
+usage charts (by key, team, customer, provider, model) is a sum of rows.
+
+**Percentiles.** Latencies and times to first token are kept as histograms
+that merge by adding counts: values under 64 ms exactly, larger ones in
+bins 2% wide (:data:`BOUNDS`). A percentile read from a merged histogram is
+the bins' midpoints interpolated as ``percentile_cont`` does, within 1% of
+the exact value. Exact per-row percentiles would not add up across keys,
+models or hours; these do, so a day is the merge of its 24 hours and a
+team's p95 the merge of its keys' rows.
+
+**Incremental.** The job remembers the highest request-record id it has
+rolled up (a :class:`~governance.models.JobCursor`), not a request time:
+the usage drain may insert, now, a record of a request made an hour ago,
+and its hour must be recomputed. Each run finds the hours touched by the
+records inserted since (plus :data:`OVERLAP_IDS` before on PostgreSQL, for
+inserts that committed out of id order), and recomputes each touched hour
+whole from the request log, then each touched day from its hours.
+
+**Idempotent.** A bucket's rows are deleted and rewritten in one
+transaction from what the request log holds: running twice, or after a
+crash between the rewrite and the cursor's update, gives the same rows.
+Hours older than the retention cutoff are never recomputed: their raw
+records may already be pruned (``governance.retention``).
+"""
+
+from __future__ import annotations
+
+import bisect
+import contextlib
+import datetime as dt
+import logging
+import time
+import zlib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import Count, F, Func, IntegerField, Max, Min, Q, Sum
+from django.db.models.functions import TruncHour
+from django.utils import timezone
+
+from governance.models import JobCursor, RequestRecord, RollupGranularity, UsageRollup
+
+logger = logging.getLogger(__name__)
+
+CURSOR = "usage_rollup"
+# Ids re-read below the cursor on every run that finds new records, on
+# PostgreSQL: a batch insert that committed after a later one (concurrent
+# drains, each batch at most a few thousand rows) is still seen. SQLite runs
+# one write transaction at a time, so its ids become visible in order.
+OVERLAP_IDS = 10_000
+# Records read per step; each step is one cursor update.
+STEP_IDS = 200_000
+
+DIMENSIONS = ("key_id", "team_id", "customer_id", "provider", "requested_model", "served_model")
+SUMS = ("input_tokens", "output_tokens", "cached_tokens", "cost_micros")
+
+EXACT_BELOW = 64
+# Lower bounds of the 2%-wide bins from 64 ms to over an hour.
+BOUNDS: tuple[int, ...] = tuple(sorted({int(-(-EXACT_BELOW * 1.02**k // 1)) for k in range(560)}))
+
+
+def histogram_bin(value: int) -> int:
+    """The histogram bin of a latency in milliseconds."""
+    if value < EXACT_BELOW:
+        return max(0, value)
+    return EXACT_BELOW - 1 + bisect.bisect_right(BOUNDS, value)
+
+
+def bin_value(index: int) -> float:
+    """The value a bin stands for: itself below 64 ms, the middle of its range above."""
+    if index < EXACT_BELOW:
+        return float(index)
+    position = index - EXACT_BELOW
+    low = BOUNDS[position]
+    high = BOUNDS[position + 1] - 1 if position + 1 < len(BOUNDS) else low
+    return (low + high) / 2
+
+
+Histogram = dict[int, int]
+
+
+def histogram_merge(histograms: Iterable[dict[Any, int]]) -> Histogram:
+    """Counts added bin by bin (keys may be ints or the strings JSON stores)."""
+    merged: Histogram = {}
+    for histogram in histograms:
+        for index, count in histogram.items():
+            merged[int(index)] = merged.get(int(index), 0) + count
+    return merged
+
+
+def histogram_percentile(histogram: Histogram, fraction: float) -> float | None:
+    """The ``fraction`` percentile, interpolated between ranks like ``percentile_cont``."""
+    total = sum(histogram.values())
+    if not total:
+        return None
+    position = fraction * (total - 1)
+    low_rank, high_rank = int(position), min(int(position) + 1, total - 1)
+    low = high = None
+    seen = 0
+    for index in sorted(histogram):
+        seen += histogram[index]
+        if low is None and seen > low_rank:
+            low = bin_value(index)
+        if seen > high_rank:
+            high = bin_value(index)
+            break
+    assert low is not None and high is not None
+    return low + (high - low) * (position - low_rank)
+
+
+def _stored(histogram: Histogram) -> dict[str, int]:
+    return {str(index): histogram[index] for index in sorted(histogram)}
+
+
+# --- computing buckets from the request log ------------------------------------------
+
+
+class _LogBin(Func):
+    """The histogram bin computed by PostgreSQL (``width_bucket`` over :data:`BOUNDS`)."""
+
+    template = (
+        f"CASE WHEN %(expressions)s < {EXACT_BELOW} THEN %(expressions)s "
+        f"ELSE {EXACT_BELOW - 1} + width_bucket(%(expressions)s, "
+        f"ARRAY[{','.join(map(str, BOUNDS))}]) END"
+    )
+    output_field = IntegerField()
+
+
+def _histograms(records: Any, column: str) -> dict[tuple, Histogram]:
+    """Per combination of dimensions, the histogram of ``column`` (nulls left out).
+
+    PostgreSQL bins in the query; elsewhere the query counts each distinct
+    value and the bins are taken here (the same bins either way).
+    """
+    in_database = connection.vendor == "postgresql"
+    present = records.filter(**{f"{column}__isnull": False}).order_by()
+    binned = present.annotate(value=_LogBin(F(column)) if in_database else F(column))
+    rows = binned.values_list(*DIMENSIONS, "value").annotate(n=Count("id"))
+    result: dict[tuple, Histogram] = {}
+    for *dims, value, count in rows:
+        histogram = result.setdefault(tuple(dims), {})
+        index = value if in_database else histogram_bin(value)
+        histogram[index] = histogram.get(index, 0) + count
+    return result
+
+
+def hour_rows(start: dt.datetime) -> list[UsageRollup]:
+    """The hourly rollup rows of the hour starting at ``start``, from the request log."""
+    records = RequestRecord.objects.filter(time__gte=start, time__lt=start + dt.timedelta(hours=1))
+    totals = (
+        records.order_by()
+        .values(*DIMENSIONS)
+        .annotate(
+            requests=Count("id"),
+            errors=Count("id", filter=Q(status__gte=400)),
+            latency_ms_total=Sum("latency_ms"),
+            **{name: Sum(name) for name in SUMS},
+        )
+    )
+    latencies = _histograms(records, "latency_ms")
+    ttfts = _histograms(records, "ttft_ms")
+    rows = []
+    for row in totals:
+        dims = tuple(row[name] for name in DIMENSIONS)
+        rows.append(
+            UsageRollup(
+                granularity=RollupGranularity.HOUR,
+                bucket=start,
+                **row,
+                latency_histogram=_stored(latencies.get(dims, {})),
+                ttft_histogram=_stored(ttfts.get(dims, {})),
+            )
+        )
+    return rows
+
+
+def day_rows(start: dt.datetime) -> list[UsageRollup]:
+    """The daily rollup rows of the UTC day starting at ``start``, merged from its hours."""
+    hours = UsageRollup.objects.filter(
+        granularity=RollupGranularity.HOUR,
+        bucket__gte=start,
+        bucket__lt=start + dt.timedelta(days=1),
+    )
+    merged: dict[tuple, UsageRollup] = {}
+    for hour in hours.order_by("bucket", "id"):
+        dims = tuple(getattr(hour, name) for name in DIMENSIONS)
+        day = merged.get(dims)
+        if day is None:
+            day = merged[dims] = UsageRollup(
+                granularity=RollupGranularity.DAY,
+                bucket=start,
+                **dict(zip(DIMENSIONS, dims, strict=True)),
+            )
+        for name in ("requests", "errors", "latency_ms_total", *SUMS):
+            setattr(day, name, getattr(day, name) + getattr(hour, name))
+        day.latency_histogram = histogram_merge([day.latency_histogram, hour.latency_histogram])
+        day.ttft_histogram = histogram_merge([day.ttft_histogram, hour.ttft_histogram])
+    for day in merged.values():
+        day.latency_histogram = _stored(day.latency_histogram)
+        day.ttft_histogram = _stored(day.ttft_histogram)
+    return list(merged.values())
+
+
+def bucket_rewrite(granularity: str, start: dt.datetime) -> int:
+    """Replace a bucket's rollup rows by a recomputation; returns the number of rows."""
+    rows = hour_rows(start) if granularity == RollupGranularity.HOUR else day_rows(start)
+    with transaction.atomic():
+        UsageRollup.objects.filter(granularity=granularity, bucket=start).delete()
+        UsageRollup.objects.bulk_create(rows, batch_size=1000)
+    return len(rows)
+
+
+# --- the incremental job ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RollupRun:
+    """What one run did."""
+
+    records_seen_up_to: int
+    hours: int
+    days: int
+    skipped: bool = False
+
+
+def _day(moment: dt.datetime) -> dt.datetime:
+    return moment.astimezone(dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def retention_cutoff(now: dt.datetime | None = None) -> dt.datetime | None:
+    """Records older than this are pruned (None: kept forever)."""
+    days = settings.GATEWAY_LOG_RETENTION_DAYS
+    if days <= 0:
+        return None
+    return (now or timezone.now()) - dt.timedelta(days=days)
+
+
+@contextlib.contextmanager
+def job_lock(name: str) -> Iterator[bool]:
+    """Whether this process may run the job ``name`` now (one at a time cluster-wide).
+
+    PostgreSQL: a session advisory lock, held for the block. SQLite (one
+    machine): every write transaction is already exclusive; runs that
+    overlap write the same rows.
+    """
+    if connection.vendor != "postgresql":
+        yield True
+        return
+    lock_id = zlib.crc32(f"gateway-job:{name}".encode())
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s)", [lock_id])
+        taken = cursor.fetchone()[0]
+    try:
+        yield taken
+    finally:
+        if taken:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_unlock(%s)", [lock_id])
+
+
+def usage_rollup(*, time_budget: float = 120.0) -> RollupRun:
+    """Roll up the records inserted since the last run (see the module's docstring).
+
+    Works in steps of :data:`STEP_IDS` records, each ending with the
+    cursor's update, and stops after the first step that ends past
+    ``time_budget`` seconds: a backlog is caught up over several runs.
+    """
+    with job_lock(CURSOR) as taken:
+        if not taken:
+            return RollupRun(records_seen_up_to=0, hours=0, days=0, skipped=True)
+        cursor, _ = JobCursor.objects.get_or_create(name=CURSOR)
+        newest = RequestRecord.objects.aggregate(newest=Max("id"))["newest"] or 0
+        started = time.monotonic()
+        hours_done = days_done = 0
+        position = cursor.position
+        overlap = OVERLAP_IDS if connection.vendor == "postgresql" else 0
+        low = max(0, position - overlap)
+        while position < newest:
+            # Ids have gaps (deleted or pruned records, a fresh sequence): step from the next one.
+            following = RequestRecord.objects.filter(id__gt=low).aggregate(first=Min("id"))["first"]
+            high = min(newest, max(position, (following or newest) - 1) + STEP_IDS)
+            hours = _touched_hours(low, high)
+            for hour in hours:
+                bucket_rewrite(RollupGranularity.HOUR, hour)
+            days = sorted({_day(hour) for hour in hours})
+            for day in days:
+                bucket_rewrite(RollupGranularity.DAY, day)
+            hours_done += len(hours)
+            days_done += len(days)
+            position = low = high
+            JobCursor.objects.filter(pk=cursor.pk).update(position=position)
+            if time.monotonic() - started >= time_budget:
+                break  # at least one step per run, then the next run goes on
+        if hours_done:
+            logger.info(
+                "usage rollup: %d hours, %d days, records up to id %d",
+                hours_done,
+                days_done,
+                position,
+            )
+        return RollupRun(records_seen_up_to=position, hours=hours_done, days=days_done)
+
+
+def _touched_hours(low: int, high: int) -> list[dt.datetime]:
+    """The hours holding records with ids in ``(low, high]``, oldest first.
+
+    Hours older than the retention cutoff are left alone (their records may
+    be partly pruned; their rollups stay as they were).
+    """
+    hours = (
+        RequestRecord.objects.filter(id__gt=low, id__lte=high)
+        .order_by()
+        .annotate(hour=TruncHour("time", tzinfo=dt.UTC))
+        .values_list("hour", flat=True)
+        .distinct()
+    )
+    cutoff = retention_cutoff()
+    return sorted(hour for hour in hours if cutoff is None or hour >= cutoff)
