@@ -240,6 +240,9 @@ class RequestRecord(models.Model):
             models.Index(fields=["customer_id", "time"], name="record_customer_time"),
             models.Index(fields=["provider", "served_model", "time"], name="record_model_time"),
             models.Index(fields=["status", "time"], name="record_status_time"),
+            # The request log's model filter matches either name (docs/ledger.md).
+            models.Index(fields=["requested_model", "time"], name="record_requested_time"),
+            models.Index(fields=["served_model", "time"], name="record_served_time"),
         ]
 
     def __str__(self) -> str:
@@ -251,26 +254,30 @@ class RollupGranularity(models.TextChoices):
     DAY = "day", "daily"
 
 
-class UsageRollup(models.Model):
-    """The request log summed over one hour or one UTC day, per owner, provider and model.
+class RollupDimension(models.TextChoices):
+    TEAM = "team", "the team as a whole"
+    KEY = "key", "per key"
+    CUSTOMER = "customer", "per customer"
+    PROVIDER = "provider", "per provider"
+    MODEL = "model", "per model (served, or asked for when none served)"
 
-    One row per bucket and per combination of key, team, customer, provider,
-    requested and served model seen in it, so that any filter or split of
-    the request log's usage adds rows up. Written only by
-    ``governance.rollups`` (a bucket is always recomputed whole from the
-    request log, or for a day from its hours). Latencies are kept as
-    mergeable histograms (``governance.rollups.histogram_bin``): rows add up
-    to the percentiles of any combination.
+
+class UsageRollup(models.Model):
+    """The request log summed over one hour or one UTC day, per team and one dimension.
+
+    For each bucket and team, one row per value of each dimension: the team
+    as a whole (``value`` empty), each of its keys, its customer, each
+    provider and each model. A series filtered by team and split (or
+    filtered) by one other dimension adds rows of that dimension up; other
+    combinations read the request log (``governance.api.filters``). Written
+    only by ``governance.rollups``; latencies are mergeable histograms.
     """
 
     granularity = models.CharField(max_length=4, choices=RollupGranularity.choices)
     bucket = models.DateTimeField()
-    key_id = models.BigIntegerField(null=True, blank=True)
     team_id = models.BigIntegerField(null=True, blank=True)
-    customer_id = models.BigIntegerField(null=True, blank=True)
-    provider = models.CharField(max_length=63, blank=True)
-    requested_model = models.CharField(max_length=200, blank=True)
-    served_model = models.CharField(max_length=200, blank=True)
+    dimension = models.CharField(max_length=8, choices=RollupDimension.choices)
+    value = models.CharField(max_length=200, blank=True, help_text="an id or a name")
     requests = models.BigIntegerField(default=0)
     errors = models.BigIntegerField(default=0)
     input_tokens = models.BigIntegerField(default=0)
@@ -286,11 +293,13 @@ class UsageRollup(models.Model):
         ordering = ["granularity", "bucket"]
         indexes = [
             models.Index(fields=["granularity", "bucket"], name="rollup_bucket"),
-            models.Index(fields=["granularity", "team_id", "bucket"], name="rollup_team_bucket"),
+            models.Index(
+                fields=["granularity", "dimension", "bucket"], name="rollup_dimension_bucket"
+            ),
         ]
 
     def __str__(self) -> str:
-        return f"{self.granularity} {self.bucket:%Y-%m-%d %H:00} {self.requests} requests"
+        return f"{self.granularity} {self.bucket:%Y-%m-%d %H:00} {self.dimension} {self.value}"
 
 
 class JobCursor(models.Model):

@@ -263,41 +263,32 @@ def rollup_granularity(
 def usage_series_from_rollups(
     *,
     rollups: QuerySet[UsageRollup] | None = None,
+    dimension: str = "team",
     granularity: str = "hour",
-    since: dt.datetime | None = None,
-    until: dt.datetime | None = None,
     bucket: str | None = "day",
     group_by: str | None = None,
 ) -> list[UsagePoint]:
-    """What :func:`usage_series` computes, read from the rollups (``governance.rollups``).
+    """What :func:`usage_series` computes, read from the rollup rows of ``dimension``.
 
-    ``rollups`` is already narrowed (access scope, filters); ``since`` and
-    ``until`` should fall on ``granularity``'s boundaries (see
-    :func:`rollup_granularity`): rows are whole buckets. As fresh as the
-    last rollup run (``GATEWAY_ROLLUP_INTERVAL_SECONDS``).
+    ``rollups`` is already narrowed (access scope, time range, team, the
+    dimension's value); ``group_by`` is ``None``, ``"team"`` or
+    ``dimension`` itself. Rows are whole buckets of ``granularity`` (see
+    :func:`rollup_granularity`), as fresh as the last rollup run
+    (``GATEWAY_ROLLUP_INTERVAL_SECONDS``).
     """
     from governance.rollups import histogram_merge, histogram_percentile
 
     if bucket is not None and bucket not in USAGE_BUCKETS:
         raise ValueError(f"bucket must be one of {', '.join(USAGE_BUCKETS)}")
-    if group_by is not None and group_by not in USAGE_GROUPS:
-        raise ValueError(f"group_by must be one of {', '.join(USAGE_GROUPS)}")
+    if group_by not in (None, "team", dimension):
+        raise ValueError(f"rollups of {dimension} cannot be split by {group_by}")
     rows = UsageRollup.objects.all() if rollups is None else rollups
-    rows = rows.filter(granularity=granularity)
-    if since is not None:
-        rows = rows.filter(bucket__gte=since)
-    if until is not None:
-        rows = rows.filter(bucket__lt=until)
+    rows = rows.filter(granularity=granularity, dimension=dimension)
     sums = ("requests", "errors", "input_tokens", "output_tokens", "cached_tokens", "cost_micros")
+    numeric = dimension in ("key", "customer")
     groups: dict[tuple[Any, Any], dict[str, Any]] = {}
-    for row in rows.order_by().values(
-        "bucket",
-        *USAGE_GROUPS.values(),
-        "requested_model",
-        *sums,
-        "latency_histogram",
-        "ttft_histogram",
-    ):
+    fields = ("bucket", "team_id", "value", *sums, "latency_histogram", "ttft_histogram")
+    for row in rows.order_by().values(*fields):
         moment = row["bucket"]
         if bucket is None:
             moment = None
@@ -305,10 +296,10 @@ def usage_series_from_rollups(
             moment = moment.astimezone(dt.UTC).replace(hour=0)
         if group_by is None:
             group = None
-        elif group_by == "model":
-            group = row["served_model"] or row["requested_model"]
+        elif group_by == "team":
+            group = row["team_id"]
         else:
-            group = row[USAGE_GROUPS[group_by]]
+            group = (int(row["value"]) if numeric else row["value"]) if row["value"] else None
         total = groups.setdefault((moment, group), {name: 0 for name in sums} | {"h": [], "t": []})
         for name in sums:
             total[name] += row[name]

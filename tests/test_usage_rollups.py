@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
-from collections import Counter, defaultdict
 
 import pytest
 from django.test import override_settings
@@ -27,59 +26,15 @@ from governance.rollups import (
     usage_rollup,
 )
 from governance.selectors import percentile_cont
+from tests.ledger_helpers import assert_rollups_match_the_records, stored_rows
 
 pytestmark = pytest.mark.django_db
 
 NOW = dt.datetime(2026, 3, 5, 12, 30, tzinfo=dt.UTC)
-DIMENSIONS = rollups.DIMENSIONS
-SUMS = ("requests", "errors", "input_tokens", "output_tokens", "cached_tokens", "cost_micros")
 
 
 def some_records(count: int = 600, days: float = 3, seed: int = 1) -> None:
     generate(Shape(count=count, days=days, keys=5, teams=3, customers=2, until=NOW, seed=seed))
-
-
-def expected_rows(granularity: str) -> dict[tuple, dict]:
-    """What the rollups must hold, from the records."""
-    rows: dict[tuple, dict] = defaultdict(
-        lambda: {**dict.fromkeys(SUMS, 0), "latency": Counter(), "ttft": Counter()}
-    )
-    for record in RequestRecord.objects.all():
-        moment = record.time.astimezone(dt.UTC).replace(minute=0, second=0, microsecond=0)
-        if granularity == "day":
-            moment = moment.replace(hour=0)
-        row = rows[(moment, *(getattr(record, name) for name in DIMENSIONS))]
-        row["requests"] += 1
-        row["errors"] += record.status >= 400
-        for name in SUMS[2:]:
-            row[name] += getattr(record, name)
-        row["latency"][histogram_bin(record.latency_ms)] += 1
-        if record.ttft_ms is not None:
-            row["ttft"][histogram_bin(record.ttft_ms)] += 1
-    return {
-        key: {**row, "latency": dict(row["latency"]), "ttft": dict(row["ttft"])}
-        for key, row in rows.items()
-    }
-
-
-def stored_rows(granularity: str) -> dict[tuple, dict]:
-    rows = {}
-    for rollup in UsageRollup.objects.filter(granularity=granularity):
-        key = (rollup.bucket, *(getattr(rollup, name) for name in DIMENSIONS))
-        assert key not in rows, f"two rows for {key}"
-        rows[key] = {
-            **{name: getattr(rollup, name) for name in SUMS},
-            "latency": histogram_merge([rollup.latency_histogram]),
-            "ttft": histogram_merge([rollup.ttft_histogram]),
-        }
-    return rows
-
-
-def assert_rollups_match_the_records() -> None:
-    for granularity in ("hour", "day"):
-        expected = expected_rows(granularity)
-        assert expected, "no records to compare"
-        assert stored_rows(granularity) == expected, granularity
 
 
 def test_hourly_and_daily_rollups_equal_a_recomputation_from_the_records():

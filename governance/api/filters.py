@@ -1,7 +1,7 @@
 """Filters of the request log, shared by its list and the usage aggregates.
 
-Usage is read from the rollups whenever the filters allow it
-(:func:`usage_points`): whole hours, and no filter on the status.
+Usage is read from the rollups whenever they hold the answer
+(:func:`usage_points`): whole hours, a team and one other dimension.
 """
 
 from __future__ import annotations
@@ -51,26 +51,38 @@ class RequestRecordFilter(django_filters.FilterSet):
         return queryset.filter(status__gte=400) if value else queryset.filter(status__lt=400)
 
 
-class UsageRollupFilter(django_filters.FilterSet):
-    """The request log's filters that rollups can answer: time, owner, model, provider."""
-
-    since = UtcDateTimeFilter(field_name="bucket", lookup_expr="gte")
-    until = UtcDateTimeFilter(field_name="bucket", lookup_expr="lt")
-    key = django_filters.NumberFilter(field_name="key_id")
-    team = django_filters.NumberFilter(field_name="team_id")
-    customer = django_filters.NumberFilter(field_name="customer_id")
-    provider = django_filters.CharFilter(field_name="provider")
-    model = django_filters.CharFilter(method="filter_model")
-
-    class Meta:
-        model = UsageRollup
-        fields = ("since", "until", "key", "team", "customer", "provider", "model")
-
-    def filter_model(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
-        return queryset.filter(Q(requested_model=value) | Q(served_model=value))
+# Filters a rollup row can answer: the team, and the value of its dimension.
+ROLLUP_DIMENSIONS = ("key", "customer", "provider")
 
 
-ROLLUP_FILTERS = frozenset(UsageRollupFilter.base_filters)
+def _rollups_for(
+    values: dict[str, Any], group_by: str | None, rollups: QuerySet[UsageRollup]
+) -> tuple[str, QuerySet[UsageRollup]] | None:
+    """The dimension and the rows answering these filters and split, or None.
+
+    Rollups hold each dimension per team: they answer a team filter plus at
+    most one other dimension (filtered, split by, or both). The model
+    filter matches the model asked for *or* the one that served, which
+    rows keyed by one model name cannot tell apart: it reads the log.
+    """
+    used = {name for name, value in values.items() if value not in (None, "")}
+    used -= {"since", "until"}
+    if not used <= {"team", *ROLLUP_DIMENSIONS}:
+        return None
+    others = (used - {"team"}) | ({group_by} - {None, "team"})
+    if len(others) > 1:
+        return None
+    dimension = others.pop() if others else "team"
+    rows = rollups
+    if values.get("team") is not None:
+        rows = rows.filter(team_id=values["team"])
+    if values.get(dimension) not in (None, ""):
+        rows = rows.filter(value=str(values[dimension]))
+    if values.get("since") is not None:
+        rows = rows.filter(bucket__gte=values["since"])
+    if values.get("until") is not None:
+        rows = rows.filter(bucket__lt=values["until"])
+    return dimension, rows
 
 
 def usage_points(
@@ -83,22 +95,26 @@ def usage_points(
 ) -> tuple[list[UsagePoint], str]:
     """The usage series under the request log's filters ``data``, and where it came from.
 
-    ``"rollups"`` when every filter is one rollups hold and the time range
-    is whole hours; ``"records"`` (the request log itself) otherwise.
-    ``records`` and ``rollups`` are what the operator may see. Raises
-    ``ValidationError`` on filters that do not parse.
+    ``"rollups"`` when the rollups hold the answer (whole hours; the
+    filters and split of :func:`_rollups_for`), ``"records"`` (the request
+    log itself) otherwise. ``records`` and ``rollups`` are what the
+    operator may see. Raises ``ValidationError`` on filters that do not
+    parse.
     """
     chosen = RequestRecordFilter(data=data, queryset=records)
     if not chosen.is_valid():
         raise ValidationError(chosen.errors)
     values = chosen.form.cleaned_data
-    since, until = values.get("since"), values.get("until")
-    used = {name for name, value in values.items() if value not in (None, "")}
-    granularity = rollup_granularity(bucket, since, until)
-    if granularity is not None and used <= ROLLUP_FILTERS:
-        narrowed = UsageRollupFilter(data=data, queryset=rollups).qs
+    granularity = rollup_granularity(bucket, values.get("since"), values.get("until"))
+    answer = _rollups_for(values, group_by, rollups) if granularity else None
+    if granularity is not None and answer is not None:
+        dimension, rows = answer
         points = usage_series_from_rollups(
-            rollups=narrowed, granularity=granularity, bucket=bucket, group_by=group_by
+            rollups=rows,
+            dimension=dimension,
+            granularity=granularity,
+            bucket=bucket,
+            group_by=group_by,
         )
         return points, "rollups"
     return usage_series(records=chosen.qs, bucket=bucket, group_by=group_by), "records"

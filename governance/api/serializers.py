@@ -6,7 +6,14 @@ from typing import Any
 
 from rest_framework import serializers
 
-from governance.models import Budget, GuardrailPolicy, ModelPrice, RateLimit, RequestRecord
+from governance.models import (
+    Budget,
+    BudgetPeriodHistory,
+    GuardrailPolicy,
+    ModelPrice,
+    RateLimit,
+    RequestRecord,
+)
 from governance.selectors import USAGE_BUCKETS, USAGE_GROUPS
 from keys.api.fields import ApiModelSerializer
 
@@ -112,6 +119,29 @@ class RequestRecordSerializer(serializers.ModelSerializer):
         model = RequestRecord
         fields = "__all__"
         read_only_fields = tuple(field.name for field in RequestRecord._meta.concrete_fields)
+
+
+class BudgetPeriodHistorySerializer(serializers.ModelSerializer):
+    difference_micros = serializers.IntegerField(
+        allow_null=True, help_text="the counter minus the request log (null without a counter)"
+    )
+
+    class Meta:
+        model = BudgetPeriodHistory
+        fields = (
+            "id",
+            "budget",
+            "period_start",
+            "period_end",
+            "limit_micros",
+            "spent_micros",
+            "counter_micros",
+            "difference_micros",
+            "reconciliation",
+            "requests",
+            "closed_at",
+        )
+        read_only_fields = fields
 
 
 class UsageQuerySerializer(serializers.Serializer):

@@ -8,6 +8,7 @@ from typing import Any
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import extend_schema
+from rest_framework import mixins
 from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -17,6 +18,7 @@ from governance.api import serializers as s
 from governance.api.filters import RequestRecordFilter, usage_points
 from governance.models import (
     Budget,
+    BudgetPeriodHistory,
     GuardrailPolicy,
     ModelPrice,
     RateLimit,
@@ -134,6 +136,17 @@ class RequestLogViewSet(ReadOnlyScopedViewSet):
     pagination_class = RequestLogPagination
     filterset_class = RequestRecordFilter
     ordering_fields = ("time", "latency_ms", "cost_micros")
+
+
+class BudgetPeriodViewSet(mixins.ListModelMixin, ScopedViewSet):
+    """Finished budget periods: limit, spend per the request log, the live counter's final
+    value and whether they agreed (``governance.budget_periods``). Read-only, newest first."""
+
+    queryset = BudgetPeriodHistory.objects.all()
+    serializer_class = s.BudgetPeriodHistorySerializer
+    filterset_fields = ("budget", "reconciliation")
+    ordering_fields = ("period_start", "id")
+    ordering = ("-period_start", "-id")
 
 
 class UsageViewSet(ScopedViewSet):
