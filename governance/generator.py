@@ -50,7 +50,8 @@ class Shape:
 def records(shape: Shape) -> Iterator[dict]:
     """``shape.count`` ledger entries (the ledger's own entry format), oldest first."""
     rng = random.Random(shape.seed)
-    prefix = uuid.UUID(int=rng.getrandbits(128)).hex[:10]
+    # Fresh ids on every run, even with the same seed: runs add up.
+    prefix = uuid.uuid4().hex[:10]
     until = (shape.until or dt.datetime.now(dt.UTC)).timestamp()
     span = shape.days * 86400
     statuses = [s[:2] for s in STATUSES]
