@@ -76,6 +76,7 @@ def wait_until(condition, timeout: float, what: str):  # type: ignore[no-untyped
     raise AssertionError(f"timed out waiting for {what}")
 
 
+@pytest.mark.timeout(200)
 def test_scheduled_rollups_equal_the_records_and_a_finished_period_is_closed(demo, scheduled):
     governance.model_price_set(
         provider_kind="openai",
@@ -88,8 +89,9 @@ def test_scheduled_rollups_equal_the_records_and_a_finished_period_is_closed(dem
     client = openai.OpenAI(
         base_url=f"{scheduled.url}/v1", api_key=demo.key, max_retries=0, timeout=20
     )
-    # Wait for a fresh minute, so that every request falls in one budget period.
-    time.sleep(60 - timezone.now().second % 60 + 0.2)
+    # Every request in one budget period (one minute): not too close to its end.
+    if timezone.now().second >= 45:
+        time.sleep(60.2 - timezone.now().second)
     started = timezone.now()
     tags = [new_tag() for _ in range(REQUESTS)]
     for tag in tags:
