@@ -23,11 +23,13 @@ the usage drain may insert, now, a record of a request made an hour ago,
 and its hour must be recomputed. Each run finds the hours touched by the
 records inserted since (plus :data:`OVERLAP_IDS` before on PostgreSQL, for
 inserts that committed out of id order), and recomputes each touched hour
-whole from the request log, then each touched day from its hours.
+whole from the request log, and moves its day's rows by the difference.
 
-**Idempotent.** A bucket's rows are deleted and rewritten in one
-transaction from what the request log holds: running twice, or after a
-crash between the rewrite and the cursor's update, gives the same rows.
+**Idempotent.** An hour's rows are deleted and rewritten from what the
+request log holds, and its day's rows moved by the difference, in one
+transaction: running twice, or after a crash between the rewrite and the
+cursor's update, gives the same rows (a day stays exactly the sum of its
+hours: integer counts and bins).
 Hours older than the retention cutoff are never recomputed: their raw
 records may already be pruned (``governance.retention``).
 """
@@ -208,43 +210,74 @@ def hour_rows(start: dt.datetime) -> list[UsageRollup]:
     return rows
 
 
-def day_rows(start: dt.datetime) -> list[UsageRollup]:
-    """The daily rollup rows of the UTC day starting at ``start``, merged from its hours."""
-    hours = UsageRollup.objects.filter(
-        granularity=RollupGranularity.HOUR,
-        bucket__gte=start,
-        bucket__lt=start + dt.timedelta(days=1),
-    )
-    merged: dict[tuple, UsageRollup] = {}
-    latencies: dict[tuple, list[dict]] = {}
-    ttfts: dict[tuple, list[dict]] = {}
-    for hour in hours.order_by("bucket", "id"):
-        group = (hour.team_id, hour.dimension, hour.value)
-        day = merged.get(group)
-        if day is None:
-            day = merged[group] = UsageRollup(
+def _histogram_add(base: dict[Any, int], plus: dict[Any, int], minus: dict[Any, int]) -> Histogram:
+    result = histogram_merge([base, plus])
+    for index, count in minus.items():
+        left = result.get(int(index), 0) - count
+        if left:
+            result[int(index)] = left
+        else:
+            result.pop(int(index), None)
+    return result
+
+
+def _group(row: UsageRollup) -> tuple:
+    return (row.team_id, row.dimension, row.value)
+
+
+def _day_update(day: dt.datetime, old: list[UsageRollup], new: list[UsageRollup]) -> None:
+    """Move the day's rows by what one of its hours changed (new minus old).
+
+    Counts and histogram bins are integers, so the day stays exactly the
+    sum of its hours, at the cost of reading one hour's rows, not 24.
+    """
+    rows = {
+        _group(row): row
+        for row in UsageRollup.objects.filter(granularity=RollupGranularity.DAY, bucket=day)
+    }
+    before = {_group(row): row for row in old}
+    after = {_group(row): row for row in new}
+    changed, created, emptied = [], [], []
+    for group in before.keys() | after.keys():
+        was, now = before.get(group), after.get(group)
+        row = rows.get(group)
+        if row is None:
+            row = UsageRollup(
                 granularity=RollupGranularity.DAY,
-                bucket=start,
-                team_id=hour.team_id,
-                dimension=hour.dimension,
-                value=hour.value,
+                bucket=day,
+                team_id=group[0],
+                dimension=group[1],
+                value=group[2],
             )
+            created.append(row)
+        else:
+            changed.append(row)
         for name in COUNTS:
-            setattr(day, name, getattr(day, name) + getattr(hour, name))
-        latencies.setdefault(group, []).append(hour.latency_histogram)
-        ttfts.setdefault(group, []).append(hour.ttft_histogram)
-    for group, day in merged.items():
-        day.latency_histogram = _stored(histogram_merge(latencies[group]))
-        day.ttft_histogram = _stored(histogram_merge(ttfts[group]))
-    return list(merged.values())
+            delta = (getattr(now, name) if now else 0) - (getattr(was, name) if was else 0)
+            setattr(row, name, getattr(row, name) + delta)
+        for name in ("latency_histogram", "ttft_histogram"):
+            histogram = _histogram_add(
+                getattr(row, name), getattr(now, name, {}) or {}, getattr(was, name, {}) or {}
+            )
+            setattr(row, name, _stored(histogram))
+        if row.requests == 0:
+            emptied.append(row)
+    UsageRollup.objects.filter(pk__in=[row.pk for row in emptied if row.pk]).delete()
+    keep = [row for row in changed if row not in emptied]
+    UsageRollup.objects.bulk_update(keep, [*COUNTS, "latency_histogram", "ttft_histogram"])
+    UsageRollup.objects.bulk_create([row for row in created if row not in emptied])
 
 
-def bucket_rewrite(granularity: str, start: dt.datetime) -> int:
-    """Replace a bucket's rollup rows by a recomputation; returns the number of rows."""
-    rows = hour_rows(start) if granularity == RollupGranularity.HOUR else day_rows(start)
+def hour_rewrite(start: dt.datetime) -> int:
+    """Replace an hour's rollup rows by a recomputation from the request log, and move
+    its day's rows by the difference, in one transaction; returns the number of rows."""
+    rows = hour_rows(start)
     with transaction.atomic():
-        UsageRollup.objects.filter(granularity=granularity, bucket=start).delete()
+        existing = UsageRollup.objects.filter(granularity=RollupGranularity.HOUR, bucket=start)
+        old = list(existing)
+        existing.delete()
         UsageRollup.objects.bulk_create(rows, batch_size=1000)
+        _day_update(_day(start), old, rows)
     return len(rows)
 
 
@@ -319,12 +352,9 @@ def usage_rollup(*, time_budget: float = 120.0) -> RollupRun:
             high = min(newest, max(position, (following or newest) - 1) + STEP_IDS)
             hours = _touched_hours(low, high)
             for hour in hours:
-                bucket_rewrite(RollupGranularity.HOUR, hour)
-            days = sorted({_day(hour) for hour in hours})
-            for day in days:
-                bucket_rewrite(RollupGranularity.DAY, day)
+                hour_rewrite(hour)
             hours_done += len(hours)
-            days_done += len(days)
+            days_done += len({_day(hour) for hour in hours})
             position = low = high
             JobCursor.objects.filter(pk=cursor.pk).update(position=position)
             if time.monotonic() - started >= time_budget:
