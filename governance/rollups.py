@@ -48,8 +48,8 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import CharField, Count, F, Func, IntegerField, Max, Min, Q, Sum, Value
-from django.db.models.functions import Cast, Coalesce, NullIf, TruncHour
+from django.db.models import Count, F, Func, IntegerField, Max, Min, Q, Sum, Value
+from django.db.models.functions import Coalesce, NullIf, TruncHour
 from django.utils import timezone
 
 from governance.models import (
@@ -72,19 +72,29 @@ OVERLAP_IDS = 10_000
 STEP_IDS = 200_000
 
 SUMS = ("input_tokens", "output_tokens", "cached_tokens", "cost_micros")
+# In the order hour_rows' totals query gives them.
 COUNTS = ("requests", "errors", "latency_ms_total", *SUMS)
 
 
-def dimension_expressions() -> dict[str, Any]:
-    """Per dimension, the request log's expression for its value (as text)."""
-    as_text = {"output_field": CharField()}
-    return {
-        RollupDimension.TEAM: Value("", **as_text),
-        RollupDimension.KEY: Coalesce(Cast("key_id", **as_text), Value("")),
-        RollupDimension.CUSTOMER: Coalesce(Cast("customer_id", **as_text), Value("")),
-        RollupDimension.PROVIDER: F("provider"),
-        RollupDimension.MODEL: Coalesce(NullIf("served_model", Value("")), "requested_model"),
-    }
+# Read once per hour at this grain, then folded into each dimension.
+GRAIN = ("team_id", "key_id", "customer_id", "provider", "model_name")
+
+
+def _model_name() -> Any:
+    """The model a record counts for: the one that served, or the one asked for."""
+    return Coalesce(NullIf("served_model", Value("")), "requested_model")
+
+
+def _dimension_values(grain: tuple) -> list[tuple[str, str]]:
+    """Each dimension's value for one combination of ``GRAIN``."""
+    _, key_id, customer_id, provider, model = grain
+    return [
+        (RollupDimension.TEAM, ""),
+        (RollupDimension.KEY, "" if key_id is None else str(key_id)),
+        (RollupDimension.CUSTOMER, "" if customer_id is None else str(customer_id)),
+        (RollupDimension.PROVIDER, provider),
+        (RollupDimension.MODEL, model or ""),
+    ]
 
 
 EXACT_BELOW = 64
@@ -159,55 +169,68 @@ class _LogBin(Func):
     output_field = IntegerField()
 
 
-def _histograms(records: Any, value: Any, column: str) -> dict[tuple, Histogram]:
-    """Per team and value, the histogram of ``column`` (nulls left out).
+def _histograms(records: Any, column: str) -> dict[tuple, Histogram]:
+    """Per dimension, team and value, the histogram of ``column`` (nulls left out).
 
     PostgreSQL bins in the query; elsewhere the query counts each distinct
     value and the bins are taken here (the same bins either way).
     """
     in_database = connection.vendor == "postgresql"
     present = records.filter(**{f"{column}__isnull": False}).order_by()
-    binned = present.annotate(value=value, measure=_LogBin(F(column)) if in_database else F(column))
-    rows = binned.values_list("team_id", "value", "measure").annotate(n=Count("id"))
+    binned = present.annotate(
+        model_name=_model_name(), measure=_LogBin(F(column)) if in_database else F(column)
+    )
+    rows = binned.values_list(*GRAIN, "measure").annotate(n=Count("id"))
     result: dict[tuple, Histogram] = {}
-    for team_id, text, measure, count in rows:
-        histogram = result.setdefault((team_id, text), {})
+    for *grain, measure, count in rows:
         index = measure if in_database else histogram_bin(measure)
-        histogram[index] = histogram.get(index, 0) + count
+        for dimension, value in _dimension_values(tuple(grain)):
+            histogram = result.setdefault((dimension, grain[0], value), {})
+            histogram[index] = histogram.get(index, 0) + count
     return result
 
 
 def hour_rows(start: dt.datetime) -> list[UsageRollup]:
-    """The hourly rollup rows of the hour starting at ``start``, from the request log."""
+    """The hourly rollup rows of the hour starting at ``start``, from the request log.
+
+    Three queries (totals, latencies, times to first token) at the grain of
+    team, key, customer, provider and model, folded here into each dimension.
+    """
     records = RequestRecord.objects.filter(time__gte=start, time__lt=start + dt.timedelta(hours=1))
-    rows = []
-    for dimension, value in dimension_expressions().items():
-        totals = (
-            records.order_by()
-            .annotate(value=value)
-            .values("team_id", "value")
-            .annotate(
-                requests=Count("id"),
-                errors=Count("id", filter=Q(status__gte=400)),
-                latency_ms_total=Sum("latency_ms"),
-                **{name: Sum(name) for name in SUMS},
-            )
+    totals = (
+        records.order_by()
+        .annotate(model_name=_model_name())
+        .values_list(*GRAIN)
+        .annotate(
+            requests=Count("id"),
+            errors=Count("id", filter=Q(status__gte=400)),
+            latency_ms_total=Sum("latency_ms"),
+            **{name: Sum(name) for name in SUMS},
         )
-        latencies = _histograms(records, value, "latency_ms")
-        ttfts = _histograms(records, value, "ttft_ms")
-        for row in totals:
-            group = (row["team_id"], row["value"])
-            rows.append(
-                UsageRollup(
-                    granularity=RollupGranularity.HOUR,
-                    bucket=start,
-                    dimension=dimension,
-                    **row,
-                    latency_histogram=_stored(latencies.get(group, {})),
-                    ttft_histogram=_stored(ttfts.get(group, {})),
-                )
-            )
-    return rows
+    )
+    folded: dict[tuple, dict[str, int]] = {}
+    width = len(GRAIN)
+    for row_values in totals:
+        grain, counts = row_values[:width], row_values[width:]
+        for dimension, value in _dimension_values(grain):
+            row = folded.setdefault((dimension, grain[0], value), dict.fromkeys(COUNTS, 0))
+            for name, count in zip(COUNTS, counts, strict=True):
+                row[name] += count or 0
+    latencies = _histograms(records, "latency_ms")
+    ttfts = _histograms(records, "ttft_ms")
+    return [
+        UsageRollup(
+            granularity=RollupGranularity.HOUR,
+            bucket=start,
+            dimension=dimension,
+            team_id=team_id,
+            value=value,
+            **counts,
+            latency_histogram=_stored(latencies.get((dimension, team_id, value), {})),
+            ttft_histogram=_stored(ttfts.get((dimension, team_id, value), {})),
+        )
+        for (dimension, team_id, value), counts in folded.items()
+    ]
 
 
 def _histogram_add(base: dict[Any, int], plus: dict[Any, int], minus: dict[Any, int]) -> Histogram:
@@ -237,7 +260,8 @@ def _day_update(day: dt.datetime, old: list[UsageRollup], new: list[UsageRollup]
     }
     before = {_group(row): row for row in old}
     after = {_group(row): row for row in new}
-    changed, created, emptied = [], [], []
+    changed: list[UsageRollup] = []
+    created: list[UsageRollup] = []
     for group in before.keys() | after.keys():
         was, now = before.get(group), after.get(group)
         row = rows.get(group)
@@ -260,12 +284,12 @@ def _day_update(day: dt.datetime, old: list[UsageRollup], new: list[UsageRollup]
                 getattr(row, name), getattr(now, name, {}) or {}, getattr(was, name, {}) or {}
             )
             setattr(row, name, _stored(histogram))
-        if row.requests == 0:
-            emptied.append(row)
-    UsageRollup.objects.filter(pk__in=[row.pk for row in emptied if row.pk]).delete()
-    keep = [row for row in changed if row not in emptied]
-    UsageRollup.objects.bulk_update(keep, [*COUNTS, "latency_histogram", "ttft_histogram"])
-    UsageRollup.objects.bulk_create([row for row in created if row not in emptied])
+    # Rewritten whole: one DELETE and one INSERT beat hundreds of row updates.
+    UsageRollup.objects.filter(pk__in=[row.pk for row in changed]).delete()
+    for row in changed:
+        row.pk = None
+    kept = [row for row in (*changed, *created) if row.requests]
+    UsageRollup.objects.bulk_create(kept, batch_size=1000)
 
 
 def hour_rewrite(start: dt.datetime) -> int:
