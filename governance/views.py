@@ -252,6 +252,7 @@ budgets = Resource(
         Column("Calendar", lambda b: "yes" if b.calendar_aligned else "rolling"),
     ],
     queryset=lambda: Budget.objects.select_related("customer", "team", "virtual_key"),
+    links=lambda obj: [("Finished periods", reverse("governance:budget_periods", args=[obj.pk]))],
     create=lambda form: services.budget_create(
         owner=form.cleaned_data["owner"],
         amount_micros=form.cleaned_data["amount_micros"],
@@ -369,6 +370,36 @@ RUNTIME_SETTINGS = (
     ("GATEWAY_SSE_KEEPALIVE_SECONDS", "", "Keep-alive comments while a stream waits"),
     ("GATEWAY_SHUTDOWN_GRACE_SECONDS", "", "Time streams get to finish on shutdown"),
 )
+
+
+@console_view(Budget)
+def budget_periods(request: HttpRequest, access: Access, pk: int) -> HttpResponse:
+    """A budget's finished periods: limit, spend, the counter, and whether they agreed."""
+    budget = visible_object(access, budgets.objects(), pk=pk)
+    table = [
+        {
+            "cells": (
+                f"{h.period_start:%Y-%m-%d %H:%M} to {h.period_end:%Y-%m-%d %H:%M}",
+                _money(h.limit_micros),
+                _money(h.spent_micros),
+                h.requests,
+                _money(h.counter_micros),
+                h.get_reconciliation_display(),
+            )
+        }
+        for h in budget.history.all()[:500]
+    ]
+    return render(
+        request,
+        "console/table.html",
+        {
+            "title": f"Finished periods of {budget}",
+            "intro": "Spend per the request log, and the live counter's final value (UTC).",
+            "headings": ("Period", "Limit", "Spent", "Requests", "Counter", "Reconciliation"),
+            "table": table,
+            "back": budgets.url("edit", budget.pk),
+        },
+    )
 
 
 @console_view(Budget)

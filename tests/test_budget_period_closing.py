@@ -178,3 +178,25 @@ def test_the_api_lists_the_history_to_readers_of_the_budgets_only(hourly):
     assert manager_rows and not {row["budget"] for row in manager_rows} & other_budget_ids
     assert hourly.client("auditor").get("/api/v1/budget-periods/").status_code == 403
     assert hourly.client("admin").post("/api/v1/budget-periods/", {}).status_code == 405
+
+
+def test_the_console_shows_a_budgets_finished_periods_to_those_who_see_the_budget(hourly):
+    from django.test import Client
+    from django.urls import reverse
+
+    budget_periods_close()
+    admin, manager = Client(), Client()
+    admin.force_login(hourly.users["admin"])
+    manager.force_login(hourly.users["manager"])
+    url = reverse("governance:budget_periods", args=[hourly.hourly.pk])
+
+    page = admin.get(url)
+    assert page.status_code == 200
+    rows = [row["cells"] for row in page.context["table"]]
+    assert [row[-1] for row in rows] == ["counter unavailable", "mismatch", "matched"]
+    assert rows[-1][2] == "0.001"  # 1,000 micro-units spent in the first period
+    assert manager.get(url).status_code == 200
+    other = reverse("governance:budget_periods", args=[hourly.other_budget.pk])
+    assert manager.get(other).status_code == 404
+    edit = admin.get(reverse("governance:budgets_edit", args=[hourly.hourly.pk]))
+    assert url in edit.content.decode()
