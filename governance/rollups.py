@@ -25,6 +25,11 @@ records inserted since (plus :data:`OVERLAP_IDS` before on PostgreSQL, for
 inserts that committed out of id order), and recomputes each touched hour
 whole from the request log, and moves its day's rows by the difference.
 
+**Up to the cursor, exactly.** An hour is recomputed from the records with
+ids up to the step's end, so the rollups hold the records up to the cursor,
+no more: a reader adds the few records above it from the request log
+(:func:`rollup_cursor`) and sees every request up to now.
+
 **Idempotent.** An hour's rows are deleted and rewritten from what the
 request log holds, and its day's rows moved by the difference, in one
 transaction: running twice, or after a crash between the rewrite and the
@@ -190,13 +195,15 @@ def _histograms(records: Any, column: str) -> dict[tuple, Histogram]:
     return result
 
 
-def hour_rows(start: dt.datetime) -> list[UsageRollup]:
+def hour_rows(start: dt.datetime, up_to_id: int | None = None) -> list[UsageRollup]:
     """The hourly rollup rows of the hour starting at ``start``, from the request log.
 
     Three queries (totals, latencies, times to first token) at the grain of
     team, key, customer, provider and model, folded here into each dimension.
     """
     records = RequestRecord.objects.filter(time__gte=start, time__lt=start + dt.timedelta(hours=1))
+    if up_to_id is not None:
+        records = records.filter(id__lte=up_to_id)
     totals = (
         records.order_by()
         .annotate(model_name=_model_name())
@@ -292,10 +299,10 @@ def _day_update(day: dt.datetime, old: list[UsageRollup], new: list[UsageRollup]
     UsageRollup.objects.bulk_create(kept, batch_size=1000)
 
 
-def hour_rewrite(start: dt.datetime) -> int:
+def hour_rewrite(start: dt.datetime, up_to_id: int | None = None) -> int:
     """Replace an hour's rollup rows by a recomputation from the request log, and move
     its day's rows by the difference, in one transaction; returns the number of rows."""
-    rows = hour_rows(start)
+    rows = hour_rows(start, up_to_id)
     with transaction.atomic():
         existing = UsageRollup.objects.filter(granularity=RollupGranularity.HOUR, bucket=start)
         old = list(existing)
@@ -376,7 +383,7 @@ def usage_rollup(*, time_budget: float = 120.0) -> RollupRun:
             high = min(newest, max(position, (following or newest) - 1) + STEP_IDS)
             hours = _touched_hours(low, high)
             for hour in hours:
-                hour_rewrite(hour)
+                hour_rewrite(hour, high)
             hours_done += len(hours)
             days_done += len({_day(hour) for hour in hours})
             position = low = high
@@ -391,6 +398,12 @@ def usage_rollup(*, time_budget: float = 120.0) -> RollupRun:
                 position,
             )
         return RollupRun(records_seen_up_to=position, hours=hours_done, days=days_done)
+
+
+def rollup_cursor() -> int:
+    """The id up to which the request log is in the rollups."""
+    position = JobCursor.objects.filter(name=CURSOR).values_list("position", flat=True).first()
+    return position or 0
 
 
 def _touched_hours(low: int, high: int) -> list[dt.datetime]:

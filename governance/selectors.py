@@ -267,16 +267,19 @@ def usage_series_from_rollups(
     granularity: str = "hour",
     bucket: str | None = "day",
     group_by: str | None = None,
+    recent: QuerySet[RequestRecord] | None = None,
 ) -> list[UsagePoint]:
     """What :func:`usage_series` computes, read from the rollup rows of ``dimension``.
 
     ``rollups`` is already narrowed (access scope, time range, team, the
     dimension's value); ``group_by`` is ``None``, ``"team"`` or
     ``dimension`` itself. Rows are whole buckets of ``granularity`` (see
-    :func:`rollup_granularity`), as fresh as the last rollup run
-    (``GATEWAY_ROLLUP_INTERVAL_SECONDS``).
+    :func:`rollup_granularity`) and hold the request log up to the rollup
+    job's cursor; ``recent`` are the records past it under the same
+    narrowing (a minute's worth), added one by one so the series is
+    complete up to now.
     """
-    from governance.rollups import histogram_merge, histogram_percentile
+    from governance.rollups import histogram_bin, histogram_merge, histogram_percentile
 
     if bucket is not None and bucket not in USAGE_BUCKETS:
         raise ValueError(f"bucket must be one of {', '.join(USAGE_BUCKETS)}")
@@ -305,6 +308,26 @@ def usage_series_from_rollups(
             total[name] += row[name]
         total["h"].append(row["latency_histogram"])
         total["t"].append(row["ttft_histogram"])
+    for record in (recent if recent is not None else RequestRecord.objects.none()).order_by():
+        moment = record.time.astimezone(dt.UTC).replace(minute=0, second=0, microsecond=0)
+        if bucket is None:
+            moment = None
+        elif bucket == "day":
+            moment = moment.replace(hour=0)
+        if group_by is None:
+            group = None
+        elif group_by == "model":
+            group = record.served_model or record.requested_model
+        else:
+            group = getattr(record, USAGE_GROUPS[group_by])
+        total = groups.setdefault((moment, group), {name: 0 for name in sums} | {"h": [], "t": []})
+        total["requests"] += 1
+        total["errors"] += record.status >= 400
+        for name in sums[2:]:
+            total[name] += getattr(record, name)
+        total["h"].append({histogram_bin(record.latency_ms): 1})
+        if record.ttft_ms is not None:
+            total["t"].append({histogram_bin(record.ttft_ms): 1})
     points = []
     for (moment, group), total in groups.items():
         latency, ttft = histogram_merge(total.pop("h")), histogram_merge(total.pop("t"))

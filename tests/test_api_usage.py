@@ -140,3 +140,27 @@ def test_a_bad_time_is_a_400_in_the_error_envelope(world):
 
     assert response.status_code == 400
     assert "since" in error_of(response)["fields"]
+
+
+def test_records_inserted_since_the_last_rollup_run_count_at_once(world):
+    client = world.client("admin")
+    before = usage(client, "bucket=total")["results"][0]
+    RequestRecord.objects.create(
+        request_id="u-late",
+        time=DAY + dt.timedelta(hours=3),  # a late record of an hour already rolled up
+        team_id=world.team.pk,
+        status=503,
+        cost_micros=5,
+        latency_ms=90,
+        provider="openai",
+        served_model="gpt-4o",
+    )
+
+    body = usage(client, "bucket=total")
+    (after,) = body["results"]
+
+    assert body["source"] == "rollups"
+    assert (after["requests"], after["errors"]) == (before["requests"] + 1, before["errors"] + 1)
+    assert after["cost_micros"] == before["cost_micros"] + 5
+    usage_rollup()  # once rolled up, it is not counted twice
+    assert usage(client, "bucket=total")["results"][0]["requests"] == after["requests"]

@@ -14,6 +14,7 @@ from django.core.exceptions import ValidationError
 from django.db.models import Q, QuerySet
 
 from governance.models import RequestRecord, UsageRollup
+from governance.rollups import rollup_cursor
 from governance.selectors import (
     UsagePoint,
     rollup_granularity,
@@ -96,8 +97,9 @@ def usage_points(
     """The usage series under the request log's filters ``data``, and where it came from.
 
     ``"rollups"`` when the rollups hold the answer (whole hours; the
-    filters and split of :func:`_rollups_for`), ``"records"`` (the request
-    log itself) otherwise. ``records`` and ``rollups`` are what the
+    filters and split of :func:`_rollups_for`; plus the records inserted
+    since the last rollup run), ``"records"`` (the request log itself)
+    otherwise. ``records`` and ``rollups`` are what the
     operator may see. Raises ``ValidationError`` on filters that do not
     parse.
     """
@@ -115,6 +117,7 @@ def usage_points(
             granularity=granularity,
             bucket=bucket,
             group_by=group_by,
+            recent=chosen.qs.filter(id__gt=rollup_cursor()),
         )
         return points, "rollups"
     return usage_series(records=chosen.qs, bucket=bucket, group_by=group_by), "records"
