@@ -369,6 +369,13 @@ RUNTIME_SETTINGS = (
     ("GATEWAY_UPSTREAM_TOTAL_TIMEOUT", "", "Default longest upstream exchange (seconds)"),
     ("GATEWAY_SSE_KEEPALIVE_SECONDS", "", "Keep-alive comments while a stream waits"),
     ("GATEWAY_SHUTDOWN_GRACE_SECONDS", "", "Time streams get to finish on shutdown"),
+    ("GATEWAY_LOG_RETENTION_DAYS", "ledger.retentionDays", "Days raw records are kept (0: all)"),
+    ("GATEWAY_ROLLUP_INTERVAL_SECONDS", "ledger.rollupIntervalSeconds", "Usage rollups run"),
+    (
+        "GATEWAY_BUDGET_CLOSE_DELAY_SECONDS",
+        "ledger.budgetCloseDelaySeconds",
+        "A budget period is closed this long after it ends",
+    ),
 )
 
 
