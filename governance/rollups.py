@@ -387,7 +387,9 @@ def usage_rollup(*, time_budget: float = 120.0) -> RollupRun:
             hours_done += len(hours)
             days_done += len({_day(hour) for hour in hours})
             position = low = high
-            JobCursor.objects.filter(pk=cursor.pk).update(position=position)
+            JobCursor.objects.filter(pk=cursor.pk).update(
+                position=position, updated_at=timezone.now()
+            )
             if time.monotonic() - started >= time_budget:
                 break  # at least one step per run, then the next run goes on
         if hours_done:
