@@ -164,3 +164,22 @@ def test_records_inserted_since_the_last_rollup_run_count_at_once(world):
     assert after["cost_micros"] == before["cost_micros"] + 5
     usage_rollup()  # once rolled up, it is not counted twice
     assert usage(client, "bucket=total")["results"][0]["requests"] == after["requests"]
+
+
+def test_an_id_written_as_a_decimal_filters_the_same_from_the_rollups(world):
+    RequestRecord.objects.create(
+        request_id="u-customer",
+        time=DAY,
+        team_id=world.team.pk,
+        customer_id=world.customer.pk,
+        status=200,
+        cost_micros=7,
+    )
+    usage_rollup()
+    client = world.client("admin")
+    plain = usage(client, f"bucket=total&customer={world.customer.pk}")
+    decimal = usage(client, f"bucket=total&customer={world.customer.pk}.0")
+
+    assert plain["source"] == decimal["source"] == "rollups"
+    assert [row["cost_micros"] for row in plain["results"]] == [7]
+    assert plain["results"] == decimal["results"]

@@ -77,8 +77,13 @@ def _rollups_for(
     rows = rollups
     if values.get("team") is not None:
         rows = rows.filter(team_id=values["team"])
-    if values.get(dimension) not in (None, ""):
-        rows = rows.filter(value=str(values[dimension]))
+    wanted = values.get(dimension)
+    if wanted not in (None, ""):
+        if dimension != "provider":  # an id: rows hold it as digits
+            if wanted != int(wanted):
+                return None
+            wanted = int(wanted)
+        rows = rows.filter(value=str(wanted))
     if values.get("since") is not None:
         rows = rows.filter(bucket__gte=values["since"])
     if values.get("until") is not None:
