@@ -109,8 +109,11 @@ def dashboard(request: HttpRequest, access: Access) -> HttpResponse:
     hours = RANGES.get(request.GET.get("range") or "24h", 24)
     group_by = (form.cleaned_data.get("group_by") if form.is_valid() else "") or None
     until = timezone.now()
-    since = (until - dt.timedelta(hours=hours)).replace(minute=0, second=0, microsecond=0)
     step = dt.timedelta(hours=1) if hours <= 48 else dt.timedelta(days=1)
+    # Whole hours, or whole UTC days for the longer ranges: the rollups' own buckets.
+    since = (until - dt.timedelta(hours=hours)).replace(minute=0, second=0, microsecond=0)
+    if step == dt.timedelta(days=1):
+        since = since.astimezone(dt.UTC).replace(hour=0)
     bucket = "hour" if step == dt.timedelta(hours=1) else "day"
     data = _filter_data(form)
     points: list[Any] = []
