@@ -180,6 +180,10 @@ CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 300)
 CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 240)
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TIMEZONE = "UTC"
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# A task taken by a worker that died is handed out again after this long
+# (seconds): longer than the time limit, so a slow task is not run twice.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_TASK_TIME_LIMIT * 2}
 
 # --- The data plane ---------------------------------------------------------
 
@@ -330,6 +334,17 @@ GATEWAY_LEDGER_BATCH_SIZE = env_int("GATEWAY_LEDGER_BATCH_SIZE", 500)
 # A batch read from the usage stream by a worker that died is taken over by
 # another worker after this long (milliseconds).
 GATEWAY_LEDGER_CLAIM_IDLE_MS = env_int("GATEWAY_LEDGER_CLAIM_IDLE_MS", 60_000)
+# Rollups of the request log (governance.rollups) run this often (seconds).
+GATEWAY_ROLLUP_INTERVAL_SECONDS = env_float("GATEWAY_ROLLUP_INTERVAL_SECONDS", 60.0)
+# Raw request records older than this many days are pruned (rollups stay); 0 keeps them.
+GATEWAY_LOG_RETENTION_DAYS = env_int("GATEWAY_LOG_RETENTION_DAYS", 0)
+GATEWAY_RETENTION_INTERVAL_SECONDS = env_float("GATEWAY_RETENTION_INTERVAL_SECONDS", 3600.0)
+# Records deleted per statement when pruning (short transactions, no long lock).
+GATEWAY_RETENTION_BATCH_SIZE = env_int("GATEWAY_RETENTION_BATCH_SIZE", 5000)
+# A budget period is closed (history written, counters reconciled) this long
+# after it ends: requests still in flight settle and their records land first.
+GATEWAY_BUDGET_CLOSE_DELAY_SECONDS = env_float("GATEWAY_BUDGET_CLOSE_DELAY_SECONDS", 600.0)
+GATEWAY_BUDGET_CLOSE_INTERVAL_SECONDS = env_float("GATEWAY_BUDGET_CLOSE_INTERVAL_SECONDS", 60.0)
 
 # --- Shutdown (gateway_project.serve) ---------------------------------------------
 
@@ -353,8 +368,23 @@ GATEWAY_METRICS_PUBLIC = env_bool("GATEWAY_METRICS_PUBLIC", default=not PRODUCTI
 # One JSON line per inference request on stdout (the access log).
 GATEWAY_ENABLE_LOGGING = env_bool("GATEWAY_ENABLE_LOGGING", default=True)
 
+# The periodic jobs: run by Celery beat in cluster mode, by each web process's
+# own scheduler in embedded mode (governance.schedule), from this one table.
+
+
+def _every(task: str, seconds: float) -> dict:
+    # A run not started within its interval is dropped rather than piling
+    # up behind a busy or absent worker: the next one does the same work.
+    return {"task": task, "schedule": seconds, "options": {"expires": max(seconds, 1.0)}}
+
+
 CELERY_BEAT_SCHEDULE = {
-    "usage-drain": {"task": "governance.usage_drain", "schedule": 1.0},
+    "usage-drain": _every("governance.usage_drain", 1.0),
+    "usage-rollup": _every("governance.usage_rollup", GATEWAY_ROLLUP_INTERVAL_SECONDS),
+    "budget-periods-close": _every(
+        "governance.budget_periods_close", GATEWAY_BUDGET_CLOSE_INTERVAL_SECONDS
+    ),
+    "records-prune": _every("governance.records_prune", GATEWAY_RETENTION_INTERVAL_SECONDS),
 }
 
 # --- Admission per provider ------------------------------------------------------

@@ -200,10 +200,20 @@ def output_bound(payload: dict[str, Any], price: Price) -> int:
     return bound
 
 
+def budget_counter_key(budget_id: int, period_start: int) -> str:
+    """The counter of one period (starting at epoch second ``period_start``) of a budget."""
+    return redis_key("budget", str(budget_id), str(period_start))
+
+
+def budget_counter_keep_seconds() -> int:
+    """How long a budget counter outlives its period: until it has been reconciled."""
+    return int(settings.GATEWAY_BUDGET_CLOSE_DELAY_SECONDS) + 86400
+
+
 def budget_counter(budget: BudgetRule, now: float) -> tuple[str, int]:
     """The counter of ``budget``'s current period, and when the period ends."""
     start, end = budget.bounds(now)
-    return redis_key("budget", str(budget.id), str(start)), end
+    return budget_counter_key(budget.id, start), end
 
 
 def plan_for(
@@ -234,6 +244,7 @@ def plan_for(
                     expires_at=end,
                     kind="budget",
                     label=f"{policy.kind} budget ({budget.period})",
+                    keep_seconds=budget_counter_keep_seconds(),
                 )
             )
         if policy.max_concurrent is not None:

@@ -36,6 +36,9 @@ class CounterCheck:
     expires_at: int  # epoch seconds: the end of the window or period
     kind: str  # "requests", "tokens" or "budget": which refusal it causes
     label: str  # which limit, for the error message
+    # How long the counter outlives its window: budget counters stay until
+    # their period is closed and reconciled (governance.budget_periods).
+    keep_seconds: int = 60
 
     @property
     def retry_after(self) -> int:
@@ -104,6 +107,11 @@ class MemoryLimits:
     async def values(self, keys: list[str], now: float) -> list[int]:
         return [self._value(key, now) for key in keys]
 
+    def final_value(self, key: str) -> int | None:
+        """A counter's value, also after its window ended (None if never taken or purged)."""
+        entry = self.counters.get(key)
+        return None if entry is None else entry[0]
+
     async def admit(self, plan: AdmissionPlan, now: float) -> Admission:
         for check in plan.counters:
             if check.amount > 0 and self._value(check.key, now) + check.amount > check.limit:
@@ -136,7 +144,7 @@ class MemoryLimits:
 
 # KEYS: counter keys, then slot keys.
 # ARGV: now, lease, lease_until, n_counters, then per counter (limit, amount,
-# expires_at), then per slot (limit).
+# when the key expires), then per slot (limit).
 # Returns {1, value...} when admitted, {0, "c"|"s", index} when refused.
 ADMIT_SCRIPT = """
 local now = tonumber(ARGV[1])
@@ -160,7 +168,7 @@ end
 local result = {1}
 for i = 1, n do
   local value = redis.call('INCRBY', KEYS[i], tonumber(ARGV[3 + 3 * i]))
-  redis.call('EXPIREAT', KEYS[i], tonumber(ARGV[4 + 3 * i]) + 60)
+  redis.call('EXPIREAT', KEYS[i], tonumber(ARGV[4 + 3 * i]))
   result[#result + 1] = value
 end
 for j = n + 1, #KEYS do
@@ -207,7 +215,7 @@ class RedisLimits:
             len(plan.counters),
         ]
         for check in plan.counters:
-            args.extend((check.limit, check.amount, check.expires_at))
+            args.extend((check.limit, check.amount, check.expires_at + check.keep_seconds))
         args.extend(slot.limit for slot in plan.slots)
         return keys, args
 

@@ -240,7 +240,115 @@ class RequestRecord(models.Model):
             models.Index(fields=["customer_id", "time"], name="record_customer_time"),
             models.Index(fields=["provider", "served_model", "time"], name="record_model_time"),
             models.Index(fields=["status", "time"], name="record_status_time"),
+            # The request log's model filter matches either name (docs/ledger.md).
+            models.Index(fields=["requested_model", "time"], name="record_requested_time"),
+            models.Index(fields=["served_model", "time"], name="record_served_time"),
         ]
 
     def __str__(self) -> str:
         return f"{self.request_id} {self.status}"
+
+
+class RollupGranularity(models.TextChoices):
+    HOUR = "hour", "hourly"
+    DAY = "day", "daily"
+
+
+class RollupDimension(models.TextChoices):
+    TEAM = "team", "the team as a whole"
+    KEY = "key", "per key"
+    CUSTOMER = "customer", "per customer"
+    PROVIDER = "provider", "per provider"
+    MODEL = "model", "per model (served, or asked for when none served)"
+
+
+class UsageRollup(models.Model):
+    """The request log summed over one hour or one UTC day, per team and one dimension.
+
+    For each bucket and team, one row per value of each dimension: the team
+    as a whole (``value`` empty), each of its keys, its customer, each
+    provider and each model. A series filtered by team and split (or
+    filtered) by one other dimension adds rows of that dimension up; other
+    combinations read the request log (``governance.api.filters``). Written
+    only by ``governance.rollups``; latencies are mergeable histograms.
+    """
+
+    granularity = models.CharField(max_length=4, choices=RollupGranularity.choices)
+    bucket = models.DateTimeField()
+    team_id = models.BigIntegerField(null=True, blank=True)
+    dimension = models.CharField(max_length=8, choices=RollupDimension.choices)
+    value = models.CharField(max_length=200, blank=True, help_text="an id or a name")
+    requests = models.BigIntegerField(default=0)
+    errors = models.BigIntegerField(default=0)
+    input_tokens = models.BigIntegerField(default=0)
+    output_tokens = models.BigIntegerField(default=0)
+    cached_tokens = models.BigIntegerField(default=0)
+    cost_micros = models.BigIntegerField(default=0)
+    latency_ms_total = models.BigIntegerField(default=0)
+    # {bin: count}; see governance.rollups.
+    latency_histogram = models.JSONField(default=dict)
+    ttft_histogram = models.JSONField(default=dict)
+
+    class Meta:
+        ordering = ["granularity", "bucket"]
+        indexes = [
+            models.Index(fields=["granularity", "bucket"], name="rollup_bucket"),
+            models.Index(
+                fields=["granularity", "dimension", "bucket"], name="rollup_dimension_bucket"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.granularity} {self.bucket:%Y-%m-%d %H:00} {self.dimension} {self.value}"
+
+
+class JobCursor(models.Model):
+    """How far a periodic job has got (e.g. the last request record rolled up)."""
+
+    name = models.CharField(max_length=64, unique=True)
+    position = models.BigIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.name} at {self.position}"
+
+
+class Reconciliation(models.TextChoices):
+    MATCHED = "matched", "matched"
+    MISMATCH = "mismatch", "mismatch"
+    NO_COUNTER = "no_counter", "counter unavailable"
+
+
+class BudgetPeriodHistory(models.Model):
+    """A finished budget period: its limit, what was spent, and how the two views agreed.
+
+    ``spent_micros`` is the request log's sum of costs in the period (the
+    database is the source of truth); ``counter_micros`` is the live
+    counter's final value (Redis in cluster mode, process memory embedded),
+    ``None`` when it was no longer available. Written once by the closing
+    job (``governance.services.budget_period_close``), never rewritten.
+    """
+
+    budget = models.ForeignKey(Budget, on_delete=models.CASCADE, related_name="history")
+    period_start = models.DateTimeField()
+    period_end = models.DateTimeField()
+    limit_micros = models.BigIntegerField()
+    spent_micros = models.BigIntegerField()
+    counter_micros = models.BigIntegerField(null=True, blank=True)
+    reconciliation = models.CharField(max_length=10, choices=Reconciliation.choices)
+    requests = models.BigIntegerField(default=0)
+    closed_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-period_start", "budget_id"]
+        constraints = [
+            models.UniqueConstraint(fields=["budget", "period_start"], name="budget_period_once")
+        ]
+
+    def __str__(self) -> str:
+        return f"budget {self.budget_id} {self.period_start:%Y-%m-%d %H:%M}: {self.spent_micros}"
+
+    @property
+    def difference_micros(self) -> int | None:
+        """Counter minus records (positive: the counter holds more than was recorded)."""
+        return None if self.counter_micros is None else self.counter_micros - self.spent_micros

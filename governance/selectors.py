@@ -27,7 +27,14 @@ from django.db.models.functions import Coalesce, NullIf, TruncDay, TruncHour
 from django.utils import timezone
 
 from governance.guardrails import RULE_FIELDS
-from governance.models import Budget, GuardrailPolicy, ModelPrice, RateLimit, RequestRecord
+from governance.models import (
+    Budget,
+    GuardrailPolicy,
+    ModelPrice,
+    RateLimit,
+    RequestRecord,
+    UsageRollup,
+)
 from governance.periods import period_bounds
 from keys.models import Customer, Team, VirtualKey
 
@@ -118,16 +125,18 @@ USAGE_GROUPS = {
     "provider": "provider",
     "model": "served_model",  # or, when none served it, the model asked for
 }
-PERCENTILES = {"latency_p50_ms": 0.5, "latency_p95_ms": 0.95}
+PERCENTILES = {"latency_p50_ms": 0.5, "latency_p95_ms": 0.95, "latency_p99_ms": 0.99}
+TTFT_PERCENTILES = {"ttft_p50_ms": 0.5, "ttft_p95_ms": 0.95, "ttft_p99_ms": 0.99}
 
 
 @dataclass(frozen=True)
 class UsagePoint:
     """The usage of one time bucket and one group (``None`` when not split that way).
 
-    ``errors`` counts answers with a status of 400 or more; latencies are
-    in milliseconds, interpolated between ranks as PostgreSQL's
-    ``percentile_cont`` does (``None`` without requests).
+    ``errors`` counts answers with a status of 400 or more; latencies (total
+    and to the first token) are in milliseconds, interpolated between ranks
+    as PostgreSQL's ``percentile_cont`` does (``None`` without requests), and
+    within 1% when read from rollups (``governance.rollups``).
     """
 
     bucket: dt.datetime | None
@@ -140,6 +149,10 @@ class UsagePoint:
     cost_micros: int
     latency_p50_ms: float | None
     latency_p95_ms: float | None
+    latency_p99_ms: float | None = None
+    ttft_p50_ms: float | None = None
+    ttft_p95_ms: float | None = None
+    ttft_p99_ms: float | None = None
 
     @property
     def total_tokens(self) -> int:
@@ -221,20 +234,137 @@ def usage_series(
     in_database = connection.vendor == "postgresql"
     if in_database:
         totals.update({name: _PercentileCont("latency_ms", f) for name, f in PERCENTILES.items()})
+        # percentile_cont leaves out NULLs: requests without a first token.
+        totals.update({name: _PercentileCont("ttft_ms", f) for name, f in TTFT_PERCENTILES.items()})
     rows = list(grouped.annotate(**totals))
     if not in_database:
         latencies: dict[tuple[Any, Any], list[int]] = {}
-        for row in grouped.values_list("bucket", "group", "latency_ms"):
+        ttfts: dict[tuple[Any, Any], list[int]] = {}
+        for row in grouped.values_list("bucket", "group", "latency_ms", "ttft_ms"):
             latencies.setdefault(row[:2], []).append(row[2])
+            if row[3] is not None:
+                ttfts.setdefault(row[:2], []).append(row[3])
         for row in rows:
-            ordered = sorted(latencies.get((row["bucket"], row["group"]), []))
+            group = (row["bucket"], row["group"])
+            ordered = sorted(latencies.get(group, []))
             row.update({name: percentile_cont(ordered, f) for name, f in PERCENTILES.items()})
-    points = [UsagePoint(**row) for row in rows]
+            ordered = sorted(ttfts.get(group, []))
+            row.update({name: percentile_cont(ordered, f) for name, f in TTFT_PERCENTILES.items()})
+    return _sort_points([UsagePoint(**row) for row in rows])
+
+
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+def _sort_points(points: list[UsagePoint]) -> list[UsagePoint]:
     points.sort(key=lambda p: (p.bucket or _EPOCH, str(p.group) if p.group is not None else ""))
     return points
 
 
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+def rollup_granularity(
+    bucket: str | None, since: dt.datetime | None, until: dt.datetime | None
+) -> str | None:
+    """Which rollups answer a series over ``[since, until)``, or None if none can.
+
+    Rollups hold whole hours: the range must start and end on the hour.
+    Daily rows serve days and totals over whole days; hourly rows the rest.
+    """
+
+    def aligned(moment: dt.datetime | None, unit: str) -> bool:
+        if moment is None:
+            return True
+        moment = moment.astimezone(dt.UTC)
+        whole_hour = moment.minute == moment.second == moment.microsecond == 0
+        return whole_hour and (unit == "hour" or moment.hour == 0)
+
+    if not (aligned(since, "hour") and aligned(until, "hour")):
+        return None
+    if bucket != "hour" and aligned(since, "day") and aligned(until, "day"):
+        return "day"
+    return "hour"
+
+
+def usage_series_from_rollups(
+    *,
+    rollups: QuerySet[UsageRollup] | None = None,
+    dimension: str = "team",
+    granularity: str = "hour",
+    bucket: str | None = "day",
+    group_by: str | None = None,
+    recent: QuerySet[RequestRecord] | None = None,
+) -> list[UsagePoint]:
+    """What :func:`usage_series` computes, read from the rollup rows of ``dimension``.
+
+    ``rollups`` is already narrowed (access scope, time range, team, the
+    dimension's value); ``group_by`` is ``None``, ``"team"`` or
+    ``dimension`` itself. Rows are whole buckets of ``granularity`` (see
+    :func:`rollup_granularity`) and hold the request log up to the rollup
+    job's cursor; ``recent`` are the records past it under the same
+    narrowing (a minute's worth), added one by one so the series is
+    complete up to now.
+    """
+    from governance.rollups import histogram_bin, histogram_merge, histogram_percentile
+
+    if bucket is not None and bucket not in USAGE_BUCKETS:
+        raise ValueError(f"bucket must be one of {', '.join(USAGE_BUCKETS)}")
+    if group_by not in (None, "team", dimension):
+        raise ValueError(f"rollups of {dimension} cannot be split by {group_by}")
+    rows = UsageRollup.objects.all() if rollups is None else rollups
+    rows = rows.filter(granularity=granularity, dimension=dimension)
+    sums = ("requests", "errors", "input_tokens", "output_tokens", "cached_tokens", "cost_micros")
+    numeric = dimension in ("key", "customer")
+    groups: dict[tuple[Any, Any], dict[str, Any]] = {}
+    fields = ("bucket", "team_id", "value", *sums, "latency_histogram", "ttft_histogram")
+    for row in rows.order_by().values(*fields):
+        moment = row["bucket"]
+        if bucket is None:
+            moment = None
+        elif bucket == "day":
+            moment = moment.astimezone(dt.UTC).replace(hour=0)
+        if group_by is None:
+            group = None
+        elif group_by == "team":
+            group = row["team_id"]
+        else:
+            group = (int(row["value"]) if numeric else row["value"]) if row["value"] else None
+        total = groups.setdefault((moment, group), {name: 0 for name in sums} | {"h": [], "t": []})
+        for name in sums:
+            total[name] += row[name]
+        total["h"].append(row["latency_histogram"])
+        total["t"].append(row["ttft_histogram"])
+    for record in (recent if recent is not None else RequestRecord.objects.none()).order_by():
+        moment = record.time.astimezone(dt.UTC).replace(minute=0, second=0, microsecond=0)
+        if bucket is None:
+            moment = None
+        elif bucket == "day":
+            moment = moment.replace(hour=0)
+        if group_by is None:
+            group = None
+        elif group_by == "model":
+            group = record.served_model or record.requested_model
+        else:
+            group = getattr(record, USAGE_GROUPS[group_by])
+        total = groups.setdefault((moment, group), {name: 0 for name in sums} | {"h": [], "t": []})
+        total["requests"] += 1
+        total["errors"] += record.status >= 400
+        for name in sums[2:]:
+            total[name] += getattr(record, name)
+        total["h"].append({histogram_bin(record.latency_ms): 1})
+        if record.ttft_ms is not None:
+            total["t"].append({histogram_bin(record.ttft_ms): 1})
+    points = []
+    for (moment, group), total in groups.items():
+        latency, ttft = histogram_merge(total.pop("h")), histogram_merge(total.pop("t"))
+        points.append(
+            UsagePoint(
+                bucket=moment,
+                group=group,
+                **total,
+                **{name: histogram_percentile(latency, f) for name, f in PERCENTILES.items()},
+                **{name: histogram_percentile(ttft, f) for name, f in TTFT_PERCENTILES.items()},
+            )
+        )
+    return _sort_points(points)
 
 
 def usage_group_labels(group_by: str, values: Iterable[Any]) -> dict[Any, str]:

@@ -16,7 +16,15 @@ from django.utils import timezone
 from audit.services import audit_event_record
 from audit.snapshots import audit_snapshot
 from governance.guardrails import RULE_FIELDS
-from governance.models import MICROS, Budget, GuardrailPolicy, ModelPrice, RateLimit
+from governance.models import (
+    MICROS,
+    Budget,
+    BudgetPeriodHistory,
+    GuardrailPolicy,
+    ModelPrice,
+    RateLimit,
+    Reconciliation,
+)
 from keys.models import Customer, Team, VirtualKey
 from keys.services import ServiceError, config_revision_bump
 
@@ -234,3 +242,48 @@ def guardrail_policy_update(*, policy: GuardrailPolicy, **changes: Any) -> Guard
 @transaction.atomic
 def guardrail_policy_delete(*, policy: GuardrailPolicy) -> None:
     _delete(policy)
+
+
+# --- finished budget periods ---------------------------------------------------------
+
+
+@transaction.atomic
+def budget_period_close(
+    *,
+    budget: Budget,
+    period_start: dt.datetime,
+    period_end: dt.datetime,
+    spent_micros: int,
+    requests: int,
+    counter_micros: int | None,
+) -> BudgetPeriodHistory | None:
+    """Record a finished period of ``budget`` and how the counter and the log agreed.
+
+    ``spent_micros`` and ``requests`` come from the request log,
+    ``counter_micros`` from the live counter (``None``: no longer there).
+    They *match* when equal (or when nothing was spent and no counter was
+    kept), are a *mismatch* otherwise, or *no_counter* when spending was
+    recorded but the counter is gone. Nothing is corrected: the counter's
+    period is over, and the history keeps both numbers. A period already
+    closed is left as it was (returns ``None``). One audit event.
+    """
+    if BudgetPeriodHistory.objects.filter(budget=budget, period_start=period_start).exists():
+        return None
+    if counter_micros is None:
+        outcome = Reconciliation.MATCHED if spent_micros == 0 else Reconciliation.NO_COUNTER
+    elif counter_micros == spent_micros:
+        outcome = Reconciliation.MATCHED
+    else:
+        outcome = Reconciliation.MISMATCH
+    history = BudgetPeriodHistory.objects.create(
+        budget=budget,
+        period_start=period_start,
+        period_end=period_end,
+        limit_micros=budget.amount_micros,
+        spent_micros=spent_micros,
+        requests=requests,
+        counter_micros=counter_micros,
+        reconciliation=outcome,
+    )
+    audit_event_record(action="close", instance=history, before=None, after=audit_snapshot(history))
+    return history

@@ -1,4 +1,10 @@
-"""Celery tasks of the ledger: draining the usage stream into the database."""
+"""Celery tasks of the ledger: draining the usage stream, rollups, budget periods, retention.
+
+Each task is a thin call of its job (``governance.rollups``,
+``governance.budget_periods``, ``governance.retention``); the schedule is
+``CELERY_BEAT_SCHEDULE`` in the settings, run by Celery beat in cluster mode
+and in process embedded (``governance.schedule``).
+"""
 
 from __future__ import annotations
 
@@ -13,6 +19,7 @@ from celery import shared_task
 from django.conf import settings
 from django.db import transaction
 
+from audit.context import system_actor
 from governance.ledger import insert_records, stream_key
 
 logger = logging.getLogger(__name__)
@@ -75,3 +82,33 @@ def usage_drain(batch_size: int = 1000, max_batches: int = 100) -> int:
             break
         stored += _store(client, key, messages)
     return stored
+
+
+def _soft_budget() -> float:
+    """Seconds a job may work before it stops at a step boundary (under the time limits)."""
+    return max(10.0, settings.CELERY_TASK_SOFT_TIME_LIMIT * 0.5)
+
+
+@shared_task(name="governance.usage_rollup", ignore_result=True)
+def usage_rollup() -> int:
+    """Recompute the hourly and daily rollups touched since the last run."""
+    from governance.rollups import usage_rollup as run
+
+    return run(time_budget=_soft_budget()).hours
+
+
+@shared_task(name="governance.budget_periods_close", ignore_result=True)
+def budget_periods_close() -> int:
+    """Close the finished budget periods (history, reconciliation; one audit event each)."""
+    from governance.budget_periods import budget_periods_close as run
+
+    with system_actor("budget_periods_close"):
+        return run().closed
+
+
+@shared_task(name="governance.records_prune", ignore_result=True)
+def records_prune() -> int:
+    """Delete raw request records past the retention period."""
+    from governance.retention import records_prune as run
+
+    return run(time_budget=_soft_budget()).deleted

@@ -12,6 +12,7 @@ urlpatterns = [
     path("requests/<str:request_id>/", views.request_detail, name="request_detail"),
     path("live/", views.live, name="live"),
     path("settings/", views.runtime_settings, name="runtime_settings"),
+    path("budgets/<int:pk>/periods/", views.budget_periods, name="budget_periods"),
     *views.budgets.urls(),
     *views.rate_limits.urls(),
     *views.prices.urls(),

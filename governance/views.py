@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from audit.models import AuditEvent
 from governance import services
-from governance.api.filters import RequestRecordFilter
+from governance.api.filters import RequestRecordFilter, usage_points
 from governance.forms import (
     GLOBAL_SCOPE,
     RANGES,
@@ -29,12 +29,18 @@ from governance.forms import (
     UsageFilterForm,
     record_filter_data,
 )
-from governance.models import Budget, GuardrailPolicy, ModelPrice, RateLimit, RequestRecord
+from governance.models import (
+    Budget,
+    GuardrailPolicy,
+    ModelPrice,
+    RateLimit,
+    RequestRecord,
+    UsageRollup,
+)
 from governance.selectors import (
     budget_spend_list,
     request_log_page,
     usage_group_labels,
-    usage_series,
 )
 from keys.access import Access, request_access
 from keys.console import Column, Resource, console_view, visible_object
@@ -83,35 +89,53 @@ def _chart_data(points: list[Any], buckets: list[dt.datetime], labels: dict[Any,
     return {"labels": [b.strftime(step_format) for b in buckets], "series": series}
 
 
+def _filter_data(form: UsageFilterForm) -> dict[str, str] | None:
+    """The request log's filter query for ``form`` (None if it is invalid)."""
+    if not form.is_bound:
+        return {}
+    if not form.is_valid():
+        return None
+    values = {k: v for k, v in form.cleaned_data.items() if k not in ("range", "group_by")}
+    return record_filter_data(values)
+
+
 def _filtered(access: Access, form: UsageFilterForm) -> QuerySet[RequestRecord]:
     """The request log ``access`` may read, narrowed by ``form`` (nothing if it is invalid).
 
     The narrowing is the REST API's own filter set, so both faces agree.
     """
     records = access.scope(RequestRecord.objects.all())
-    if not form.is_bound:
-        return records
-    if not form.is_valid():
+    data = _filter_data(form)
+    if data is None:
         return records.none()
-    values = {k: v for k, v in form.cleaned_data.items() if k not in ("range", "group_by")}
-    return RequestRecordFilter(data=record_filter_data(values), queryset=records).qs
+    return RequestRecordFilter(data=data, queryset=records).qs if data else records
 
 
 @console_view(RequestRecord)
 def dashboard(request: HttpRequest, access: Access) -> HttpResponse:
+    """Usage charts from the rollups (whole hours up to now), the latest requests from the log."""
     form = UsageFilterForm(request.GET or None, access=access)
     hours = RANGES.get(request.GET.get("range") or "24h", 24)
     group_by = (form.cleaned_data.get("group_by") if form.is_valid() else "") or None
     until = timezone.now()
-    since = until - dt.timedelta(hours=hours)
     step = dt.timedelta(hours=1) if hours <= 48 else dt.timedelta(days=1)
-    records = _filtered(access, form)
+    # Whole hours, or whole UTC days for the longer ranges: the rollups' own buckets.
+    since = (until - dt.timedelta(hours=hours)).replace(minute=0, second=0, microsecond=0)
+    if step == dt.timedelta(days=1):
+        since = since.astimezone(dt.UTC).replace(hour=0)
     bucket = "hour" if step == dt.timedelta(hours=1) else "day"
-    points = usage_series(
-        records=records, since=since, until=until, bucket=bucket, group_by=group_by
-    )
+    data = _filter_data(form)
+    points: list[Any] = []
+    total = None
+    if data is not None:
+        query = {**data, "since": since.isoformat()}
+        sources = {
+            "records": access.scope(RequestRecord.objects.all()),
+            "rollups": access.scope(UsageRollup.objects.all()),
+        }
+        points, _ = usage_points(data=query, **sources, bucket=bucket, group_by=group_by)
+        (total,) = usage_points(data=query, **sources, bucket=None, group_by=None)[0] or (None,)
     labels = usage_group_labels(group_by, {p.group for p in points}) if group_by else {}
-    (total,) = usage_series(records=records, since=since, until=until, bucket=None) or (None,)
     budgets = budget_spend_list(budgets=access.scope(Budget.objects.all()))
     return render(
         request,
@@ -122,7 +146,9 @@ def dashboard(request: HttpRequest, access: Access) -> HttpResponse:
             "chart": _chart_data(points, _buckets(since, until, step), labels),
             "total": total,
             "budgets": budgets,
-            "recent": _with_names(request_log_page(records=records, size=10).records),
+            "recent": _with_names(
+                request_log_page(records=_filtered(access, form), size=10).records
+            ),
         },
     )
 
@@ -238,6 +264,7 @@ budgets = Resource(
         Column("Calendar", lambda b: "yes" if b.calendar_aligned else "rolling"),
     ],
     queryset=lambda: Budget.objects.select_related("customer", "team", "virtual_key"),
+    links=lambda obj: [("Finished periods", reverse("governance:budget_periods", args=[obj.pk]))],
     create=lambda form: services.budget_create(
         owner=form.cleaned_data["owner"],
         amount_micros=form.cleaned_data["amount_micros"],
@@ -408,7 +435,44 @@ RUNTIME_SETTINGS = (
     ("GATEWAY_UPSTREAM_TOTAL_TIMEOUT", "", "Default longest upstream exchange (seconds)"),
     ("GATEWAY_SSE_KEEPALIVE_SECONDS", "", "Keep-alive comments while a stream waits"),
     ("GATEWAY_SHUTDOWN_GRACE_SECONDS", "", "Time streams get to finish on shutdown"),
+    ("GATEWAY_LOG_RETENTION_DAYS", "ledger.retentionDays", "Days raw records are kept (0: all)"),
+    ("GATEWAY_ROLLUP_INTERVAL_SECONDS", "ledger.rollupIntervalSeconds", "Usage rollups run"),
+    (
+        "GATEWAY_BUDGET_CLOSE_DELAY_SECONDS",
+        "ledger.budgetCloseDelaySeconds",
+        "A budget period is closed this long after it ends",
+    ),
 )
+
+
+@console_view(Budget)
+def budget_periods(request: HttpRequest, access: Access, pk: int) -> HttpResponse:
+    """A budget's finished periods: limit, spend, the counter, and whether they agreed."""
+    budget = visible_object(access, budgets.objects(), pk=pk)
+    table = [
+        {
+            "cells": (
+                f"{h.period_start:%Y-%m-%d %H:%M} to {h.period_end:%Y-%m-%d %H:%M}",
+                _money(h.limit_micros),
+                _money(h.spent_micros),
+                h.requests,
+                _money(h.counter_micros),
+                h.get_reconciliation_display(),
+            )
+        }
+        for h in budget.history.all()[:500]
+    ]
+    return render(
+        request,
+        "console/table.html",
+        {
+            "title": f"Finished periods of {budget}",
+            "intro": "Spend per the request log, and the live counter's final value (UTC).",
+            "headings": ("Period", "Limit", "Spent", "Requests", "Counter", "Reconciliation"),
+            "table": table,
+            "back": budgets.url("edit", budget.pk),
+        },
+    )
 
 
 @console_view(Budget)

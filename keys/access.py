@@ -48,6 +48,8 @@ TEAM_SCOPED = frozenset(
         "governance.budget",
         "governance.ratelimit",
         "governance.requestrecord",
+        "governance.usagerollup",
+        "governance.budgetperiodhistory",
     }
 )
 # ... and change these (within their teams).
@@ -67,6 +69,8 @@ _TEAM_LOOKUPS: dict[str, tuple[str, ...]] = {
     "governance.budget": ("team_id", "virtual_key__team_id"),
     "governance.ratelimit": ("team_id", "virtual_key__team_id"),
     "governance.requestrecord": ("team_id",),
+    "governance.usagerollup": ("team_id",),
+    "governance.budgetperiodhistory": ("budget__team_id", "budget__virtual_key__team_id"),
 }
 
 

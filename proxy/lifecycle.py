@@ -9,6 +9,7 @@ from typing import Any
 from django.conf import settings
 
 from governance.ledger import ledger
+from governance.schedule import schedule
 from proxy import metrics, tracing, upstream
 from proxy.access_log import access_log
 from proxy.breaker import breakers
@@ -28,6 +29,7 @@ async def startup() -> None:
         logger.warning("configuration snapshot not loaded at start-up", exc_info=True)
     store.start()
     ledger.start()
+    schedule.start()  # embedded mode's periodic jobs (cluster: Celery beat)
     access_log.start()
     await breakers.start()
     if settings.GATEWAY_METRICS_DIR:
@@ -36,6 +38,7 @@ async def startup() -> None:
 
 async def shutdown() -> None:
     await access_log.stop()
+    await schedule.stop()
     await ledger.stop()
     await store.stop()
     await breakers.stop()

@@ -1,4 +1,4 @@
-"""Finding a request's usage record, written off the request path.
+"""Finding a request's usage record, written off the request path; rollups recomputed.
 
 Records arrive after the answer (a batch flush, or the Celery worker draining
 the stream in cluster mode), and a late flush of an earlier test's requests
@@ -8,10 +8,13 @@ that tag.
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 import uuid
+from collections import Counter, defaultdict
 
-from governance.models import RequestRecord
+from governance.models import RequestRecord, UsageRollup
+from governance.rollups import histogram_bin, histogram_merge
 
 
 def new_tag() -> str:
@@ -27,3 +30,63 @@ def record_tagged(tag: str, timeout: float = 20.0) -> RequestRecord:
             return record
         time.sleep(0.1)
     raise AssertionError(f"no usage record for the request {tag}")
+
+
+# --- rollups recomputed here from the records, independently of the job's queries ---
+
+SUMS = ("requests", "errors", "input_tokens", "output_tokens", "cached_tokens", "cost_micros")
+
+
+def _values(record: RequestRecord) -> dict[str, str]:
+    """The record's value of each rollup dimension."""
+    return {
+        "team": "",
+        "key": "" if record.key_id is None else str(record.key_id),
+        "customer": "" if record.customer_id is None else str(record.customer_id),
+        "provider": record.provider,
+        "model": record.served_model or record.requested_model,
+    }
+
+
+def expected_rows(granularity: str) -> dict[tuple, dict]:
+    """What the rollups must hold, from the records: per bucket, team, dimension and value."""
+    rows: dict[tuple, dict] = defaultdict(
+        lambda: {**dict.fromkeys(SUMS, 0), "latency": Counter(), "ttft": Counter()}
+    )
+    for record in RequestRecord.objects.all():
+        moment = record.time.astimezone(dt.UTC).replace(minute=0, second=0, microsecond=0)
+        if granularity == "day":
+            moment = moment.replace(hour=0)
+        for dimension, value in _values(record).items():
+            row = rows[(moment, record.team_id, dimension, value)]
+            row["requests"] += 1
+            row["errors"] += record.status >= 400
+            for name in SUMS[2:]:
+                row[name] += getattr(record, name)
+            row["latency"][histogram_bin(record.latency_ms)] += 1
+            if record.ttft_ms is not None:
+                row["ttft"][histogram_bin(record.ttft_ms)] += 1
+    return {
+        key: {**row, "latency": dict(row["latency"]), "ttft": dict(row["ttft"])}
+        for key, row in rows.items()
+    }
+
+
+def stored_rows(granularity: str) -> dict[tuple, dict]:
+    rows = {}
+    for rollup in UsageRollup.objects.filter(granularity=granularity):
+        key = (rollup.bucket, rollup.team_id, rollup.dimension, rollup.value)
+        assert key not in rows, f"two rows for {key}"
+        rows[key] = {
+            **{name: getattr(rollup, name) for name in SUMS},
+            "latency": histogram_merge([rollup.latency_histogram]),
+            "ttft": histogram_merge([rollup.ttft_histogram]),
+        }
+    return rows
+
+
+def assert_rollups_match_the_records() -> None:
+    for granularity in ("hour", "day"):
+        expected = expected_rows(granularity)
+        assert expected, "no records to compare"
+        assert stored_rows(granularity) == expected, granularity

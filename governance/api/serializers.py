@@ -6,7 +6,14 @@ from typing import Any
 
 from rest_framework import serializers
 
-from governance.models import Budget, GuardrailPolicy, ModelPrice, RateLimit, RequestRecord
+from governance.models import (
+    Budget,
+    BudgetPeriodHistory,
+    GuardrailPolicy,
+    ModelPrice,
+    RateLimit,
+    RequestRecord,
+)
 from governance.selectors import USAGE_BUCKETS, USAGE_GROUPS
 from keys.api.fields import ApiModelSerializer
 
@@ -114,6 +121,29 @@ class RequestRecordSerializer(serializers.ModelSerializer):
         read_only_fields = tuple(field.name for field in RequestRecord._meta.concrete_fields)
 
 
+class BudgetPeriodHistorySerializer(serializers.ModelSerializer):
+    difference_micros = serializers.IntegerField(
+        allow_null=True, help_text="the counter minus the request log (null without a counter)"
+    )
+
+    class Meta:
+        model = BudgetPeriodHistory
+        fields = (
+            "id",
+            "budget",
+            "period_start",
+            "period_end",
+            "limit_micros",
+            "spent_micros",
+            "counter_micros",
+            "difference_micros",
+            "reconciliation",
+            "requests",
+            "closed_at",
+        )
+        read_only_fields = fields
+
+
 class UsageQuerySerializer(serializers.Serializer):
     bucket = serializers.ChoiceField(
         choices=[*USAGE_BUCKETS, "total"],
@@ -136,9 +166,18 @@ class UsagePointSerializer(serializers.Serializer):
     cost_micros = serializers.IntegerField()
     latency_p50_ms = serializers.FloatField(allow_null=True)
     latency_p95_ms = serializers.FloatField(allow_null=True)
+    latency_p99_ms = serializers.FloatField(allow_null=True)
+    ttft_p50_ms = serializers.FloatField(allow_null=True, help_text="time to first token")
+    ttft_p95_ms = serializers.FloatField(allow_null=True)
+    ttft_p99_ms = serializers.FloatField(allow_null=True)
 
 
 class UsageSerializer(serializers.Serializer):
     bucket = serializers.CharField()
     group_by = serializers.CharField(allow_null=True)
+    source = serializers.ChoiceField(
+        choices=["rollups", "records"],
+        help_text="rollups (whole hours, as of the last rollup run) or the request log itself "
+        "(a status filter, or a range not on the hour)",
+    )
     results = UsagePointSerializer(many=True)

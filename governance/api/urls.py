@@ -6,6 +6,7 @@ from governance.api import views
 
 router = SimpleRouter()
 router.register("budgets", views.BudgetViewSet, basename="budget")
+router.register("budget-periods", views.BudgetPeriodViewSet, basename="budget-period")
 router.register("rate-limits", views.RateLimitViewSet, basename="rate-limit")
 router.register("prices", views.ModelPriceViewSet, basename="price")
 router.register("guardrail-policies", views.GuardrailPolicyViewSet, basename="guardrail-policy")

@@ -5,16 +5,28 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import extend_schema
+from rest_framework import mixins
+from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from governance import services
 from governance.api import serializers as s
-from governance.api.filters import RequestRecordFilter
-from governance.models import Budget, GuardrailPolicy, ModelPrice, RateLimit, RequestRecord
-from governance.selectors import usage_group_labels, usage_series
+from governance.api.filters import RequestRecordFilter, usage_points
+from governance.models import (
+    Budget,
+    BudgetPeriodHistory,
+    GuardrailPolicy,
+    ModelPrice,
+    RateLimit,
+    RequestRecord,
+    UsageRollup,
+)
+from governance.selectors import usage_group_labels
+from keys.access import request_access
 from keys.api.pagination import CursorPages
 from keys.api.viewsets import CrudViewSet, ReadOnlyScopedViewSet, ScopedViewSet
 
@@ -126,6 +138,17 @@ class RequestLogViewSet(ReadOnlyScopedViewSet):
     ordering_fields = ("time", "latency_ms", "cost_micros")
 
 
+class BudgetPeriodViewSet(mixins.ListModelMixin, ScopedViewSet):
+    """Finished budget periods: limit, spend per the request log, the live counter's final
+    value and whether they agreed (``governance.budget_periods``). Read-only, newest first."""
+
+    queryset = BudgetPeriodHistory.objects.all()
+    serializer_class = s.BudgetPeriodHistorySerializer
+    filterset_fields = ("budget", "reconciliation")
+    ordering_fields = ("period_start", "id")
+    ordering = ("-period_start", "-id")
+
+
 class UsageViewSet(ScopedViewSet):
     """Aggregates of the request log by hour or day and by key, team, customer, provider, model.
 
@@ -145,15 +168,20 @@ class UsageViewSet(ScopedViewSet):
         query.is_valid(raise_exception=True)
         bucket = query.validated_data["bucket"]
         group_by = query.validated_data.get("group_by")
-        points = usage_series(
-            records=self.filter_queryset(self.get_queryset()),
-            bucket=None if bucket == "total" else bucket,
-            group_by=group_by,
-        )
+        try:
+            points, source = usage_points(
+                data=request.query_params,
+                records=self.get_queryset(),
+                rollups=request_access(request).scope(UsageRollup.objects.all()),
+                bucket=None if bucket == "total" else bucket,
+                group_by=group_by,
+            )
+        except DjangoValidationError as exc:
+            raise ValidationError(exc.message_dict) from None
         labels = usage_group_labels(group_by, [p.group for p in points]) if group_by else {}
         results = [
             {**asdict(p), "total_tokens": p.total_tokens, "group_label": labels.get(p.group)}
             for p in points
         ]
-        body = {"bucket": bucket, "group_by": group_by, "results": results}
+        body = {"bucket": bucket, "group_by": group_by, "source": source, "results": results}
         return Response(s.UsageSerializer(body).data)

@@ -86,6 +86,9 @@ inline (it runs before the ConfigMap exists).
   "GATEWAY_DROP_EXCESS_REQUESTS" (toString $g.client.dropExcessRequests)
   "GATEWAY_ENABLE_LOGGING" (toString $g.client.enableLogging)
   "GATEWAY_ENFORCE_GOVERNANCE_HEADER" (toString $g.client.enforceGovernanceHeader)
+  "GATEWAY_LOG_RETENTION_DAYS" (toString (int64 $g.ledger.retentionDays))
+  "GATEWAY_ROLLUP_INTERVAL_SECONDS" (toString $g.ledger.rollupIntervalSeconds)
+  "GATEWAY_BUDGET_CLOSE_DELAY_SECONDS" (toString $g.ledger.budgetCloseDelaySeconds)
 }}
 {{- with $g.defaultTeam }}
 {{- $_ := set $s "GATEWAY_DEFAULT_TEAM" . }}
