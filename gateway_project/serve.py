@@ -203,9 +203,7 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
         default=True,
         help="read the client address from X-Forwarded-For of --forwarded-allow-ips (default)",
     )
-    parser.add_argument(
-        "--forwarded-allow-ips", default=env("FORWARDED_ALLOW_IPS", "127.0.0.1")
-    )
+    parser.add_argument("--forwarded-allow-ips", default=env("FORWARDED_ALLOW_IPS", "127.0.0.1"))
     parser.add_argument("--timeout-keep-alive", type=int, default=5)
     return parser.parse_args(argv)
 

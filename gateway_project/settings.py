@@ -157,6 +157,17 @@ CLUSTER_MODE = bool(REDIS_URL)
 GATEWAY_REDIS_PREFIX = env("GATEWAY_REDIS_PREFIX", "gw") or "gw"
 # Redis connections per gateway process; requests wait for a free one.
 GATEWAY_REDIS_MAX_CONNECTIONS = env_int("GATEWAY_REDIS_MAX_CONNECTIONS", 256)
+# While Redis cannot be reached, requests under a limit or budget are refused
+# with 503 ("closed", the default: limits and budgets stay exact) or served
+# with limits counted in each process and added to Redis when it is back
+# ("open": available, limits approximate). governance.outage.
+GATEWAY_REDIS_FAILURE_MODE = (env("GATEWAY_REDIS_FAILURE_MODE", "closed") or "closed").lower()
+if GATEWAY_REDIS_FAILURE_MODE not in ("open", "closed"):
+    raise ImproperlyConfigured("GATEWAY_REDIS_FAILURE_MODE must be 'open' or 'closed'")
+# How long an admission waits for Redis before it counts as down, and the
+# longest pause between two attempts to reach it again.
+GATEWAY_REDIS_TIMEOUT_SECONDS = env_float("GATEWAY_REDIS_TIMEOUT_SECONDS", 0.5)
+GATEWAY_REDIS_RETRY_MAX_SECONDS = env_float("GATEWAY_REDIS_RETRY_MAX_SECONDS", 5.0)
 
 if REDIS_URL:
     CHANNEL_LAYERS = {

@@ -184,6 +184,20 @@ FAMILIES = {
             ("provider", "reason"),
         ),
         Family(
+            "gateway_limits_degraded",
+            "gauge",
+            "1 while Redis cannot be reached and limits are refused or counted in "
+            "process (GATEWAY_REDIS_FAILURE_MODE), else 0.",
+            (),
+            combine="max",
+        ),
+        Family(
+            "gateway_limits_local_admissions",
+            "counter",
+            "Requests admitted against this process's own counters during a Redis outage.",
+            (),
+        ),
+        Family(
             "gateway_usage_buffer_records",
             "gauge",
             "Usage records waiting in the gateway's buffer to be written.",

@@ -85,6 +85,7 @@ inline (it runs before the ConfigMap exists).
   "GATEWAY_DROP_EXCESS_REQUESTS" (toString $g.client.dropExcessRequests)
   "GATEWAY_ENABLE_LOGGING" (toString $g.client.enableLogging)
   "GATEWAY_ENFORCE_GOVERNANCE_HEADER" (toString $g.client.enforceGovernanceHeader)
+  "GATEWAY_REDIS_FAILURE_MODE" ($g.cluster.redisFailureMode | default "closed")
 }}
 {{- with $g.defaultTeam }}
 {{- $_ := set $s "GATEWAY_DEFAULT_TEAM" . }}

@@ -1,0 +1,178 @@
+"""Redis stopped, or frozen, under load: the configured failure mode, never a
+crash or a hung request, and no usage record lost (cluster mode)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+
+import pytest
+import redis
+from django.conf import settings
+
+from governance import services as governance
+from governance.models import RequestRecord
+from keys.models import VirtualKey
+from tests.conftest import gateway_env
+from tests.fault_helpers import Load
+from tests.processes import ROOT, GatewayProcess, RedisServerProcess, stop
+from tests.reliability_report import add_row, statuses_text
+
+pytestmark = pytest.mark.skipif(
+    not settings.REDIS_URL, reason="Redis backs the limits in cluster mode only"
+)
+
+OUTAGE_SECONDS = 3.0
+
+
+@pytest.fixture
+def own_redis(tmp_path):
+    server = RedisServerProcess(tmp_path)
+    yield server
+    server.close()
+
+
+def start_worker(redis_url: str) -> subprocess.Popen:
+    """A Celery worker with beat draining the usage stream of ``redis_url``."""
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "gateway_project",
+            "worker",
+            "-B",
+            "--pool",
+            "solo",
+            "--loglevel",
+            "WARNING",
+            "-s",
+            str(ROOT / "var" / f"celerybeat-{uuid.uuid4().hex[:6]}"),
+        ],
+        cwd=ROOT,
+        env={**os.environ, **gateway_env(REDIS_URL=redis_url, GATEWAY_LEDGER_CLAIM_IDLE_MS="500")},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+def wait_for_records(tag: str, count: int, timeout: float = 60.0) -> int:
+    deadline = time.monotonic() + timeout
+    found = RequestRecord.objects.filter(client_request_id__startswith=tag).count()
+    while found < count and time.monotonic() < deadline:
+        time.sleep(0.25)
+        found = RequestRecord.objects.filter(client_request_id__startswith=tag).count()
+    return found
+
+
+def degraded(gateway: GatewayProcess) -> float:
+    for line in gateway.client.get("/metrics").text.splitlines():
+        if line.startswith("gateway_limits_degraded "):
+            return float(line.split()[1])
+    return 0.0
+
+
+def counted_requests(client: redis.Redis, rule_id: int) -> int:
+    keys = list(client.scan_iter(match=f"{settings.GATEWAY_REDIS_PREFIX}:rl:{rule_id}:*"))
+    return sum(int(value or 0) for value in client.mget(keys)) if keys else 0
+
+
+@pytest.mark.parametrize(
+    ("mode", "fault"), [("closed", "stopped"), ("open", "stopped"), ("open", "frozen")]
+)
+def test_limits_follow_the_failure_mode_while_redis_is_away_and_no_record_is_lost(
+    demo, own_redis, mode, fault
+):
+    key = VirtualKey.objects.get(name="platform-app")
+    rule = governance.rate_limit_create(
+        owner=key, metric="requests", limit=1_000_000, window_seconds=3600
+    )
+    demo.sync()
+    gateway = GatewayProcess(
+        gateway_env(
+            REDIS_URL=own_redis.url,
+            GATEWAY_REDIS_FAILURE_MODE=mode,
+            GATEWAY_REDIS_TIMEOUT_SECONDS="0.2",
+            GATEWAY_REDIS_RETRY_MAX_SECONDS="1",
+        )
+    )
+    worker = None
+    try:
+        from keys import selectors
+
+        gateway.wait_for_revision(selectors.config_revision())
+        with Load(gateway.url, demo.key, concurrency=8) as load:
+            load.wait_for(50)
+            before = len(load.outcomes)
+            assert load.statuses() == {200: before}
+            if fault == "stopped":
+                own_redis.stop()
+            else:
+                own_redis.freeze()
+            time.sleep(1.0)
+            during = len(load.outcomes)
+            assert degraded(gateway) == 1
+            time.sleep(OUTAGE_SECONDS - 1.0)
+            if fault == "stopped":
+                own_redis.start()
+            else:
+                own_redis.thaw()
+            back = time.monotonic()
+            after_outage = len(load.outcomes)
+            time.sleep(3.0)
+            recovered = len(load.outcomes)
+            load.wait_for(50)
+        assert gateway.process.poll() is None, "the gateway died"
+        outcomes = load.outcomes
+        statuses = load.statuses()
+        outage = load.statuses(outcomes[during:after_outage])
+        # No hung connection, no reset, nothing but answers and the refusal.
+        assert not [o for o in outcomes if o.status == 0], [o for o in outcomes if o.status == 0][
+            :3
+        ]
+        assert max(o.seconds for o in outcomes) < 5.0
+        if mode == "closed":
+            assert set(statuses) <= {200, 503}
+            assert outage[503] > 0
+            assert {o.code for o in outcomes if o.status == 503} == {"limits_unavailable"}
+        else:
+            assert statuses == {200: len(outcomes)}
+        # Redis is used again, exactly, once it answers.
+        assert load.statuses(outcomes[recovered:]) == {200: len(outcomes) - recovered}
+        assert degraded(gateway) == 0
+        recovery = load.first_success_after(back)
+        assert recovery < 2.0
+        # Every request answered has its usage record, through the stream.
+        worker = start_worker(own_redis.url)
+        assert wait_for_records(load.tag, len(outcomes)) == len(outcomes)
+        # What was served was counted in Redis: exactly in closed mode (up to
+        # the requests whose answer from Redis was lost in the cut), and in
+        # open mode by the reconciliation of the locally counted ones.
+        served = statuses[200]
+        counted = counted_requests(redis.Redis.from_url(own_redis.url), rule.id)
+        assert served <= counted <= served + load.concurrency
+        add_row(
+            "Redis",
+            f"Redis {fault} for {OUTAGE_SECONDS:.0f} s under load, "
+            f"GATEWAY_REDIS_FAILURE_MODE={mode}",
+            requests=len(outcomes),
+            client_saw=(
+                f"{statuses_text(statuses)}; during the outage {statuses_text(outage)}"
+                + ("; 503s are `limits_unavailable`" if mode == "closed" else "")
+                + f"; slowest {max(o.seconds for o in outcomes):.2f} s"
+                + f"; served again {recovery:.2f} s after Redis was back"
+            ),
+            lost=(
+                f"nothing: {len(outcomes)} usage records; Redis counted {counted} "
+                f"of {served} served"
+            ),
+        )
+    finally:
+        if worker is not None:
+            stop(worker)
+        gateway.close()
