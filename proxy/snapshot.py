@@ -24,6 +24,7 @@ from typing import Any
 
 from channels.db import database_sync_to_async
 from django.conf import settings
+from django.db import DatabaseError
 
 from governance import selectors as governance_selectors
 from governance.enforcement import (
@@ -378,7 +379,14 @@ class SnapshotStore:
         now = time.monotonic()
         if self._unknown_until.get(prefix, 0.0) > now:
             return None
-        row = await database_sync_to_async(selectors.virtual_key_row_by_prefix)(prefix)
+        try:
+            row = await database_sync_to_async(selectors.virtual_key_row_by_prefix)(prefix)
+        except DatabaseError:
+            # The database is away: the snapshot decides (the key is unknown
+            # to it), and the miss is cached like any other so that an
+            # outage costs no connection attempt per request.
+            logger.warning("database unavailable: key %s… checked against the snapshot", prefix)
+            row = None
         if row is None:
             if len(self._unknown_until) > 100_000:
                 self._unknown_until.clear()

@@ -9,6 +9,9 @@ or the exception when there was no answer (a hung or reset connection).
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -124,3 +127,109 @@ class Load:
         except (aiohttp.ClientError, TimeoutError) as exc:
             outcome = Outcome(0, "", time.monotonic() - started, stream, repr(exc))
         self.outcomes.append(outcome)
+
+
+class TcpProxy:
+    """A TCP relay to ``target`` that a test can cut (every connection reset,
+    new ones refused) and restore: a server that stopped, as its clients see it."""
+
+    def __init__(self, host: str, port: int) -> None:
+        from tests.processes import free_port
+
+        self.target = (host, port)
+        self.port = free_port()
+        self._loop = asyncio.new_event_loop()
+        self._server: asyncio.base_events.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._thread.start()
+        self.restore()
+
+    def _call(self, coroutine) -> None:  # type: ignore[no-untyped-def]
+        asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout=10)
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            writer.close()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_reader, up_writer = await asyncio.open_connection(*self.target)
+        except OSError:
+            writer.close()
+            return
+        self._writers |= {writer, up_writer}
+        await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
+        self._writers -= {writer, up_writer}
+
+    async def _start(self) -> None:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
+
+    async def _cut(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        for writer in list(self._writers):
+            transport = writer.transport
+            transport.abort()
+        self._writers.clear()
+
+    def restore(self) -> None:
+        self._call(self._start())
+
+    def cut(self) -> None:
+        self._call(self._cut())
+
+    def close(self) -> None:
+        self.cut()
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=5)
+
+
+def start_worker(env: dict[str, str]) -> subprocess.Popen:
+    """A Celery worker with beat draining the usage stream (``env``: the
+    gateway's, from ``tests.conftest.gateway_env``)."""
+    from tests.processes import ROOT
+
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "gateway_project",
+            "worker",
+            "-B",
+            "--pool",
+            "solo",
+            "--loglevel",
+            "WARNING",
+            "-s",
+            str(ROOT / "var" / f"celerybeat-{uuid.uuid4().hex[:6]}"),
+        ],
+        cwd=ROOT,
+        # Batches read before an outage of the database are taken up again soon.
+        env={**os.environ, **env, "GATEWAY_LEDGER_CLAIM_IDLE_MS": "500"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+def wait_for_records(tag: str, count: int, timeout: float = 60.0) -> int:
+    """Until ``count`` usage records of ``tag`` are stored; how many are."""
+    from governance.models import RequestRecord
+
+    records = RequestRecord.objects.filter(client_request_id__startswith=tag)
+    deadline = time.monotonic() + timeout
+    found = records.count()
+    while found < count and time.monotonic() < deadline:
+        time.sleep(0.25)
+        found = records.count()
+    return found

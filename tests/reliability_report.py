@@ -31,7 +31,10 @@ def add_row(
     if not path:
         return
     if mode is None:
-        mode = "cluster" if os.environ.get("REDIS_URL") else "embedded"
+        database = os.environ.get("DATABASE_URL", "")
+        mode = "PostgreSQL" if database.startswith("postgres") else "SQLite"
+        if os.environ.get("REDIS_URL"):
+            mode += " + Redis"
     row = {
         "area": area,
         "case": case,

@@ -3,22 +3,17 @@ crash or a hung request, and no usage record lost (cluster mode)."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
-import uuid
 
 import pytest
 import redis
 from django.conf import settings
 
 from governance import services as governance
-from governance.models import RequestRecord
 from keys.models import VirtualKey
 from tests.conftest import gateway_env
-from tests.fault_helpers import Load
-from tests.processes import ROOT, GatewayProcess, RedisServerProcess, stop
+from tests.fault_helpers import Load, start_worker, wait_for_records
+from tests.processes import GatewayProcess, RedisServerProcess, stop
 from tests.reliability_report import add_row, statuses_text
 
 pytestmark = pytest.mark.skipif(
@@ -33,41 +28,6 @@ def own_redis(tmp_path):
     server = RedisServerProcess(tmp_path)
     yield server
     server.close()
-
-
-def start_worker(redis_url: str) -> subprocess.Popen:
-    """A Celery worker with beat draining the usage stream of ``redis_url``."""
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "gateway_project",
-            "worker",
-            "-B",
-            "--pool",
-            "solo",
-            "--loglevel",
-            "WARNING",
-            "-s",
-            str(ROOT / "var" / f"celerybeat-{uuid.uuid4().hex[:6]}"),
-        ],
-        cwd=ROOT,
-        env={**os.environ, **gateway_env(REDIS_URL=redis_url, GATEWAY_LEDGER_CLAIM_IDLE_MS="500")},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-
-
-def wait_for_records(tag: str, count: int, timeout: float = 60.0) -> int:
-    deadline = time.monotonic() + timeout
-    found = RequestRecord.objects.filter(client_request_id__startswith=tag).count()
-    while found < count and time.monotonic() < deadline:
-        time.sleep(0.25)
-        found = RequestRecord.objects.filter(client_request_id__startswith=tag).count()
-    return found
 
 
 def degraded(gateway: GatewayProcess) -> float:
@@ -148,7 +108,7 @@ def test_limits_follow_the_failure_mode_while_redis_is_away_and_no_record_is_los
         recovery = load.first_success_after(back)
         assert recovery < 2.0
         # Every request answered has its usage record, through the stream.
-        worker = start_worker(own_redis.url)
+        worker = start_worker(gateway_env(REDIS_URL=own_redis.url))
         assert wait_for_records(load.tag, len(outcomes)) == len(outcomes)
         # What was served was counted in Redis: exactly in closed mode (up to
         # the requests whose answer from Redis was lost in the cut), and in
