@@ -205,6 +205,13 @@ GATEWAY_SNAPSHOT_POLL_SECONDS = env_float(
 )
 # How long an unknown key stays known as unknown before the database is asked again.
 GATEWAY_NEGATIVE_CACHE_SECONDS = env_float("GATEWAY_NEGATIVE_CACHE_SECONDS", 30.0)
+# Database lookups per second and process for keys not in the snapshot; beyond
+# them an unknown key is refused without one.
+GATEWAY_KEY_LOOKUPS_PER_SECOND = env_int("GATEWAY_KEY_LOOKUPS_PER_SECOND", 50)
+# After this many invalid keys from one address within the window, the address
+# gets 429 until the window ends (per process; 0 turns it off).
+GATEWAY_AUTH_FAILURE_LIMIT = env_int("GATEWAY_AUTH_FAILURE_LIMIT", 30)
+GATEWAY_AUTH_FAILURE_WINDOW_SECONDS = env_float("GATEWAY_AUTH_FAILURE_WINDOW_SECONDS", 60.0)
 # Upstream timeouts (seconds).
 GATEWAY_UPSTREAM_CONNECT_TIMEOUT = env_float("GATEWAY_UPSTREAM_CONNECT_TIMEOUT", 10.0)
 GATEWAY_UPSTREAM_FIRST_BYTE_TIMEOUT = env_float("GATEWAY_UPSTREAM_FIRST_BYTE_TIMEOUT", 300.0)

@@ -184,6 +184,13 @@ FAMILIES = {
             ("provider", "reason"),
         ),
         Family(
+            "gateway_key_lookups",
+            "counter",
+            "Database lookups of keys missing from the snapshot, by result (found, unknown, "
+            "failed; deferred: not made, over GATEWAY_KEY_LOOKUPS_PER_SECOND).",
+            ("result",),
+        ),
+        Family(
             "gateway_limits_degraded",
             "gauge",
             "1 while Redis cannot be reached and limits are refused or counted in "
