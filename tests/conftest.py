@@ -121,7 +121,10 @@ def demo(transactional_db, gateway, mock_provider) -> Demo:
     team = services.team_create(name="platform", customer=customer)
     _, secret = services.virtual_key_create(name="platform-app", team=team)
     provider = services.provider_create(
-        name="mock", kind="openai", base_url=f"{mock_provider.url}/v1"
+        name="mock",
+        kind="openai",
+        base_url=f"{mock_provider.url}/v1",
+        allow_private_network=True,
     )
     services.provider_key_create(provider=provider, name="primary", secret="sk-mock-primary-0001")
     services.model_route_create(name="gpt-4o-mini", provider=provider, provider_model="mock-gpt")
@@ -134,7 +137,10 @@ def demo(transactional_db, gateway, mock_provider) -> Demo:
 def claude(demo):
     """An Anthropic provider (the mock's Messages API) beside the demo's OpenAI one."""
     provider = services.provider_create(
-        name="claude", kind="anthropic", base_url=f"{demo.mock.url}/anthropic/v1"
+        name="claude",
+        kind="anthropic",
+        base_url=f"{demo.mock.url}/anthropic/v1",
+        allow_private_network=True,
     )
     services.provider_key_create(provider=provider, name="primary", secret="sk-ant-mock-0001")
     services.model_route_create(
