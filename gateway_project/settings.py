@@ -196,6 +196,12 @@ CELERY_TIMEZONE = "UTC"
 
 # Largest request body the inference endpoints accept (bytes); larger is 413.
 GATEWAY_MAX_BODY_BYTES = env_int("GATEWAY_MAX_BODY_BYTES", 4 * 1024 * 1024)
+# Slow or oversized requests (gateway_project.http_limits): the headers must
+# arrive within this long of the connection (408), be at most this large
+# (431), and the body must follow within this long (408).
+GATEWAY_HEADER_TIMEOUT_SECONDS = env_float("GATEWAY_HEADER_TIMEOUT_SECONDS", 10.0)
+GATEWAY_MAX_HEADER_BYTES = env_int("GATEWAY_MAX_HEADER_BYTES", 64 * 1024)
+GATEWAY_BODY_TIMEOUT_SECONDS = env_float("GATEWAY_BODY_TIMEOUT_SECONDS", 30.0)
 # Largest non-streamed upstream answer relayed (bytes); larger is a 502.
 GATEWAY_MAX_RESPONSE_BYTES = env_int("GATEWAY_MAX_RESPONSE_BYTES", 64 * 1024 * 1024)
 # How often each process checks whether the configuration changed (seconds).
