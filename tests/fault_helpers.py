@@ -31,6 +31,7 @@ class Outcome:
     seconds: float
     stream: bool
     error: str = ""
+    request_id: str = ""  # the x-request-id sent
     ended: float = 0.0  # time.monotonic() when it ended
 
     def __post_init__(self) -> None:
@@ -110,7 +111,8 @@ class Load:
     async def _one(self, session: aiohttp.ClientSession, index: int) -> None:
         stream = index % 2 == 1
         started = time.monotonic()
-        headers = {"authorization": f"Bearer {self.key}", "x-request-id": f"{self.tag}-{index}"}
+        request_id = f"{self.tag}-{index}"
+        headers = {"authorization": f"Bearer {self.key}", "x-request-id": request_id}
         try:
             async with session.post(
                 f"{self.url}/v1/chat/completions",
@@ -123,9 +125,9 @@ class Load:
                     status, code = 0, "truncated stream"
                 else:
                     code = error_code(status, body)
-                outcome = Outcome(status, code, time.monotonic() - started, stream)
+                outcome = Outcome(status, code, time.monotonic() - started, stream, "", request_id)
         except (aiohttp.ClientError, TimeoutError) as exc:
-            outcome = Outcome(0, "", time.monotonic() - started, stream, repr(exc))
+            outcome = Outcome(0, "", time.monotonic() - started, stream, repr(exc), request_id)
         self.outcomes.append(outcome)
 
 

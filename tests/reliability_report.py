@@ -20,13 +20,14 @@ def add_row(
     area: str,
     case: str,
     *,
-    requests: int,
+    requests: int | None,
     client_saw: str,
     lost: str,
     mode: str | None = None,
 ) -> None:
     """One line of the report: ``area`` (fault, input class, security), the
-    ``case`` tried, how many ``requests``, what the client saw, what was lost."""
+    ``case`` tried, how many ``requests`` (None: the few of a suite test),
+    what the client saw, what was lost."""
     path = os.environ.get("GATEWAY_RELIABILITY_REPORT")
     if not path:
         return
