@@ -45,7 +45,7 @@ def async_client(*, timeout: float | None = None) -> redis.asyncio.Redis:
     pool = redis.asyncio.BlockingConnectionPool.from_url(
         settings.REDIS_URL,
         max_connections=settings.GATEWAY_REDIS_MAX_CONNECTIONS,
-        timeout=5 if timeout is None else timeout,
+        timeout=5,  # for a free connection: a burst waits rather than fails
         socket_connect_timeout=5 if timeout is None else timeout,
         socket_timeout=timeout,
     )

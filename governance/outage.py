@@ -30,6 +30,8 @@ import asyncio
 import logging
 import random
 import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import redis.exceptions
 from django.conf import settings
@@ -37,6 +39,7 @@ from django.conf import settings
 from governance.limits import Admission, AdmissionPlan, MemoryLimits, RedisLimits
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 FIRST_RETRY_SECONDS = 0.25
 # Errors that mean "Redis is not there": anything else is a defect and raised.
@@ -167,19 +170,33 @@ class OutageAwareLimits:
         self.reconcile_script = remote.client.register_script(RECONCILE_SCRIPT)
         self._local_leases: set[str] = set()
         self._reconciling: asyncio.Task[None] | None = None
+        from proxy.metrics import metrics
+
+        metrics.set("gateway_limits_degraded", 0)
+
+    async def _on_redis(
+        self, call: Callable[[], Awaitable[T]], now: float
+    ) -> tuple[bool, T | None]:
+        """``(True, result)`` when Redis answered ``call``; ``(False, None)``
+        when Redis is down (not tried) or failed just now."""
+        if not self.health.may_try(now):
+            return False, None
+        try:
+            result = await call()
+        except OUTAGE_ERRORS:
+            self.health.failed(time.time())
+            return False, None
+        except BaseException:
+            self.health.probing = False
+            raise
+        self._answered()
+        return True, result
 
     async def admit(self, plan: AdmissionPlan, now: float) -> Admission:
-        if self.health.may_try(now):
-            try:
-                admission = await self.remote.admit(plan, now)
-            except OUTAGE_ERRORS:
-                self.health.failed(time.time())
-            except BaseException:
-                self.health.probing = False
-                raise
-            else:
-                self._answered()
-                return admission
+        answered, admission = await self._on_redis(lambda: self.remote.admit(plan, now), now)
+        if answered:
+            assert admission is not None
+            return admission
         if self.mode != "open":
             raise LimitsUnavailable
         admission = await self.local.admit(plan, now)
@@ -201,17 +218,9 @@ class OutageAwareLimits:
                 self.journal.add(key, delta, expiry.get(key, int(now)))
             self._reconcile_soon()
             return
-        if self.health.may_try(now):
-            try:
-                await self.remote.settle(plan, adjustments, now)
-            except OUTAGE_ERRORS:
-                self.health.failed(time.time())
-            except BaseException:
-                self.health.probing = False
-                raise
-            else:
-                self._answered()
-                return
+        answered, _ = await self._on_redis(lambda: self.remote.settle(plan, adjustments, now), now)
+        if answered:
+            return
         for key, delta in adjustments.items():
             self.journal.add(key, delta, expiry.get(key, int(now)))
         for slot in plan.slots:

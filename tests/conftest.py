@@ -8,9 +8,7 @@ The gateway runs in its own uvicorn process against the same test database
 from __future__ import annotations
 
 import base64
-import os
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,7 +21,7 @@ from django.db import connection
 
 from keys import selectors, services
 from keys.models import Provider, Team
-from tests.processes import ROOT, GatewayProcess, MockProviderProcess, stop
+from tests.processes import GatewayProcess, MockProviderProcess, stop
 
 # A one-pixel PNG, base64: the image input of the SDK tests.
 PIXEL = base64.b64encode(
@@ -159,28 +157,9 @@ def celery_worker(demo) -> Iterator[subprocess.Popen | None]:
     if not settings.REDIS_URL:
         yield None
         return
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "gateway_project",
-            "worker",
-            "-B",
-            "--pool",
-            "solo",
-            "--loglevel",
-            "WARNING",
-            "-s",
-            str(ROOT / "var" / f"celerybeat-{uuid.uuid4().hex[:6]}"),
-        ],
-        cwd=ROOT,
-        env={**os.environ, **gateway_env()},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    from tests.fault_helpers import start_worker
+
+    process = start_worker(gateway_env(), quick_reclaim=False)
     yield process
     stop(process)
 

@@ -194,9 +194,12 @@ class TcpProxy:
         self._thread.join(timeout=5)
 
 
-def start_worker(env: dict[str, str]) -> subprocess.Popen:
-    """A Celery worker with beat draining the usage stream (``env``: the
-    gateway's, from ``tests.conftest.gateway_env``)."""
+def start_worker(env: dict[str, str], *, quick_reclaim: bool = True) -> subprocess.Popen:
+    """A real Celery worker with beat draining the usage stream (``env``: the
+    gateway's, from ``tests.conftest.gateway_env``). ``quick_reclaim``: batches
+    read before an outage of the database are taken up again half a second
+    later instead of a minute."""
+    reclaim = {"GATEWAY_LEDGER_CLAIM_IDLE_MS": "500"} if quick_reclaim else {}
     from tests.processes import ROOT
 
     return subprocess.Popen(
@@ -216,8 +219,7 @@ def start_worker(env: dict[str, str]) -> subprocess.Popen:
             str(ROOT / "var" / f"celerybeat-{uuid.uuid4().hex[:6]}"),
         ],
         cwd=ROOT,
-        # Batches read before an outage of the database are taken up again soon.
-        env={**os.environ, **env, "GATEWAY_LEDGER_CLAIM_IDLE_MS": "500"},
+        env={**os.environ, **env, **reclaim},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,

@@ -136,3 +136,53 @@ def test_limits_follow_the_failure_mode_while_redis_is_away_and_no_record_is_los
         if worker is not None:
             stop(worker)
         gateway.close()
+
+
+def test_what_open_mode_counted_locally_is_added_to_redis_and_slots_released(own_redis):
+    """The backend itself, in this process, against the test's Redis server."""
+    import asyncio
+
+    from gateway_project.redis_client import async_client
+    from governance.limits import AdmissionPlan, CounterCheck, RedisLimits, SlotCheck
+    from governance.outage import OutageAwareLimits
+
+    async def scenario() -> tuple[int, int, int]:
+        settings.REDIS_URL, original = own_redis.url, settings.REDIS_URL
+        try:
+            client = async_client(timeout=0.2)
+        finally:
+            settings.REDIS_URL = original
+        limits = OutageAwareLimits(RedisLimits(client), mode="open", max_pause=0.2)
+        now = time.time()
+        expires = int(now) + 3600
+
+        def plan() -> AdmissionPlan:
+            return AdmissionPlan(
+                counters=[CounterCheck("t:rl", 100, 1, expires, "requests", "key 1")],
+                slots=[SlotCheck("t:slots", 5, "key 1")],
+            )
+
+        first = plan()
+        assert (await limits.admit(first, now)).admitted  # in Redis
+        own_redis.stop()
+        await limits.settle(first, {}, time.time())  # fails: journaled (slot release)
+        local = [plan() for _ in range(3)]
+        for item in local:
+            assert (await limits.admit(item, time.time())).admitted
+            await limits.settle(item, {}, time.time())
+        assert limits.health.down
+        own_redis.start()
+        await asyncio.sleep(0.5)  # past the pause before the next try
+        last = plan()
+        assert (await limits.admit(last, time.time())).admitted
+        await limits.settle(last, {}, time.time())
+        if limits._reconciling is not None:
+            await limits._reconciling
+        raw = redis.Redis.from_url(own_redis.url)
+        await client.aclose()
+        return int(raw.get("t:rl")), raw.zcard("t:slots"), int(limits.health.down)
+
+    counted, slots_held, down = asyncio.run(scenario())
+    assert counted == 5  # 1 in Redis, 3 locally, 1 after recovery
+    assert slots_held == 0  # the release that failed was made afterwards
+    assert down == 0
