@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import os
 import platform
 import re
@@ -60,13 +61,15 @@ SECRET_PATTERNS = [
 ]
 
 
-def run_pass(mode: str, env: dict[str, str], rows: Path, args: argparse.Namespace) -> int:
-    tests = list(SUITES)
+def run_pass(
+    mode: str, env: dict[str, str], rows: Path, args: argparse.Namespace, *, soak: bool
+) -> int:
+    tests = [] if args.soak_only else list(SUITES)
     extra = {
         "GATEWAY_RELIABILITY_REPORT": str(rows),
         "GATEWAY_FUZZ_EXAMPLES": str(args.examples),
     }
-    if args.soak:
+    if soak:
         tests.append("tests/test_soak.py")
         extra |= {"GATEWAY_SOAK_SECONDS": str(args.soak), "GATEWAY_SOAK_RATE": str(args.rate)}
     command = [
@@ -114,14 +117,25 @@ def main() -> int:
     )
     parser.add_argument("--soak", type=float, default=0, help="soak seconds (0: no soak)")
     parser.add_argument("--rate", type=int, default=1000, help="soak requests a second")
+    parser.add_argument(
+        "--soak-only",
+        action="store_true",
+        help="run only the soak, adding its rows to those of the last run",
+    )
     parser.add_argument("--output", default=str(ROOT / "docs" / "reliability.md"))
     parser.add_argument("--rows", default=str(ROOT / "var" / "reliability-rows.jsonl"))
     args = parser.parse_args()
 
     rows = Path(args.rows)
     rows.parent.mkdir(exist_ok=True)
-    rows.unlink(missing_ok=True)
     started = time.time()
+    if args.soak_only:
+        if not args.soak:
+            parser.error("--soak-only needs --soak SECONDS")
+        previous = [row for row in load_rows(rows) if row["area"] != "Soak"]
+        rows.write_text("".join(json.dumps(row) + "\n" for row in previous), encoding="utf-8")
+    else:
+        rows.unlink(missing_ok=True)
     base = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
     passes = [("embedded", {**base, "DATABASE_URL": f"sqlite:///{ROOT / 'var' / 'rel.sqlite3'}"})]
     database, redis = (
@@ -133,22 +147,26 @@ def main() -> int:
     else:
         print("RELIABILITY_DATABASE_URL / RELIABILITY_REDIS_URL unset: embedded mode only")
     failed = []
-    for mode, env in passes:
-        if run_pass(mode, env, rows, args) != 0:
-            failed.append(mode)
+    # The soak runs once, in the last (the most complete) mode.
+    for index, (mode, env) in enumerate(passes):
+        soak = bool(args.soak) and index == len(passes) - 1
+        if (args.soak_only and not soak) or run_pass(mode, env, rows, args, soak=soak) == 0:
+            continue
+        failed.append(mode)
     searched, found = secrets_in_logs(started)
     from tests.reliability_report import add_row
 
     os.environ["GATEWAY_RELIABILITY_REPORT"] = str(rows)
-    add_row(
-        "Security",
-        f"the gateway logs of this run ({searched} files) searched for the virtual and "
-        "provider keys the tests used",
-        requests=None,
-        client_saw="(logs)",
-        lost=f"{found} secrets found" if found else "none found",
-        mode="all",
-    )
+    if not args.soak_only:  # (the full run's search stays in its rows)
+        add_row(
+            "Security",
+            f"the gateway logs of this run ({searched} files) searched for the virtual and "
+            "provider keys the tests used",
+            requests=None,
+            client_saw="(logs)",
+            lost=f"{found} secrets found" if found else "none found",
+            mode="all",
+        )
     meta = {
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "commit": commit(),
@@ -161,6 +179,16 @@ def main() -> int:
         "failed": failed,
         "argv": " ".join(sys.argv[1:]),
     }
+    saved = rows.with_suffix(".meta.json")
+    if args.soak_only and saved.exists():
+        # The page describes the full run; the soak adds its row and flag.
+        previous_meta = json.loads(saved.read_text(encoding="utf-8"))
+        meta = {
+            **previous_meta,
+            "soak": args.soak,
+            "failed": sorted({*previous_meta["failed"], *(f"soak ({m})" for m in failed)}),
+        }
+    saved.write_text(json.dumps(meta), encoding="utf-8")
     Path(args.output).write_text(render(load_rows(rows), meta), encoding="utf-8")
     print(f"\nwrote {args.output}" + (f"; failures in: {', '.join(failed)}" if failed else ""))
     return 1 if failed or found else 0
