@@ -95,6 +95,9 @@ def validate_messages(payload: dict[str, Any]) -> tuple[str, bool]:
     stream = payload.get("stream", False)
     if not isinstance(stream, bool) and stream is not None:
         raise bad_request("stream: must be a boolean.", param="stream")
+    for name in ("tools", "stop_sequences"):
+        if payload.get(name) is not None and not isinstance(payload[name], list):
+            raise bad_request(f"{name}: must be an array.", param=name)
     _validate_output_config(payload.get("output_config"))
     return model, bool(stream)
 

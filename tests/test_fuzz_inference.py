@@ -57,6 +57,7 @@ VALID = {
 # Upstream failures are the provider's answer relayed (the mock refuses some
 # of what it gets); the gateway's own catch-all (`gateway_error`) is not.
 UPSTREAM_STATUSES = {502, 503, 504}
+CATCH_ALL = "the gateway could not complete the request"
 
 scalars = (
     st.none()
@@ -94,6 +95,33 @@ FIELDS = [
     "user",
     "fallbacks",
     "timeout",
+    "stop_sequences",
+    "top_p",
+    "top_k",
+    "thinking",
+    "output_config",
+    "encoding_format",
+    "dimensions",
+]
+# Wrong types, one of each kind, for the grid below.
+ODD_VALUES = [
+    None,
+    True,
+    -1,
+    0,
+    10**20,
+    2**70,
+    1.5,
+    1e300,
+    "x",
+    "",
+    [],
+    [1],
+    [None],
+    [[]],
+    {},
+    {"a": 1},
+    {"": None},
 ]
 MESSAGE_FIELDS = ["role", "content", "name", "tool_calls", "tool_call_id", "type"]
 
@@ -141,7 +169,9 @@ def check(server, path: str, content: bytes, headers: dict | None = None) -> Non
             return
         assert envelope_ok(path, response), (status, response.text[:300])
         error = response.json()["error"]
+        # The consumer's catch-all for an exception nothing handled.
         assert error.get("code") != "gateway_error", response.text[:300]
+        assert error.get("message") != CATCH_ALL, response.text[:300]
         if status >= 500:
             assert status in UPSTREAM_STATUSES, response.text[:300]
 
@@ -171,6 +201,15 @@ def test_a_valid_body_with_one_field_of_any_type(demo, fuzzed, path, field, valu
     if stream and field != "stream":
         body["stream"] = True
     check(fuzzed, path, encode(body))
+
+
+def test_every_field_of_every_endpoint_with_each_kind_of_wrong_value(demo, fuzzed):
+    """A grid, not a sample: every (endpoint, field, odd value) once."""
+    fuzzed.key = demo.key
+    for path in PATHS:
+        for field in FIELDS:
+            for value in ODD_VALUES:
+                check(fuzzed, path, encode({**VALID[path], field: value}))
 
 
 @FUZZ
@@ -260,7 +299,8 @@ def _report(request):
     no_unhandled_errors(server)
     add_row(
         "Bad input",
-        f"fuzz: {name.removeprefix('test_').replace('_', ' ')} (hypothesis, {EXAMPLES} examples)",
+        f"fuzz: {name.removeprefix('test_').replace('_', ' ')}"
+        + ("" if name.startswith("test_every_") else f" (hypothesis, {EXAMPLES} examples)"),
         requests=sum(server.seen.values()),
         client_saw=statuses_text(server.seen) + "; no 500, no hang, errors in the envelope",
         lost="nothing",
