@@ -92,6 +92,7 @@ async def offer(url: str, key: str, tag: str, seconds: float, rate: int) -> Coun
     return statuses
 
 
+@pytest.mark.timeout(SECONDS * 2 + 300)
 def test_a_long_run_at_a_fixed_rate_has_no_error_flat_memory_and_every_record(demo, celery_worker):
     key = VirtualKey.objects.get(name="platform-app")
     limit = RATE * int(SECONDS) * 10
@@ -124,7 +125,10 @@ def test_a_long_run_at_a_fixed_rate_has_no_error_flat_memory_and_every_record(de
         statuses = asyncio.run(run())
         elapsed = time.monotonic() - started
         total = sum(statuses.values())
-        stored = wait_for_records(tag, total, timeout=120)
+        # Requests that got an HTTP answer have a record; a connection error
+        # may have never reached the gateway.
+        answered = sum(n for status, n in statuses.items() if str(status)[0].isdigit())
+        stored = wait_for_records(tag, answered, timeout=60)
         # Memory after the warm-up (first tenth) against the end.
         warm = [kib for at, kib in memory if at >= SECONDS / 10] or [memory[-1][1]]
         growth = (warm[-1] - warm[0]) / warm[0]
@@ -135,10 +139,10 @@ def test_a_long_run_at_a_fixed_rate_has_no_error_flat_memory_and_every_record(de
             requests=total,
             client_saw=f"{statuses_text(statuses)}; achieved {total / elapsed:.0f}/s; "
             f"RSS {warm[0] // 1024}→{warm[-1] // 1024} MiB after warm-up ({growth:+.1%})",
-            lost=f"{total - stored} of {total} usage records",
+            lost=f"{max(0, answered - stored)} of {answered} usage records of answered requests",
         )
         assert statuses == {200: total}
-        assert stored == total
+        assert stored >= answered  # (a request the client gave up on has one too)
         assert growth < 0.2
     finally:
         gateway.close()
