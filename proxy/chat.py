@@ -164,7 +164,9 @@ class ChatConsumer(InferenceConsumer):
                     code="key_pinning_not_allowed",
                 )
             pinned = routing.pinned_key(route.provider, pin)
-        return Addressed(payload, stream, snapshot, route, levels, snapshot.guardrails(key), pinned)
+        return Addressed(
+            payload, stream, snapshot, route, levels, snapshot.guardrails(key), pinned
+        )
 
     async def handle(self, body: bytes) -> None:
         addressed = await self.address(body)

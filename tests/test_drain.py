@@ -103,9 +103,6 @@ def test_sigterm_lets_twenty_streams_finish_and_loses_no_record(demo, celery_wor
             break
         time.sleep(0.2)
     assert stored == STREAMS
-    assert (
-        RequestRecord.objects.filter(
-            client_request_id__startswith=prefix, status=200, output_tokens=TOKENS
-        ).count()
-        == STREAMS
-    )
+    assert RequestRecord.objects.filter(
+        client_request_id__startswith=prefix, status=200, output_tokens=TOKENS
+    ).count() == STREAMS

@@ -42,7 +42,9 @@ def test_translated_answers_carry_no_foreign_rate_limit_headers(claude):
         model="claude-sonnet", messages=CHAT["messages"]
     )
     assert not [name for name in to_anthropic.headers if "ratelimit" in name]
-    to_openai = claude.anthropic().messages.with_raw_response.create(model="gpt-4o-mini", **MESSAGE)
+    to_openai = claude.anthropic().messages.with_raw_response.create(
+        model="gpt-4o-mini", **MESSAGE
+    )
     assert not [name for name in to_openai.headers if "ratelimit" in name]
 
 

@@ -130,7 +130,9 @@ def test_a_request_and_its_attempt_are_exported_with_genai_attributes(demo, trac
 
     # The provider saw the attempt's context.
     [received] = demo.mock.requests()
-    assert received["headers"]["traceparent"] == (f"00-{CLIENT_TRACE}-{attempt.span_id.hex()}-01")
+    assert received["headers"]["traceparent"] == (
+        f"00-{CLIENT_TRACE}-{attempt.span_id.hex()}-01"
+    )
     for _, span in spans:
         assert demo.key not in str(span)
 
