@@ -32,11 +32,15 @@ def sync_client() -> redis.Redis:
     return redis.Redis.from_url(settings.REDIS_URL, socket_timeout=5, socket_connect_timeout=5)
 
 
-def async_client() -> redis.asyncio.Redis:
+def async_client(*, timeout: float | None = None) -> redis.asyncio.Redis:
     """A new asynchronous client; the data plane keeps one per event loop.
 
     A request that finds every connection busy waits for one (up to a few
     seconds) instead of failing: bursts beyond the pool queue briefly.
+    ``timeout`` bounds each command and connection attempt (the limits
+    backend's short one, so that a Redis server that stopped answering
+    cannot hold requests); without it only connecting is bounded, as
+    subscriptions wait for messages indefinitely.
     """
     if not settings.REDIS_URL:
         raise RuntimeError("REDIS_URL is not set: the gateway runs in embedded mode")
@@ -44,8 +48,9 @@ def async_client() -> redis.asyncio.Redis:
         settings.REDIS_URL,
         connection_class=CountedConnection,
         max_connections=settings.GATEWAY_REDIS_MAX_CONNECTIONS,
-        timeout=5,
-        socket_connect_timeout=5,
+        timeout=5,  # for a free connection: a burst waits rather than fails
+        socket_connect_timeout=5 if timeout is None else timeout,
+        socket_timeout=timeout,
     )
     return redis.asyncio.Redis(connection_pool=pool)
 

@@ -34,6 +34,7 @@ from types import FrameType
 import uvicorn
 
 from gateway_project.environment import env
+from gateway_project.http_limits import GuardedHttpToolsProtocol
 from proxy import drain
 
 logger = logging.getLogger("gateway.serve")
@@ -101,7 +102,8 @@ def _config(args: argparse.Namespace) -> uvicorn.Config:
         host=args.host,
         port=args.port,
         loop="uvloop",
-        http="httptools",
+        # httptools, with deadlines and a size limit on what clients send.
+        http=GuardedHttpToolsProtocol,
         access_log=False,  # the gateway writes its own (proxy.access_log)
         log_config=None,  # Django's LOGGING formats every logger
         log_level=args.log_level,

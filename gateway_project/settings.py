@@ -157,6 +157,17 @@ CLUSTER_MODE = bool(REDIS_URL)
 GATEWAY_REDIS_PREFIX = env("GATEWAY_REDIS_PREFIX", "gw") or "gw"
 # Redis connections per gateway process; requests wait for a free one.
 GATEWAY_REDIS_MAX_CONNECTIONS = env_int("GATEWAY_REDIS_MAX_CONNECTIONS", 256)
+# While Redis cannot be reached, requests under a limit or budget are refused
+# with 503 ("closed", the default: limits and budgets stay exact) or served
+# with limits counted in each process and added to Redis when it is back
+# ("open": available, limits approximate). governance.outage.
+GATEWAY_REDIS_FAILURE_MODE = (env("GATEWAY_REDIS_FAILURE_MODE", "closed") or "closed").lower()
+if GATEWAY_REDIS_FAILURE_MODE not in ("open", "closed"):
+    raise ImproperlyConfigured("GATEWAY_REDIS_FAILURE_MODE must be 'open' or 'closed'")
+# How long an admission waits for Redis before it counts as down, and the
+# longest pause between two attempts to reach it again.
+GATEWAY_REDIS_TIMEOUT_SECONDS = env_float("GATEWAY_REDIS_TIMEOUT_SECONDS", 0.5)
+GATEWAY_REDIS_RETRY_MAX_SECONDS = env_float("GATEWAY_REDIS_RETRY_MAX_SECONDS", 5.0)
 
 if REDIS_URL:
     CHANNEL_LAYERS = {
@@ -189,6 +200,12 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_TASK_TIME_LIMIT 
 
 # Largest request body the inference endpoints accept (bytes); larger is 413.
 GATEWAY_MAX_BODY_BYTES = env_int("GATEWAY_MAX_BODY_BYTES", 4 * 1024 * 1024)
+# Slow or oversized requests (gateway_project.http_limits): the headers must
+# arrive within this long of the connection (408), be at most this large
+# (431), and the body must follow within this long (408).
+GATEWAY_HEADER_TIMEOUT_SECONDS = env_float("GATEWAY_HEADER_TIMEOUT_SECONDS", 10.0)
+GATEWAY_MAX_HEADER_BYTES = env_int("GATEWAY_MAX_HEADER_BYTES", 64 * 1024)
+GATEWAY_BODY_TIMEOUT_SECONDS = env_float("GATEWAY_BODY_TIMEOUT_SECONDS", 30.0)
 # Largest non-streamed upstream answer relayed (bytes); larger is a 502.
 GATEWAY_MAX_RESPONSE_BYTES = env_int("GATEWAY_MAX_RESPONSE_BYTES", 64 * 1024 * 1024)
 # How often each process checks whether the configuration changed (seconds).
@@ -198,6 +215,13 @@ GATEWAY_SNAPSHOT_POLL_SECONDS = env_float(
 )
 # How long an unknown key stays known as unknown before the database is asked again.
 GATEWAY_NEGATIVE_CACHE_SECONDS = env_float("GATEWAY_NEGATIVE_CACHE_SECONDS", 30.0)
+# Database lookups per second and process for keys not in the snapshot; beyond
+# them an unknown key is refused without one.
+GATEWAY_KEY_LOOKUPS_PER_SECOND = env_int("GATEWAY_KEY_LOOKUPS_PER_SECOND", 50)
+# After this many invalid keys from one address within the window, the address
+# gets 429 until the window ends (per process; 0 turns it off).
+GATEWAY_AUTH_FAILURE_LIMIT = env_int("GATEWAY_AUTH_FAILURE_LIMIT", 30)
+GATEWAY_AUTH_FAILURE_WINDOW_SECONDS = env_float("GATEWAY_AUTH_FAILURE_WINDOW_SECONDS", 60.0)
 # Upstream timeouts (seconds).
 GATEWAY_UPSTREAM_CONNECT_TIMEOUT = env_float("GATEWAY_UPSTREAM_CONNECT_TIMEOUT", 10.0)
 GATEWAY_UPSTREAM_FIRST_BYTE_TIMEOUT = env_float("GATEWAY_UPSTREAM_FIRST_BYTE_TIMEOUT", 300.0)

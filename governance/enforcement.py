@@ -263,13 +263,20 @@ _redis_backend: LimitsBackend | None = None
 
 
 def backend() -> LimitsBackend:
-    """Redis in cluster mode, this process's memory in embedded mode."""
+    """Redis in cluster mode (behind its outage handling, ``governance.outage``),
+    this process's memory in embedded mode."""
     global _redis_backend
     if not settings.REDIS_URL:
         return _memory
     if _redis_backend is None:
         from gateway_project.redis_client import async_client
         from governance.limits import RedisLimits
+        from governance.outage import OutageAwareLimits
 
-        _redis_backend = RedisLimits(async_client())
+        client = async_client(timeout=settings.GATEWAY_REDIS_TIMEOUT_SECONDS)
+        _redis_backend = OutageAwareLimits(
+            RedisLimits(client),
+            mode=settings.GATEWAY_REDIS_FAILURE_MODE,
+            max_pause=settings.GATEWAY_REDIS_RETRY_MAX_SECONDS,
+        )
     return _redis_backend

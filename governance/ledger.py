@@ -122,7 +122,9 @@ class RedisStreamSink:
     def __init__(self) -> None:
         from gateway_project.redis_client import async_client
 
-        self.client = async_client()
+        # Bounded: a Redis server that stopped answering must not hold the
+        # flush (the batch stays buffered and is tried again).
+        self.client = async_client(timeout=5)
 
     async def write(self, entries: list[dict[str, Any]]) -> None:
         key = stream_key()
@@ -138,6 +140,7 @@ class Ledger:
     def __init__(self) -> None:
         self.buffer: list[dict[str, Any]] = []
         self.dropped = 0
+        self._failing = False
         self._sink: Sink | None = None
         self._wakeup: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
@@ -196,9 +199,13 @@ class Ledger:
         try:
             await self.sink().write(batch)
         except Exception:
+            # The traceback once per outage, not at every flush interval.
             logger.warning(
-                "could not write %d usage records; will retry", len(batch), exc_info=True
+                "could not write %d usage records; will retry",
+                len(batch),
+                exc_info=not self._failing,
             )
+            self._failing = True
             self.buffer[:0] = batch
             overflow = len(self.buffer) - MAX_BUFFERED
             if overflow > 0:
@@ -206,6 +213,9 @@ class Ledger:
                 self.dropped += overflow
                 logger.error("usage buffer full: %d records dropped", overflow)
             return False
+        if self._failing:
+            logger.warning("usage records are written again")
+            self._failing = False
         self._publish(batch)
         return True
 

@@ -135,7 +135,7 @@ class VirtualKeyAdmin(ServiceAdmin):
 @admin.register(Provider)
 class ProviderAdmin(ServiceAdmin):
     formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
-    list_display = ("name", "kind", "base_url", "is_active")
+    list_display = ("name", "kind", "base_url", "is_active", "allow_private_network")
     list_filter = ("kind", "is_active")
     search_fields = ("name", "base_url")
 
@@ -146,6 +146,7 @@ class ProviderAdmin(ServiceAdmin):
             base_url=obj.base_url,
             options=obj.options,
             is_active=obj.is_active,
+            allow_private_network=obj.allow_private_network,
         )
         obj.pk = created.pk
 

@@ -165,13 +165,18 @@ def _validation_message(exc: Exception) -> str:
 
 
 def _apply_provider(data: Any, where: str, report: ApplyReport) -> None:
-    item = _Reader(data, where, {"name", "kind", "base_url", "options", "active", "keys"})
+    item = _Reader(
+        data,
+        where,
+        {"name", "kind", "base_url", "options", "active", "allow_private_network", "keys"},
+    )
     name = item.get("name", str, required=True)
     fields = {
         "kind": item.get("kind", str, required=True),
         "base_url": item.get("base_url", str, required=True).rstrip("/"),
         "options": item.get("options", dict, {}),
         "is_active": item.get("active", bool, True),
+        "allow_private_network": item.get("allow_private_network", bool, False),
     }
     provider = Provider.objects.filter(name=name).first()
     if provider is None:
@@ -518,6 +523,7 @@ def export_config() -> dict[str, Any]:
             "base_url": provider.base_url,
             **({"options": provider.options} if provider.options else {}),
             "active": provider.is_active,
+            **({"allow_private_network": True} if provider.allow_private_network else {}),
             "keys": [_export_provider_key(key) for key in provider.keys.all()],
         }
         for provider in Provider.objects.prefetch_related("keys")

@@ -146,6 +146,12 @@ class ProviderForm(NamedForm):
         required=False, help_text="name=value per line, e.g. api_version=2024-10-21 for Azure."
     )
     is_active = forms.BooleanField(required=False, initial=True, label="Active")
+    allow_private_network = forms.BooleanField(
+        required=False,
+        label="Allow a private network address",
+        help_text="For a self-hosted model on a loopback, private or link-local address; "
+        "otherwise such base URLs are refused.",
+    )
 
 
 class ProviderKeyForm(NamedForm):

@@ -175,6 +175,9 @@ class Provider(TimestampedModel):
     # Bedrock's ``region`` (see each adapter's ``OPTIONS``).
     options = models.JSONField(default=dict, blank=True)
     is_active = models.BooleanField(default=True)
+    # A base URL in a private, loopback or link-local network is refused
+    # unless an admin allows it here (self-hosted models; keys.addresses).
+    allow_private_network = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["name"]
@@ -183,8 +186,19 @@ class Provider(TimestampedModel):
         return self.name
 
     def clean(self) -> None:
+        from keys.addresses import private_address_problem
         from proxy.providers import REGISTRY
         from proxy.timeouts import TIMEOUT_OPTIONS, option_problem
+
+        if not self.allow_private_network and self.base_url:
+            problem = private_address_problem(self.base_url)
+            if problem:
+                raise ValidationError(
+                    {
+                        "base_url": f"This base URL points into a private network ({problem}); "
+                        "an admin must allow private networks for this provider."
+                    }
+                )
 
         adapter = REGISTRY.get(self.kind)
         known = {

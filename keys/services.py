@@ -282,7 +282,7 @@ def virtual_key_revoke(*, key: VirtualKey) -> VirtualKey:
 
 # --- providers, provider keys, routes --------------------------------------------
 
-PROVIDER_FIELDS = {"kind", "base_url", "options", "is_active"}
+PROVIDER_FIELDS = {"kind", "base_url", "options", "is_active", "allow_private_network"}
 PROVIDER_KEY_FIELDS = {"weight", "is_active"}
 ROUTE_FIELDS = {"provider", "provider_model", "fallbacks", "is_active"}
 
@@ -295,13 +295,17 @@ def provider_create(
     base_url: str,
     options: dict[str, Any] | None = None,
     is_active: bool = True,
+    allow_private_network: bool = False,
 ) -> Provider:
+    """A new provider; a base URL into a private network needs
+    ``allow_private_network`` (``keys.addresses``)."""
     provider = Provider(
         name=name,
         kind=kind,
         base_url=base_url.rstrip("/"),
         options=options or {},
         is_active=is_active,
+        allow_private_network=allow_private_network,
     )
     _save(provider)
     audit_event_record(

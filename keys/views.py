@@ -107,7 +107,8 @@ providers = Resource(
     delete=lambda obj: services.provider_delete(provider=obj),
     links=lambda obj: [("API keys", reverse("keys:provider_keys", args=[obj.pk]))],
     initial=lambda obj: {
-        name: getattr(obj, name) for name in ("name", "kind", "base_url", "options", "is_active")
+        name: getattr(obj, name)
+        for name in ("name", "kind", "base_url", "options", "is_active", "allow_private_network")
     },
 )
 

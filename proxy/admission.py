@@ -22,6 +22,7 @@ from governance.enforcement import (
     plan_for,
 )
 from governance.limits import Admission, AdmissionPlan
+from governance.outage import LimitsUnavailable
 from proxy import cache
 from proxy.errors import GatewayError
 from proxy.snapshot import RouteEntry
@@ -92,14 +93,11 @@ async def admit(
             admission = await cache.admit(plan, now, reading)
         else:
             admission = await backend().admit(plan, now)
+    except LimitsUnavailable:
+        raise limits_unavailable() from None  # logged once by the backend
     except Exception:
         logger.warning("limits backend unavailable", exc_info=True)
-        raise GatewayError(
-            503,
-            "Limits cannot be checked right now; try again shortly.",
-            code="limits_unavailable",
-            headers=[(b"retry-after", b"1")],
-        ) from None
+        raise limits_unavailable() from None
     if not admission.admitted:
         raise refusal(admission)
     return Ticket(
@@ -108,6 +106,15 @@ async def admit(
         cost_bound=cost_bound,
         body_size=body_size,
         headers=limit_headers(plan, admission, now),
+    )
+
+
+def limits_unavailable() -> GatewayError:
+    return GatewayError(
+        503,
+        "Limits cannot be checked right now; try again shortly.",
+        code="limits_unavailable",
+        headers=[(b"retry-after", b"1")],
     )
 
 

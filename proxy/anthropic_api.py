@@ -38,6 +38,7 @@ ANTHROPIC_TYPES = {
     403: "permission_error",
     404: "not_found_error",
     405: "invalid_request_error",
+    408: "invalid_request_error",
     413: "request_too_large",
     429: "rate_limit_error",
     502: "api_error",
@@ -94,6 +95,9 @@ def validate_messages(payload: dict[str, Any]) -> tuple[str, bool]:
     stream = payload.get("stream", False)
     if not isinstance(stream, bool) and stream is not None:
         raise bad_request("stream: must be a boolean.", param="stream")
+    for name in ("tools", "stop_sequences"):
+        if payload.get(name) is not None and not isinstance(payload[name], list):
+            raise bad_request(f"{name}: must be an array.", param=name)
     _validate_output_config(payload.get("output_config"))
     return model, bool(stream)
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from gateway_project.fast_settings import settings
 from keys import tokens
+from proxy.auth_failures import failed_authentications
 from proxy.errors import GatewayError
 from proxy.snapshot import KeyEntry, store
 
@@ -36,13 +37,17 @@ def client_address(scope: dict[str, Any]) -> str | None:
     return peer[0] if peer else None
 
 
+_NO_HASH = "0" * 64
+
+
 def _unknown() -> GatewayError:
     # One message for every kind of wrong key, so a prober learns nothing.
     return GatewayError(401, "Invalid virtual key.", code="invalid_api_key")
 
 
 async def authenticate(headers: dict[bytes, bytes], scope: dict[str, Any]) -> KeyEntry:
-    """The caller's key, or a 401/403 :class:`GatewayError`.
+    """The caller's key, or a 401/403 :class:`GatewayError` (429 for an
+    address that sent too many invalid keys, ``proxy.auth_failures``).
 
     Without a key and with governance enforcement off, the request runs
     under the configured default team's policy.
@@ -57,10 +62,16 @@ async def authenticate(headers: dict[bytes, bytes], scope: dict[str, Any]) -> Ke
             "Missing virtual key: send it as 'Authorization: Bearer sk-gw-…' or 'x-api-key'.",
             code="missing_api_key",
         )
+    address = client_address(scope)
+    failed_authentications.check(address)
     if not tokens.is_well_formed(token):
+        failed_authentications.failed(address)
         raise _unknown()
     entry = await store.find_key(tokens.key_prefix(token))
-    if entry is None or not tokens.hashes_match(token, entry.secret_hash):
+    # A hash compared whether or not the prefix is known: the time taken does
+    # not tell a guesser which prefixes exist.
+    if not tokens.hashes_match(token, entry.secret_hash if entry else _NO_HASH) or entry is None:
+        failed_authentications.failed(address)
         raise _unknown()
     if not entry.is_active:
         raise GatewayError(403, "This virtual key has been revoked.", code="key_revoked")

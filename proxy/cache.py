@@ -36,6 +36,7 @@ from django.conf import settings
 from gateway_project.redis_client import redis_key
 from governance.enforcement import ScopePolicy, backend
 from governance.limits import Admission, AdmissionPlan, RedisLimits
+from governance.outage import OutageAwareLimits
 from proxy.providers.canonical import usage_dict
 from proxy.sse import SSEParser, encode
 from proxy.translation import RelayWrapper
@@ -46,6 +47,8 @@ if TYPE_CHECKING:
     from proxy.snapshot import KeyEntry, RouteEntry
     from proxy.translation import StreamRelay
 
+# Backends whose store is Redis: lookups and stores ride on their round trips.
+SHARED_BACKENDS = (RedisLimits, OutageAwareLimits)
 logger = logging.getLogger(__name__)
 
 HEADER = b"x-gateway-cache"
@@ -194,7 +197,7 @@ def memory() -> MemoryStore:
 async def admit(plan: AdmissionPlan, now: float, lookup: Lookup) -> Admission:
     """Admission with the lookup in the same round trip; fills ``lookup.found``."""
     limits = backend()
-    if isinstance(limits, RedisLimits):
+    if isinstance(limits, SHARED_BACKENDS):
         admission, lookup.found = await limits.admit_and_get(plan, now, lookup.redis_key)
         return admission
     admission = await limits.admit(plan, now)
@@ -205,7 +208,7 @@ async def admit(plan: AdmissionPlan, now: float, lookup: Lookup) -> Admission:
 async def fetch(lookup: Lookup) -> None:
     """The lookup alone (a caller without limits: no admission trip to share)."""
     limits = backend()
-    if not isinstance(limits, RedisLimits):
+    if not isinstance(limits, SHARED_BACKENDS):
         lookup.found = memory().get(lookup.digest, time.time())
         return
     try:
@@ -221,7 +224,7 @@ async def settle(
 ) -> None:
     """Settlement with the store in the same round trip."""
     limits = backend()
-    if isinstance(limits, RedisLimits):
+    if isinstance(limits, SHARED_BACKENDS):
         await limits.settle_and_set(plan, adjustments, now, lookup.redis_key, value, lookup.ttl)
         return
     await limits.settle(plan, adjustments, now)
@@ -231,7 +234,7 @@ async def settle(
 async def put(lookup: Lookup, value: bytes) -> None:
     """The store alone (a caller without limits: no settlement trip to share)."""
     limits = backend()
-    if not isinstance(limits, RedisLimits):
+    if not isinstance(limits, SHARED_BACKENDS):
         memory().put(lookup.digest, value, lookup.ttl, time.time())
         return
     try:

@@ -116,18 +116,29 @@ class InferenceConsumer(AsyncHttpConsumer):
             raise self._too_large(limit)
         chunks: list[bytes] = []
         size = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                raise ClientDisconnected
-            chunk = message.get("body", b"")
-            if chunk:
-                size += len(chunk)
-                if size > limit:
-                    raise self._too_large(limit)
-                chunks.append(chunk)
-            if not message.get("more_body"):
-                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        try:
+            # A body trickling in (slowloris) may not hold the request open.
+            async with asyncio.timeout(settings.GATEWAY_BODY_TIMEOUT_SECONDS):
+                while True:
+                    message = await receive()
+                    if message["type"] == "http.disconnect":
+                        raise ClientDisconnected
+                    chunk = message.get("body", b"")
+                    if chunk:
+                        size += len(chunk)
+                        if size > limit:
+                            raise self._too_large(limit)
+                        chunks.append(chunk)
+                    if not message.get("more_body"):
+                        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        except TimeoutError:
+            raise GatewayError(
+                408,
+                "The request body did not arrive in time "
+                f"({settings.GATEWAY_BODY_TIMEOUT_SECONDS:g} s).",
+                code="request_timeout",
+                headers=[(b"connection", b"close")],
+            ) from None
 
     @staticmethod
     def _too_large(limit: int) -> GatewayError:

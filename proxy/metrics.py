@@ -199,6 +199,27 @@ FAMILIES = {
             ("provider", "reason"),
         ),
         Family(
+            "gateway_key_lookups",
+            "counter",
+            "Database lookups of keys missing from the snapshot, by result (found, unknown, "
+            "failed; deferred: not made, over GATEWAY_KEY_LOOKUPS_PER_SECOND).",
+            ("result",),
+        ),
+        Family(
+            "gateway_limits_degraded",
+            "gauge",
+            "1 while Redis cannot be reached and limits are refused or counted in "
+            "process (GATEWAY_REDIS_FAILURE_MODE), else 0.",
+            (),
+            combine="max",
+        ),
+        Family(
+            "gateway_limits_local_admissions",
+            "counter",
+            "Requests admitted against this process's own counters during a Redis outage.",
+            (),
+        ),
+        Family(
             "gateway_usage_buffer_records",
             "gauge",
             "Usage records waiting in the gateway's buffer to be written.",

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from channels.db import database_sync_to_async
+from django.db import DatabaseError
 
 from gateway_project.fast_settings import settings
 from governance import selectors as governance_selectors
@@ -37,6 +38,7 @@ from governance.enforcement import (
 )
 from governance.guardrails import Guardrails, PolicyRow, resolve
 from keys import selectors
+from proxy.metrics import metrics
 from proxy.providers import REGISTRY, ProviderAdapter
 from proxy.providers.base import Target
 from proxy.timeouts import Timeouts
@@ -338,6 +340,8 @@ class SnapshotStore:
         self.loaded = False
         self._unknown_until: dict[str, float] = {}
         self._late_keys: dict[str, KeyEntry] = {}
+        self._lookup_second = 0
+        self._lookups = 0
         self._lock = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -383,7 +387,26 @@ class SnapshotStore:
         now = time.monotonic()
         if self._unknown_until.get(prefix, 0.0) > now:
             return None
-        row = await database_sync_to_async(selectors.virtual_key_row_by_prefix)(prefix)
+        # Keys created since the snapshot are rare (a change reloads it); a
+        # flood of unknown prefixes must not become a flood of queries.
+        second = int(now)
+        if second != self._lookup_second:
+            self._lookup_second, self._lookups = second, 0
+        if self._lookups >= settings.GATEWAY_KEY_LOOKUPS_PER_SECOND:
+            metrics.count("gateway_key_lookups", ("deferred",))
+            return None
+        self._lookups += 1
+        try:
+            row = await database_sync_to_async(selectors.virtual_key_row_by_prefix)(prefix)
+        except DatabaseError:
+            # The database is away: the snapshot decides (the key is unknown
+            # to it), and the miss is cached like any other so that an
+            # outage costs no connection attempt per request.
+            logger.warning("database unavailable: key %s… checked against the snapshot", prefix)
+            metrics.count("gateway_key_lookups", ("failed",))
+            row = None
+        else:
+            metrics.count("gateway_key_lookups", ("unknown" if row is None else "found",))
         if row is None:
             if len(self._unknown_until) > 100_000:
                 self._unknown_until.clear()

@@ -73,6 +73,7 @@ providers:
   - name: mock
     kind: openai
     base_url: {mock_url}/v1
+    allow_private_network: true
     keys:
       - name: bench
         api_key_env: GATEWAY_BENCH_PROVIDER_KEY

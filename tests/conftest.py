@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import os
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -85,6 +84,9 @@ def gateway_env(**extra: str) -> dict[str, str]:
         # tests of those start gateways of their own with real thresholds.
         "GATEWAY_BREAKER_MIN_FAILURES": "1000000",
         "GATEWAY_RETRY_BUDGET_MIN_RETRIES": "1000000",
+        # Every test calls from 127.0.0.1; the key guessing tests start a
+        # gateway with a real limit.
+        "GATEWAY_AUTH_FAILURE_LIMIT": "1000000",
     }
     if settings.REDIS_URL:
         env["REDIS_URL"] = settings.REDIS_URL
@@ -135,7 +137,10 @@ def demo(transactional_db, gateway, mock_provider) -> Demo:
     team = services.team_create(name="platform", customer=customer)
     _, secret = services.virtual_key_create(name="platform-app", team=team)
     provider = services.provider_create(
-        name="mock", kind="openai", base_url=f"{mock_provider.url}/v1"
+        name="mock",
+        kind="openai",
+        base_url=f"{mock_provider.url}/v1",
+        allow_private_network=True,
     )
     services.provider_key_create(provider=provider, name="primary", secret="sk-mock-primary-0001")
     services.model_route_create(name="gpt-4o-mini", provider=provider, provider_model="mock-gpt")
@@ -148,7 +153,10 @@ def demo(transactional_db, gateway, mock_provider) -> Demo:
 def claude(demo):
     """An Anthropic provider (the mock's Messages API) beside the demo's OpenAI one."""
     provider = services.provider_create(
-        name="claude", kind="anthropic", base_url=f"{demo.mock.url}/anthropic/v1"
+        name="claude",
+        kind="anthropic",
+        base_url=f"{demo.mock.url}/anthropic/v1",
+        allow_private_network=True,
     )
     services.provider_key_create(provider=provider, name="primary", secret="sk-ant-mock-0001")
     services.model_route_create(
@@ -167,28 +175,9 @@ def celery_worker(demo) -> Iterator[subprocess.Popen | None]:
     if not settings.REDIS_URL:
         yield None
         return
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "gateway_project",
-            "worker",
-            "-B",
-            "--pool",
-            "solo",
-            "--loglevel",
-            "WARNING",
-            "-s",
-            str(ROOT / "var" / f"celerybeat-{uuid.uuid4().hex[:6]}"),
-        ],
-        cwd=ROOT,
-        env={**os.environ, **gateway_env()},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    from tests.fault_helpers import start_worker
+
+    process = start_worker(gateway_env(), quick_reclaim=False)
     yield process
     stop(process)
 

@@ -145,3 +145,58 @@ class GatewayProcess:
         self.client.close()
         stop(self.process)
         self._log.close()
+
+
+class RedisServerProcess:
+    """A Redis server of the test's own, to stop and start again (with an
+    append-only file, as a production server keeps its data over a restart)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.port = free_port()
+        self.directory = directory
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process: subprocess.Popen | None = None
+        self.start()
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(self.directory),
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+            ],
+            stdout=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        wait_for_port(self.port, self.process)
+
+    def stop(self) -> None:
+        """Stop the server (SIGTERM: it writes what it holds, then exits)."""
+        assert self.process is not None
+        self.process.terminate()
+        self.process.wait(timeout=15)
+
+    def freeze(self) -> None:
+        """The server stops answering but keeps its connections (SIGSTOP)."""
+        assert self.process is not None
+        os.kill(self.process.pid, signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        assert self.process is not None
+        os.kill(self.process.pid, signal.SIGCONT)
+
+    def close(self) -> None:
+        if self.process is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.process.pid, signal.SIGCONT)
+            stop(self.process)

@@ -38,7 +38,12 @@ ADD_FORMS = {
     "customer": {"name": "globex"},
     "team": {"name": "ads"},
     "virtualkey": {"name": "ads-prod"},
-    "provider": {"name": "local", "kind": "openai", "base_url": "http://127.0.0.1:9/v1"},
+    "provider": {
+        "name": "local",
+        "kind": "openai",
+        "base_url": "http://127.0.0.1:9/v1",
+        "allow_private_network": "on",
+    },
     "providerkey": {"name": "secondary", "secret": "sk-typed-in-0042"},
     "modelroute": {"name": "gpt-4o-mini", "provider_model": "gpt-4o-mini"},
 }

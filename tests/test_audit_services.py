@@ -128,7 +128,10 @@ STEPS = {
     ),
     "provider_create": Step(
         lambda w: services.provider_create(
-            name="local", kind="openai", base_url="http://127.0.0.1:9/v1"
+            name="local",
+            kind="openai",
+            base_url="http://127.0.0.1:9/v1",
+            allow_private_network=True,
         ),
         "create",
         Provider,

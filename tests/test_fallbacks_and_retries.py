@@ -29,7 +29,10 @@ def used_keys(demo) -> list[str]:
 def backup(demo):
     """A second provider (same mock, its own key) as the route's fallback."""
     provider = services.provider_create(
-        name="backup", kind="openai", base_url=f"{demo.mock.url}/v1"
+        name="backup",
+        kind="openai",
+        base_url=f"{demo.mock.url}/v1",
+        allow_private_network=True,
     )
     services.provider_key_create(provider=provider, name="main", secret="sk-mock-backup-0001")
     services.model_route_update(

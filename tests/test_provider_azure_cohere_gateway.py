@@ -76,7 +76,11 @@ PROVIDERS = {
 def add_upstream(demo: Demo, name: str) -> Upstream:
     kind, prefix, options, provider_model, path = PROVIDERS[name]
     provider = services.provider_create(
-        name=name, kind=kind, base_url=f"{demo.mock.url}{prefix}", options=options
+        name=name,
+        kind=kind,
+        base_url=f"{demo.mock.url}{prefix}",
+        allow_private_network=True,
+        options=options,
     )
     secret = f"{name}-key-0001"
     services.provider_key_create(provider=provider, name="primary", secret=secret)

@@ -20,7 +20,11 @@ SURFACES = {
 def azure(request, demo: Demo):
     options, path = SURFACES[request.param]
     provider = services.provider_create(
-        name="azure", kind="azure", base_url=f"{demo.mock.url}/azure", options=options
+        name="azure",
+        kind="azure",
+        base_url=f"{demo.mock.url}/azure",
+        allow_private_network=True,
+        options=options,
     )
     services.provider_key_create(provider=provider, name="primary", secret="azure-key-0001")
     services.model_route_create(name="azure-embed", provider=provider, provider_model="mock-embed")

@@ -33,6 +33,7 @@ def add_bedrock(
         name=name,
         kind="bedrock",
         base_url=f"{demo.mock.url}/bedrock",
+        allow_private_network=True,
         options={"region": region},
     )
     services.provider_key_create(provider=provider, name="primary", secret=secret)

@@ -40,6 +40,7 @@ def gemini(demo):
         name="google",
         kind="gemini",
         base_url=f"{demo.mock.url}/v1beta",
+        allow_private_network=True,
         options={"safety_threshold": "BLOCK_ONLY_HIGH"},
     )
     services.provider_key_create(provider=provider, name="primary", secret="AIza-mock-0001")

@@ -96,7 +96,9 @@ def test_a_full_provider_passes_requests_to_the_fallback(demo, dropping):
     from keys.models import ModelRoute
 
     demo.mock.add_rule(match={"model": "mock-gpt"}, latency_ms=1000)
-    backup = services.provider_create(name="backup", kind="openai", base_url=demo.mock.url + "/v1")
+    backup = services.provider_create(
+        name="backup", kind="openai", base_url=demo.mock.url + "/v1", allow_private_network=True
+    )
     services.provider_key_create(provider=backup, name="primary", secret="sk-mock-backup-0001")
     services.model_route_update(
         route=ModelRoute.objects.get(name="gpt-4o-mini"), fallbacks=["backup/mock-gpt-mini"]

@@ -96,7 +96,16 @@ class RotateSerializer(serializers.Serializer):
 class ProviderSerializer(ApiModelSerializer):
     class Meta:
         model = Provider
-        fields = ("id", "name", "kind", "base_url", "options", "is_active", *TIMESTAMPS)
+        fields = (
+            "id",
+            "name",
+            "kind",
+            "base_url",
+            "options",
+            "is_active",
+            "allow_private_network",
+            *TIMESTAMPS,
+        )
         create_only_fields = ("name",)
 
 

@@ -89,6 +89,7 @@ inline (it runs before the ConfigMap exists).
   "GATEWAY_LOG_RETENTION_DAYS" (toString (int64 $g.ledger.retentionDays))
   "GATEWAY_ROLLUP_INTERVAL_SECONDS" (toString $g.ledger.rollupIntervalSeconds)
   "GATEWAY_BUDGET_CLOSE_DELAY_SECONDS" (toString $g.ledger.budgetCloseDelaySeconds)
+  "GATEWAY_REDIS_FAILURE_MODE" ($g.cluster.redisFailureMode | default "closed")
 }}
 {{- with $g.defaultTeam }}
 {{- $_ := set $s "GATEWAY_DEFAULT_TEAM" . }}

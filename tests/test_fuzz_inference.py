@@ -1,0 +1,307 @@
+"""Fuzzing the inference endpoints of a real gateway (hypothesis): malformed,
+truncated, deeply nested and huge JSON, wrong types, invalid UTF-8. Every
+answer is a status below 500 or an upstream error, in the client's envelope,
+in bounded time; the gateway's log shows no unhandled exception.
+
+Examples per test: ``GATEWAY_FUZZ_EXAMPLES`` (a short run by default; ``make
+reliability`` runs many more).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+
+import httpx
+import orjson
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from keys import selectors
+from tests.conftest import gateway_env
+from tests.processes import GatewayProcess
+from tests.reliability_report import add_row, statuses_text
+
+EXAMPLES = int(os.environ.get("GATEWAY_FUZZ_EXAMPLES", "40"))
+FUZZ = settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+
+OPENAI_PATHS = ["/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses"]
+ANTHROPIC_PATHS = ["/anthropic/v1/messages", "/anthropic/v1/messages/count_tokens"]
+PATHS = OPENAI_PATHS + ANTHROPIC_PATHS
+VALID = {
+    "/v1/chat/completions": {
+        "model": "gpt-4o-mini",
+        "messages": [{"role": "user", "content": "hi"}],
+        "max_tokens": 4,
+    },
+    "/v1/completions": {"model": "gpt-4o-mini", "prompt": "hi", "max_tokens": 4},
+    "/v1/embeddings": {"model": "gpt-4o-mini", "input": "hi"},
+    "/v1/responses": {"model": "gpt-4o-mini", "input": "hi", "max_output_tokens": 4},
+    "/anthropic/v1/messages": {
+        "model": "gpt-4o-mini",
+        "max_tokens": 4,
+        "messages": [{"role": "user", "content": "hi"}],
+    },
+    "/anthropic/v1/messages/count_tokens": {
+        "model": "gpt-4o-mini",
+        "messages": [{"role": "user", "content": "hi"}],
+    },
+}
+# Upstream failures are the provider's answer relayed (the mock refuses some
+# of what it gets); the gateway's own catch-all (`gateway_error`) is not.
+UPSTREAM_STATUSES = {502, 503, 504}
+CATCH_ALL = "the gateway could not complete the request"
+
+scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=50)
+)
+json_values = st.recursive(
+    scalars,
+    lambda children: (
+        st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=15), children, max_size=5)
+    ),
+    max_leaves=25,
+)
+# Names the endpoints read, so that wrong types reach their parsers.
+FIELDS = [
+    "model",
+    "messages",
+    "max_tokens",
+    "max_completion_tokens",
+    "max_output_tokens",
+    "stream",
+    "stream_options",
+    "temperature",
+    "tools",
+    "tool_choice",
+    "response_format",
+    "input",
+    "prompt",
+    "system",
+    "n",
+    "stop",
+    "metadata",
+    "user",
+    "fallbacks",
+    "timeout",
+    "stop_sequences",
+    "top_p",
+    "top_k",
+    "thinking",
+    "output_config",
+    "encoding_format",
+    "dimensions",
+]
+# Wrong types, one of each kind, for the grid below.
+ODD_VALUES = [
+    None,
+    True,
+    -1,
+    0,
+    10**20,
+    2**70,
+    1.5,
+    1e300,
+    "x",
+    "",
+    [],
+    [1],
+    [None],
+    [[]],
+    {},
+    {"a": 1},
+    {"": None},
+]
+MESSAGE_FIELDS = ["role", "content", "name", "tool_calls", "tool_call_id", "type"]
+
+
+@pytest.fixture
+def fuzzed(demo):
+    server = GatewayProcess(gateway_env(LOG_LEVEL="WARNING"))
+    server.wait_for_revision(selectors.config_revision())
+    server.seen = Counter()
+    yield server
+    server.close()
+
+
+def encode(value) -> bytes:
+    # The standard library's encoder: integers past 64 bits are JSON too.
+    return json.dumps(value).encode()
+
+
+def envelope_ok(path: str, response: httpx.Response) -> bool:
+    try:
+        body = response.json()
+    except ValueError:
+        return False
+    if path.startswith("/anthropic"):
+        return body.get("type") == "error" and isinstance(body.get("error"), dict)
+    return isinstance(body.get("error"), dict) and "message" in body["error"]
+
+
+def check(server, path: str, content: bytes, headers: dict | None = None) -> None:
+    response = server.client.post(
+        path,
+        content=content,
+        headers={
+            "authorization": f"Bearer {server.key}",
+            "content-type": "application/json",
+            **(headers or {}),
+        },
+        timeout=15,
+    )
+    server.seen[response.status_code] += 1
+    status = response.status_code
+    assert status != 500, response.text
+    if status >= 400:
+        if response.headers.get("content-type", "").startswith("text/event-stream"):
+            return
+        assert envelope_ok(path, response), (status, response.text[:300])
+        error = response.json()["error"]
+        # The consumer's catch-all for an exception nothing handled.
+        assert error.get("code") != "gateway_error", response.text[:300]
+        assert error.get("message") != CATCH_ALL, response.text[:300]
+        if status >= 500:
+            assert status in UPSTREAM_STATUSES, response.text[:300]
+
+
+def no_unhandled_errors(server) -> None:
+    log = server.log()
+    assert "Traceback" not in log, log[-3000:]
+
+
+@FUZZ
+@given(path=st.sampled_from(PATHS), body=json_values)
+def test_any_json_value_as_the_body(demo, fuzzed, path, body):
+    fuzzed.key = demo.key
+    check(fuzzed, path, encode(body))
+
+
+@FUZZ
+@given(
+    path=st.sampled_from(PATHS),
+    field=st.sampled_from(FIELDS),
+    value=json_values,
+    stream=st.booleans(),
+)
+def test_a_valid_body_with_one_field_of_any_type(demo, fuzzed, path, field, value, stream):
+    fuzzed.key = demo.key
+    body = {**VALID[path], field: value}
+    if stream and field != "stream":
+        body["stream"] = True
+    check(fuzzed, path, encode(body))
+
+
+def test_every_field_of_every_endpoint_with_each_kind_of_wrong_value(demo, fuzzed):
+    """A grid, not a sample: every (endpoint, field, odd value) once."""
+    fuzzed.key = demo.key
+    for path in PATHS:
+        for field in FIELDS:
+            for value in ODD_VALUES:
+                check(fuzzed, path, encode({**VALID[path], field: value}))
+
+
+@FUZZ
+@given(
+    path=st.sampled_from(["/v1/chat/completions", "/anthropic/v1/messages"]),
+    field=st.sampled_from(MESSAGE_FIELDS),
+    value=json_values,
+)
+def test_a_message_with_one_field_of_any_type(demo, fuzzed, path, field, value):
+    fuzzed.key = demo.key
+    body = {**VALID[path], "messages": [{"role": "user", "content": "hi", field: value}]}
+    check(fuzzed, path, encode(body))
+
+
+@FUZZ
+@given(path=st.sampled_from(PATHS), data=st.data())
+def test_a_truncated_body(demo, fuzzed, path, data):
+    fuzzed.key = demo.key
+    valid = orjson.dumps({**VALID[path], "stream": data.draw(st.booleans())})
+    cut = data.draw(st.integers(min_value=0, max_value=len(valid) - 1))
+    check(fuzzed, path, valid[:cut])
+
+
+@FUZZ
+@given(path=st.sampled_from(PATHS), raw=st.binary(max_size=300))
+def test_arbitrary_bytes_and_invalid_utf8(demo, fuzzed, path, raw):
+    fuzzed.key = demo.key
+    check(fuzzed, path, raw)
+
+
+@FUZZ
+@given(path=st.sampled_from(PATHS), data=st.data())
+def test_invalid_utf8_inside_a_valid_body(demo, fuzzed, path, data):
+    fuzzed.key = demo.key
+    valid = orjson.dumps(VALID[path])
+    junk = data.draw(st.sampled_from([b"\xff", b"\xc3\x28", b"\xed\xa0\x80", b"\xf0\x28\x8c\x28"]))
+    spot = valid.index(b'"hi"') + 2
+    check(fuzzed, path, valid[:spot] + junk + valid[spot:])
+
+
+def test_deeply_nested_and_huge_bodies(demo, fuzzed):
+    fuzzed.key = demo.key
+    cases = {
+        "nested lists 100,000 deep": b"[" * 100_000 + b"]" * 100_000,
+        "nested objects 50,000 deep": b'{"a":' * 50_000 + b"1" + b"}" * 50_000,
+        "messages nested 2,000 deep": orjson.dumps(VALID["/v1/chat/completions"]).replace(
+            b'"hi"', b"[" * 2000 + b'"hi"' + b"]" * 2000
+        ),
+        "a 3 MB message": orjson.dumps(
+            {
+                **VALID["/v1/chat/completions"],
+                "messages": [{"role": "user", "content": "x" * 3_000_000}],
+            }
+        ),
+        "100,000 messages": orjson.dumps(
+            {
+                **VALID["/v1/chat/completions"],
+                "messages": [{"role": "user", "content": "a"}] * 100_000,
+            }
+        ),
+        "a 5 MB body (over the limit)": b'{"model": "' + b"x" * 5_000_000 + b'"}',
+        "a number with 100,000 digits": b'{"model": "gpt-4o-mini", "max_tokens": '
+        + b"9" * 100_000
+        + b', "messages": []}',
+    }
+    for path in PATHS:
+        for content in cases.values():
+            check(fuzzed, path, content)
+    no_unhandled_errors(fuzzed)
+    add_row(
+        "Bad input",
+        "deeply nested (to 100,000 levels), huge (3 to 5 MB, 100,000 messages, 100,000-digit "
+        f"numbers) bodies on {len(PATHS)} endpoints",
+        requests=sum(fuzzed.seen.values()),
+        client_saw=statuses_text(fuzzed.seen) + "; no 500, errors in the client's envelope",
+        lost="nothing",
+    )
+
+
+@pytest.fixture(autouse=True)
+def _report(request):
+    yield
+    server = request.node.funcargs.get("fuzzed")
+    name = request.node.originalname
+    if server is None or name == "test_deeply_nested_and_huge_bodies":
+        return
+    no_unhandled_errors(server)
+    add_row(
+        "Bad input",
+        f"fuzz: {name.removeprefix('test_').replace('_', ' ')}"
+        + ("" if name.startswith("test_every_") else f" (hypothesis, {EXAMPLES} examples)"),
+        requests=sum(server.seen.values()),
+        client_saw=statuses_text(server.seen) + "; no 500, no hang, errors in the envelope",
+        lost="nothing",
+    )
