@@ -147,11 +147,10 @@ def test_what_open_mode_counted_locally_is_added_to_redis_and_slots_released(own
     from governance.outage import OutageAwareLimits
 
     async def scenario() -> tuple[int, int, int]:
-        settings.REDIS_URL, original = own_redis.url, settings.REDIS_URL
-        try:
+        from django.test import override_settings
+
+        with override_settings(REDIS_URL=own_redis.url):
             client = async_client(timeout=0.2)
-        finally:
-            settings.REDIS_URL = original
         limits = OutageAwareLimits(RedisLimits(client), mode="open", max_pause=0.2)
         now = time.time()
         expires = int(now) + 3600
