@@ -183,3 +183,19 @@ def test_an_id_written_as_a_decimal_filters_the_same_from_the_rollups(world):
     assert plain["source"] == decimal["source"] == "rollups"
     assert [row["cost_micros"] for row in plain["results"]] == [7]
     assert plain["results"] == decimal["results"]
+
+
+def test_an_answer_of_too_many_points_is_refused_with_what_to_change(world, monkeypatch):
+    from governance.api import views
+
+    monkeypatch.setattr(views, "MAX_USAGE_POINTS", 2)
+    client = world.client("admin")
+
+    refused = client.get("/api/v1/usage/?bucket=hour")
+    allowed = client.get("/api/v1/usage/?bucket=day")
+
+    assert refused.status_code == 400
+    error = error_of(refused)
+    assert "3 points, more than 2" in error["fields"]["bucket"][0]
+    assert "narrow the time range" in error["fields"]["bucket"][0]
+    assert allowed.status_code == 200 and len(allowed.json()["results"]) == 2

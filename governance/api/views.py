@@ -149,6 +149,10 @@ class BudgetPeriodViewSet(mixins.ListModelMixin, ScopedViewSet):
     ordering = ("-period_start", "-id")
 
 
+# The most points one usage answer holds (a year of days for a dozen groups).
+MAX_USAGE_POINTS = 5000
+
+
 class UsageViewSet(ScopedViewSet):
     """Aggregates of the request log by hour or day and by key, team, customer, provider, model.
 
@@ -178,6 +182,16 @@ class UsageViewSet(ScopedViewSet):
             )
         except DjangoValidationError as exc:
             raise ValidationError(exc.message_dict) from None
+        if len(points) > MAX_USAGE_POINTS:
+            raise ValidationError(
+                {
+                    "bucket": [
+                        f"This query has {len(points)} points, more than {MAX_USAGE_POINTS}: "
+                        "narrow the time range (since, until), choose a coarser bucket, "
+                        "or group by less."
+                    ]
+                }
+            )
         labels = usage_group_labels(group_by, [p.group for p in points]) if group_by else {}
         results = [
             {**asdict(p), "total_tokens": p.total_tokens, "group_label": labels.get(p.group)}
