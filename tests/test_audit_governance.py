@@ -24,6 +24,7 @@ MUTATIONS = {
     "guardrail_policy_create",
     "guardrail_policy_update",
     "guardrail_policy_delete",
+    "budget_period_close",
 }
 
 
@@ -81,3 +82,27 @@ def test_prices_record_a_change_once():
         )
         services.model_price_delete(price=ModelPrice.objects.get(pk=price.pk))
     assert [e.action for e in events] == ["create", "update", "delete"]
+
+
+def test_closing_a_budget_period_records_one_event_and_a_second_close_none():
+    import datetime as dt
+
+    world = build_world()
+    budget = services.budget_create(owner=world.team, amount_micros=1_000, period="1d")
+    start = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
+    close = {
+        "budget": budget,
+        "period_start": start,
+        "period_end": start + dt.timedelta(days=1),
+        "spent_micros": 400,
+        "requests": 3,
+        "counter_micros": 400,
+    }
+    with new_events() as events:
+        history = services.budget_period_close(**close)
+        again = services.budget_period_close(**close)
+    assert again is None
+    [event] = events
+    assert (event.action, event.object_type) == ("close", "governance.budgetperiodhistory")
+    assert event.object_id == str(history.pk)
+    assert event.before is None and event.after["spent_micros"] == 400
