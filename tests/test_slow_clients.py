@@ -53,6 +53,29 @@ def read_all(sock: socket.socket) -> bytes:
     return data
 
 
+def read_response(sock: socket.socket) -> bytes:
+    """One whole response: its head, then as many body bytes as it declares
+    (the server may send them in separate segments, and keep the connection)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return data
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value.strip())
+    while len(body) < length:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        body += chunk
+    return head + b"\r\n\r\n" + body
+
+
 def status_of(response: bytes) -> int:
     return int(response.split(b" ", 2)[1]) if response.startswith(b"HTTP/1.1 ") else 0
 
@@ -149,7 +172,7 @@ def test_a_declared_oversized_body_is_refused_before_it_is_sent(demo, limited):
     sock = connect(limited)
     sock.sendall(request_head(limited, demo.key, length=10_000_000))
     sock.settimeout(5)
-    response = sock.recv(65536)
+    response = read_response(sock)
     assert status_of(response) == 413
     assert body_of(response)["error"]["code"] == "request_too_large"
 
