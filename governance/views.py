@@ -408,7 +408,6 @@ guardrails = Resource(
     initial=lambda obj: {
         "owner": GLOBAL_SCOPE if obj.scope[0] == "global" else _owner_initial(obj),
         **{name: getattr(obj, name) for name in services.GUARDRAIL_FIELDS},
-        "direction": obj.direction,
     },
     owner=lambda form: form.cleaned_data["owner"],
     form_kwargs=lambda access: {"access": access},

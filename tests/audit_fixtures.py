@@ -80,10 +80,8 @@ def run_python(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
     )
 
 
-def form_data(client, url: str, **changes: Any) -> dict[str, Any]:
-    """What the admin page at ``url`` posts back when nothing is edited, plus ``changes``."""
-    context = client.get(url).context
-    form = context["adminform"].form
+def posted_values(form: forms.Form) -> dict[str, Any]:
+    """What a browser posts back for ``form`` when nothing is edited."""
     data: dict[str, Any] = {}
     for name, field in form.fields.items():
         value = form[name].value()
@@ -92,6 +90,13 @@ def form_data(client, url: str, **changes: Any) -> dict[str, Any]:
                 data[name] = "on"
         elif value is not None:
             data[name] = value
+    return data
+
+
+def form_data(client, url: str, **changes: Any) -> dict[str, Any]:
+    """What the admin page at ``url`` posts back when nothing is edited, plus ``changes``."""
+    context = client.get(url).context
+    data = posted_values(context["adminform"].form)
     for inline in context.get("inline_admin_formsets", []):
         management = inline.formset.management_form
         data.update({management.add_prefix(n): management[n].value() for n in management.fields})

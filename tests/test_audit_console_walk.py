@@ -15,12 +15,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from django import forms
 from django.urls import URLPattern, get_resolver, reverse
 
 from governance import services as governance
 from keys import services
-from tests.audit_fixtures import PROVIDER_SECRET, new_events
+from tests.audit_fixtures import PROVIDER_SECRET, new_events, posted_values
 from tests.console_helpers import ConsoleWorld
 
 pytestmark = pytest.mark.django_db
@@ -274,16 +273,7 @@ def console_changes() -> set[str]:
 
 def shown_form(client, url: str) -> dict[str, Any]:
     """What the console page at ``url`` posts back when nothing is edited."""
-    form = client.get(url).context["form"]
-    data: dict[str, Any] = {}
-    for name, field_ in form.fields.items():
-        value = form[name].value()
-        if isinstance(field_, forms.BooleanField):
-            if value:
-                data[name] = "on"
-        elif value is not None:
-            data[name] = value
-    return data
+    return posted_values(client.get(url).context["form"])
 
 
 def test_the_walk_covers_every_console_form():
