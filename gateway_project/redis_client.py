@@ -32,7 +32,7 @@ def sync_client() -> redis.Redis:
     return redis.Redis.from_url(settings.REDIS_URL, socket_timeout=5, socket_connect_timeout=5)
 
 
-def async_client(*, timeout: float | None = None) -> redis.asyncio.Redis:
+def async_client(*, timeout: float | None = None, url: str | None = None) -> redis.asyncio.Redis:
     """A new asynchronous client; the data plane keeps one per event loop.
 
     A request that finds every connection busy waits for one (up to a few
@@ -40,12 +40,14 @@ def async_client(*, timeout: float | None = None) -> redis.asyncio.Redis:
     ``timeout`` bounds each command and connection attempt (the limits
     backend's short one, so that a Redis server that stopped answering
     cannot hold requests); without it only connecting is bounded, as
-    subscriptions wait for messages indefinitely.
+    subscriptions wait for messages indefinitely. ``url`` defaults to
+    ``REDIS_URL``.
     """
-    if not settings.REDIS_URL:
+    url = url or settings.REDIS_URL
+    if not url:
         raise RuntimeError("REDIS_URL is not set: the gateway runs in embedded mode")
     pool = redis.asyncio.BlockingConnectionPool.from_url(
-        settings.REDIS_URL,
+        url,
         connection_class=CountedConnection,
         max_connections=settings.GATEWAY_REDIS_MAX_CONNECTIONS,
         timeout=5,  # for a free connection: a burst waits rather than fails

@@ -269,13 +269,11 @@ def backend() -> LimitsBackend:
     if not settings.REDIS_URL:
         return _memory
     if _redis_backend is None:
-        from gateway_project.redis_client import async_client
         from governance.limits import RedisLimits
         from governance.outage import OutageAwareLimits
 
-        client = async_client(timeout=settings.GATEWAY_REDIS_TIMEOUT_SECONDS)
         _redis_backend = OutageAwareLimits(
-            RedisLimits(client),
+            RedisLimits.connect(settings.REDIS_URL, timeout=settings.GATEWAY_REDIS_TIMEOUT_SECONDS),
             mode=settings.GATEWAY_REDIS_FAILURE_MODE,
             max_pause=settings.GATEWAY_REDIS_RETRY_MAX_SECONDS,
         )

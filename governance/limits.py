@@ -18,9 +18,12 @@ import math
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from redis.exceptions import NoScriptError
+
+if TYPE_CHECKING:
+    from gateway_project.fast_redis import PipelinedRedis
 
 # A concurrency slot held by a process that died is freed after this long.
 SLOT_LEASE_SECONDS = 900
@@ -194,17 +197,38 @@ return 1
 
 
 class RedisLimits:
-    """Cluster mode: exact across every process sharing the Redis server."""
+    """Cluster mode: exact across every process sharing the Redis server.
 
-    def __init__(self, client) -> None:  # type: ignore[no-untyped-def]
+    The calls of the request path go through ``fast`` (the data plane's
+    pipelined client, ``gateway_project.fast_redis``); ``client`` (redis-py)
+    serves the rest: registering the scripts, the outage reconciliation.
+    """
+
+    def __init__(self, client, fast: PipelinedRedis) -> None:  # type: ignore[no-untyped-def]
         self.client = client
+        self.fast = fast
         self.admit_script = client.register_script(ADMIT_SCRIPT)
         self.settle_script = client.register_script(SETTLE_SCRIPT)
+
+    @classmethod
+    def connect(cls, url: str, *, timeout: float) -> RedisLimits:
+        """Both clients for the Redis server at ``url``, each call bounded by ``timeout``."""
+        from gateway_project.fast_redis import PipelinedRedis
+        from gateway_project.redis_client import async_client
+
+        return cls(async_client(timeout=timeout, url=url), PipelinedRedis(url, timeout=timeout))
+
+    async def aclose(self) -> None:
+        await self.fast.aclose()
+        await self.client.aclose()
 
     async def values(self, keys: list[str], now: float) -> list[int]:
         if not keys:
             return []
-        return [int(value or 0) for value in await self.client.mget(keys)]
+        (found,) = await self.fast.execute(("MGET", *keys))
+        if isinstance(found, Exception):
+            raise found
+        return [int(value or 0) for value in found]
 
     def _admit_call(self, plan: AdmissionPlan, now: float) -> tuple[list[str], list[int | str]]:
         keys = [c.key for c in plan.counters] + [s.key for s in plan.slots]
@@ -231,8 +255,8 @@ class RedisLimits:
 
     async def admit(self, plan: AdmissionPlan, now: float) -> Admission:
         keys, args = self._admit_call(plan, now)
-        result = await self.admit_script(keys=keys, args=args)
-        return self._admission(plan, result)
+        script = self.admit_script
+        return self._admission(plan, await self.fast.evalsha(script.script, script.sha, keys, args))
 
     def _settle_call(
         self, plan: AdmissionPlan, adjustments: dict[str, int]
@@ -248,23 +272,35 @@ class RedisLimits:
     async def settle(self, plan: AdmissionPlan, adjustments: dict[str, int], now: float) -> None:
         call = self._settle_call(plan, adjustments)
         if call is not None:
-            await self.settle_script(keys=call[0], args=call[1])
+            script = self.settle_script
+            await self.fast.evalsha(script.script, script.sha, *call)
+
+    async def get(self, key: str) -> bytes | None:
+        """The value of ``key`` (the response cache's lookup of its own)."""
+        (found,) = await self.fast.execute(("GET", key))
+        if isinstance(found, Exception):
+            raise found
+        return found
+
+    async def set(self, key: str, value: bytes, ttl: int) -> None:
+        """``key`` set to ``value`` for ``ttl`` seconds (the cache's store of its own)."""
+        (result,) = await self.fast.execute(("SET", key, value, "EX", ttl))
+        if isinstance(result, Exception):
+            raise result
 
     # The response cache (``proxy.cache``) rides on these round trips: its
-    # lookup on admission's, its store on settlement's. The scripts go by
-    # EVALSHA in a plain pipeline (a registered script in a pipeline costs
-    # an extra SCRIPT EXISTS trip); a server that lost them gets them loaded
-    # by the script call of :meth:`admit` / :meth:`settle`, once.
+    # lookup on admission's, its store on settlement's. A server that lost
+    # the scripts gets them loaded by the script call of :meth:`admit` /
+    # :meth:`settle`, once.
 
     async def admit_and_get(
         self, plan: AdmissionPlan, now: float, key: str
     ) -> tuple[Admission, bytes | None]:
         """:meth:`admit`, and the value of ``key``, in one round trip."""
         keys, args = self._admit_call(plan, now)
-        async with self.client.pipeline(transaction=False) as pipe:
-            pipe.evalsha(self.admit_script.sha, len(keys), *keys, *args)
-            pipe.get(key)
-            result, found = await pipe.execute(raise_on_error=False)
+        result, found = await self.fast.execute(
+            ("EVALSHA", self.admit_script.sha, len(keys), *keys, *args), ("GET", key)
+        )
         if not isinstance(found, bytes):
             found = None
         if isinstance(result, NoScriptError):
@@ -284,11 +320,10 @@ class RedisLimits:
     ) -> None:
         """:meth:`settle`, and ``key`` set to ``value`` for ``ttl`` seconds, in one round trip."""
         call = self._settle_call(plan, adjustments)
-        async with self.client.pipeline(transaction=False) as pipe:
-            pipe.set(key, value, ex=ttl)
-            if call is not None:
-                pipe.evalsha(self.settle_script.sha, len(call[0]), *call[0], *call[1])
-            results = await pipe.execute(raise_on_error=False)
+        commands: list[tuple[Any, ...]] = [("SET", key, value, "EX", ttl)]
+        if call is not None:
+            commands.append(("EVALSHA", self.settle_script.sha, len(call[0]), *call[0], *call[1]))
+        results = await self.fast.execute(*commands)
         if call is not None and isinstance(results[1], NoScriptError):
             await self.settle(plan, adjustments, now)
         for result in results:

@@ -31,7 +31,7 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import redis.exceptions
 
@@ -192,10 +192,14 @@ class OutageAwareLimits:
         self._answered()
         return True, result
 
-    @property
-    def client(self) -> Any:
-        """The Redis client (the response cache's lookups and stores of its own)."""
-        return self.remote.client
+    # The response cache's lookups and stores of its own: the cache handles
+    # their failures itself (it answers from the provider).
+
+    async def get(self, key: str) -> bytes | None:
+        return await self.remote.get(key)
+
+    async def set(self, key: str, value: bytes, ttl: int) -> None:
+        await self.remote.set(key, value, ttl)
 
     async def admit(self, plan: AdmissionPlan, now: float) -> Admission:
         answered, admission = await self._on_redis(lambda: self.remote.admit(plan, now), now)

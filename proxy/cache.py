@@ -212,7 +212,7 @@ async def fetch(lookup: Lookup) -> None:
         lookup.found = memory().get(lookup.digest, time.time())
         return
     try:
-        found = await limits.client.get(lookup.redis_key)
+        found = await limits.get(lookup.redis_key)
     except Exception:
         logger.warning("response cache unavailable; answering from the provider", exc_info=True)
         return
@@ -238,7 +238,7 @@ async def put(lookup: Lookup, value: bytes) -> None:
         memory().put(lookup.digest, value, lookup.ttl, time.time())
         return
     try:
-        await limits.client.set(lookup.redis_key, value, ex=lookup.ttl)
+        await limits.set(lookup.redis_key, value, lookup.ttl)
     except Exception:
         logger.warning("response cache unavailable; the answer was not stored", exc_info=True)
 

@@ -55,11 +55,9 @@ def take(budget: Budget, start: dt.datetime, micros: int) -> None:
 
     async def admit() -> None:
         if settings.REDIS_URL:
-            from gateway_project.redis_client import async_client
-
-            client = async_client()
-            await RedisLimits(client).admit(AdmissionPlan(counters=[check]), start.timestamp())
-            await client.aclose()
+            limits = RedisLimits.connect(settings.REDIS_URL, timeout=5)
+            await limits.admit(AdmissionPlan(counters=[check]), start.timestamp())
+            await limits.aclose()
         else:
             await enforcement.backend().admit(AdmissionPlan(counters=[check]), start.timestamp())
 

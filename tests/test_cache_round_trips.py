@@ -10,7 +10,7 @@ import uuid
 import pytest
 from django.conf import settings
 
-from gateway_project.redis_client import async_client, redis_key
+from gateway_project.redis_client import redis_key
 from governance.limits import (
     ADMIT_SCRIPT,
     SETTLE_SCRIPT,
@@ -29,8 +29,8 @@ def fresh(script: str) -> str:
 
 
 async def exercise() -> dict:
-    client = async_client()
-    limits = RedisLimits(client)
+    limits = RedisLimits.connect(settings.REDIS_URL, timeout=5)
+    client = limits.client
     limits.admit_script = client.register_script(fresh(ADMIT_SCRIPT))
     limits.settle_script = client.register_script(fresh(SETTLE_SCRIPT))
     tag = uuid.uuid4().hex
@@ -67,7 +67,7 @@ async def exercise() -> dict:
         "missing": (await limits.admit_and_get(plan(1), now, redis_key("t", tag, "none")))[1],
     }
     await client.delete(counter, slots, stored, written)
-    await client.aclose()
+    await limits.aclose()
     return result
 
 

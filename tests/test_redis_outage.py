@@ -142,16 +142,13 @@ def test_what_open_mode_counted_locally_is_added_to_redis_and_slots_released(own
     """The backend itself, in this process, against the test's Redis server."""
     import asyncio
 
-    from gateway_project.redis_client import async_client
     from governance.limits import AdmissionPlan, CounterCheck, RedisLimits, SlotCheck
     from governance.outage import OutageAwareLimits
 
     async def scenario() -> tuple[int, int, int]:
-        from django.test import override_settings
-
-        with override_settings(REDIS_URL=own_redis.url):
-            client = async_client(timeout=0.2)
-        limits = OutageAwareLimits(RedisLimits(client), mode="open", max_pause=0.2)
+        limits = OutageAwareLimits(
+            RedisLimits.connect(own_redis.url, timeout=0.2), mode="open", max_pause=0.2
+        )
         now = time.time()
         expires = int(now) + 3600
 
@@ -178,7 +175,7 @@ def test_what_open_mode_counted_locally_is_added_to_redis_and_slots_released(own
         if limits._reconciling is not None:
             await limits._reconciling
         raw = redis.Redis.from_url(own_redis.url)
-        await client.aclose()
+        await limits.remote.aclose()
         return int(raw.get("t:rl")), raw.zcard("t:slots"), int(limits.health.down)
 
     counted, slots_held, down = asyncio.run(scenario())
