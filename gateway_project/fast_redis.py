@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import ssl
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -174,7 +175,8 @@ class PipelinedRedis:
     async def _connected(self, loop: asyncio.AbstractEventLoop) -> _Protocol:
         if self._loop is not loop:  # a new event loop: the old connection is not usable
             if self._protocol is not None and self._protocol.transport is not None:
-                self._protocol.transport.abort()
+                with contextlib.suppress(RuntimeError):  # its loop may be closed already
+                    self._protocol.transport.abort()
             self._protocol, self._connecting, self._watchdog = None, None, None
             self._loop = loop
         if self._connecting is None or self._connecting.done():

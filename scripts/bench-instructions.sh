@@ -50,7 +50,7 @@ else
 fi
 valgrind --tool=callgrind --callgrind-out-file=$VAR/cg.out --instr-atstart=yes $PY "${CMD[@]}" > $VAR/gw.log 2>&1 &
 GW=$!; PIDS+=($GW)
-for i in $(seq 1 600); do curl -s -o /dev/null http://127.0.0.1:$GP/healthz && break; sleep 0.5; done
+for i in $(seq 1 1800); do curl -s -o /dev/null http://127.0.0.1:$GP/healthz && break; sleep 0.5; done
 curl -s -o /dev/null http://127.0.0.1:$GP/healthz || { echo "the gateway did not start: $VAR/gw.log" >&2; exit 1; }
 load() {
 $PY - "$1" <<PYEOF

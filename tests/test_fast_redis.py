@@ -234,3 +234,14 @@ def test_a_reply_nobody_asked_for_drops_the_connection():
         return [first, type(broken).__name__]
 
     assert run(scenario) == [[b"PONG"], "ConnectionError"]
+
+
+@needs_redis
+def test_a_client_used_from_a_new_event_loop_opens_a_new_connection():
+    client = PipelinedRedis(settings.REDIS_URL, timeout=5)
+
+    async def ping() -> list:
+        return await client.execute(("PING",))
+
+    assert run(ping) == [b"PONG"]
+    assert run(ping) == [b"PONG"]  # the first loop, and its connection, are gone
