@@ -53,6 +53,7 @@ SUITES = [
     "tests/test_authentication.py",
     "tests/test_key_guessing.py",
     "tests/test_private_base_urls.py",
+    "tests/test_dns_rebinding.py",
 ]
 # Full virtual keys, and the provider keys the fixtures store.
 SECRET_PATTERNS = [
