@@ -22,6 +22,7 @@ from keys import selectors
 from keys.models import VirtualKey
 from scripts.bench import Pinning, Wrk, chat_body, ensure_wrk
 from tests.conftest import gateway_env
+from tests.fault_helpers import wait_for_count
 from tests.processes import GatewayProcess
 from tests.reliability_report import add_row
 from tests.test_metrics import scrape, total
@@ -86,17 +87,6 @@ def answered_by_gateway(client) -> int:
     return round(total(samples, "gateway_requests_total", team="platform"))
 
 
-def wait_for_records_of_key(key_id: int, count: int, timeout: float) -> int:
-    """Until ``count`` usage records of the key are stored; how many are."""
-    records = RequestRecord.objects.filter(key_id=key_id)
-    deadline = time.monotonic() + timeout
-    found = records.count()
-    while found < count and time.monotonic() < deadline:
-        time.sleep(0.5)
-        found = records.count()
-    return found
-
-
 @pytest.mark.timeout(SECONDS * 2 + 300)
 def test_a_long_run_at_a_fixed_rate_has_no_error_flat_memory_and_every_record(
     demo, celery_worker, tmp_path
@@ -134,7 +124,7 @@ def test_a_long_run_at_a_fixed_rate_has_no_error_flat_memory_and_every_record(
         # wrk stops with requests in flight, uncounted; the gateway answered
         # (and recorded) those too: its own counter is what the records match.
         answered = answered_by_gateway(gateway.client)
-        stored = wait_for_records_of_key(key.pk, answered, timeout=120)
+        stored = wait_for_count(RequestRecord.objects.filter(key_id=key.pk), answered, 120)
         # Memory after the warm-up (first tenth) against the end.
         warm = [kib for at, kib in memory if at >= SECONDS / 10] or [memory[-1][1]]
         growth = (warm[-1] - warm[0]) / warm[0]
