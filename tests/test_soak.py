@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -24,8 +25,8 @@ from scripts.bench import Pinning, Wrk, chat_body, ensure_wrk
 from tests.conftest import gateway_env
 from tests.fault_helpers import wait_for_count
 from tests.processes import GatewayProcess
-from tests.reliability_report import add_row
-from tests.test_metrics import scrape, total
+from tests.reliability_report import add_row, statuses_text
+from tests.test_metrics import scrape
 
 SECONDS = float(os.environ.get("GATEWAY_SOAK_SECONDS", "0"))
 CONNECTIONS = 64  # per wrk process: room for a slow second without missing a send slot
@@ -81,10 +82,14 @@ def offer(url: str, key: str, seconds: float, rate: int, state: Path) -> list[di
     return summaries
 
 
-def answered_by_gateway(client) -> int:
-    """What the gateway counted as answered (``gateway_requests_total``)."""
-    samples = scrape(client)
-    return round(total(samples, "gateway_requests_total", team="platform"))
+def answered_by_gateway(client) -> Counter:
+    """What the gateway counted as answered (``gateway_requests_total``), by status."""
+    counted: Counter = Counter()
+    for labels, value in scrape(client).get("gateway_requests_total", {}).items():
+        labels = dict(labels)
+        if labels.get("team") == "platform":
+            counted[labels["status"]] += round(value)
+    return counted
 
 
 @pytest.mark.timeout(SECONDS * 2 + 300)
@@ -123,7 +128,8 @@ def test_a_long_run_at_a_fixed_rate_has_no_error_flat_memory_and_every_record(
         errors = non2xx + socket_errors
         # wrk stops with requests in flight, uncounted; the gateway answered
         # (and recorded) those too: its own counter is what the records match.
-        answered = answered_by_gateway(gateway.client)
+        by_status = answered_by_gateway(gateway.client)
+        answered = sum(by_status.values())
         stored = wait_for_count(RequestRecord.objects.filter(key_id=key.pk), answered, 120)
         # Memory after the warm-up (first tenth) against the end.
         warm = [kib for at, kib in memory if at >= SECONDS / 10] or [memory[-1][1]]
@@ -137,7 +143,8 @@ def test_a_long_run_at_a_fixed_rate_has_no_error_flat_memory_and_every_record(
             "errors or timeouts (10 s); "
             f"achieved {plain['rps'] + streamed['rps']:.0f}/s; p99 {plain['p99_ms']:.0f} ms "
             f"plain, {streamed['p99_ms']:.0f} ms streamed; RSS {warm[0] // 1024}→"
-            f"{warm[-1] // 1024} MiB after warm-up ({growth:+.1%})",
+            f"{warm[-1] // 1024} MiB after warm-up ({growth:+.1%}); the gateway's statuses: "
+            f"{statuses_text(by_status)}",
             lost=f"{answered - stored} of {answered} usage records (the gateway's count of "
             f"answers; {answered - completed} were in flight when wrk stopped)",
         )
