@@ -222,6 +222,9 @@ GATEWAY_KEY_LOOKUPS_PER_SECOND = env_int("GATEWAY_KEY_LOOKUPS_PER_SECOND", 50)
 # gets 429 until the window ends (per process; 0 turns it off).
 GATEWAY_AUTH_FAILURE_LIMIT = env_int("GATEWAY_AUTH_FAILURE_LIMIT", 30)
 GATEWAY_AUTH_FAILURE_WINDOW_SECONDS = env_float("GATEWAY_AUTH_FAILURE_WINDOW_SECONDS", 60.0)
+# Requests refused before a key was found written to the usage ledger, per
+# process and minute; the rest are only counted (proxy.auth_failures).
+GATEWAY_LEDGER_UNAUTHENTICATED_PER_MINUTE = env_int("GATEWAY_LEDGER_UNAUTHENTICATED_PER_MINUTE", 60)
 # Upstream timeouts (seconds).
 GATEWAY_UPSTREAM_CONNECT_TIMEOUT = env_float("GATEWAY_UPSTREAM_CONNECT_TIMEOUT", 10.0)
 GATEWAY_UPSTREAM_FIRST_BYTE_TIMEOUT = env_float("GATEWAY_UPSTREAM_FIRST_BYTE_TIMEOUT", 300.0)

@@ -7,20 +7,34 @@ that are not meant to be reachable. Such URLs are refused unless an admin
 allows it for that provider (``Provider.allow_private_network``: a
 self-hosted vLLM or Ollama).
 
-What is checked, when a provider is saved: literal addresses in every
-spelling the resolver accepts (``127.1``, ``0x7f000001``, ``2130706433``,
-IPv4-mapped IPv6), ``localhost`` and its subdomains, and the addresses a
-host name resolves to at that moment. A name that does not resolve then is
-accepted. The check does not follow the name afterwards: a DNS record
-changed later (rebinding) is not caught here; egress rules of the network
-remain the guard for that.
+Two checks. When a provider is saved (:func:`private_address_problem`):
+literal addresses in every spelling the resolver accepts (``127.1``,
+``0x7f000001``, ``2130706433``, IPv4-mapped IPv6), ``localhost`` and its
+subdomains, and the addresses a host name resolves to at that moment. A name
+that does not resolve then is accepted.
+
+When a connection is opened (:func:`connect_addresses`, through
+:class:`GuardedResolver`): the addresses a host name resolves to *now*, the
+ones the connection will use, so that a record changed after the save (DNS
+rebinding: public when saved, 127.0.0.1 later) cannot reach a private
+address. Checking the addresses actually connected to, rather than
+resolving once more beside the connection, leaves no window between the
+check and the connect. The upstream client's DNS cache keeps each answer
+(and so each check) for its TTL: no DNS query and no check per request.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import logging
 import socket
+from collections.abc import Iterable
 from urllib.parse import urlsplit
+
+from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.resolver import DefaultResolver
+
+logger = logging.getLogger(__name__)
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -66,10 +80,7 @@ def _resolve(host: str) -> list[Address]:
 
 def private_address_problem(url: str) -> str | None:
     """Why ``url`` points into a private network, or None when it does not."""
-    try:
-        host = (urlsplit(url).hostname or "").rstrip(".")
-    except ValueError:
-        return None  # not a URL: the field's own validation says so
+    host = host_of(url)  # ("" for what is not a URL: the field's own validation says so)
     if not host:
         return None
     if host == "localhost" or host.endswith(".localhost"):
@@ -82,3 +93,67 @@ def private_address_problem(url: str) -> str | None:
             named = "" if literal is not None else f"'{host}' resolves to "
             return f"{named}{address} is {kind} address"
     return None
+
+
+# --- at connect time -----------------------------------------------------------------
+
+# Host names of the providers an admin allowed into private networks; set from
+# each configuration snapshot of the process (proxy.snapshot).
+_private_allowed: frozenset[str] = frozenset()
+
+
+class PrivateAddressRefused(OSError):
+    """A provider host that resolves only to non-public addresses."""
+
+
+def allow_private_hosts(hosts: Iterable[str]) -> None:
+    """The host names that may resolve to private addresses (providers with
+    ``allow_private_network``), replacing the previous set."""
+    global _private_allowed
+    _private_allowed = frozenset(host.lower().rstrip(".") for host in hosts)
+
+
+def host_of(url: str) -> str:
+    try:
+        return (urlsplit(url).hostname or "").rstrip(".")
+    except ValueError:
+        return ""
+
+
+def connect_addresses(host: str, addresses: Iterable[str]) -> list[str]:
+    """Of the addresses ``host`` resolved to, those a connection may use: all
+    of them for a host allowed into private networks, else the public ones.
+    Raises :class:`PrivateAddressRefused` when none is left."""
+    found = list(addresses)
+    if host.lower().rstrip(".") in _private_allowed:
+        return found
+    public = [a for a in found if _kind(ipaddress.ip_address(a.split("%", 1)[0])) is None]
+    if not public and found:
+        raise PrivateAddressRefused(
+            f"'{host}' resolves to {found[0]}, a non-public address, and its provider does not "
+            "allow private networks"
+        )
+    return public
+
+
+class GuardedResolver(AbstractResolver):
+    """An aiohttp resolver that answers only with addresses
+    :func:`connect_addresses` allows (aiohttp does not resolve literal
+    addresses: those were checked when their provider was saved)."""
+
+    def __init__(self, inner: AbstractResolver | None = None) -> None:
+        self._inner = inner or DefaultResolver()
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        results = await self._inner.resolve(host, port, family)
+        try:
+            allowed = set(connect_addresses(host, [result["host"] for result in results]))
+        except PrivateAddressRefused:
+            logger.warning("refused to connect to %s: it resolves to a non-public address", host)
+            raise
+        return [result for result in results if result["host"] in allowed]
+
+    async def close(self) -> None:
+        await self._inner.close()

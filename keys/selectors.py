@@ -52,7 +52,9 @@ def snapshot_rows() -> dict[str, Any]:
     """
     revision = config_revision()
     providers = list(
-        Provider.objects.values("id", "name", "kind", "base_url", "options", "is_active")
+        Provider.objects.values(
+            "id", "name", "kind", "base_url", "options", "is_active", "allow_private_network"
+        )
     )
     provider_keys = [
         {

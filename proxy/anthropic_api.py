@@ -89,9 +89,11 @@ def validate_messages(payload: dict[str, Any]) -> tuple[str, bool]:
                 f"messages.{index}: each message needs a role (user or assistant) and content.",
                 param=f"messages.{index}",
             )
+        _validate_blocks(message["content"], f"messages.{index}.content")
     system = payload.get("system")
     if system is not None and not isinstance(system, str | list):
         raise bad_request("system: must be a string or an array of text blocks.", param="system")
+    _validate_blocks(system, "system")
     stream = payload.get("stream", False)
     if not isinstance(stream, bool) and stream is not None:
         raise bad_request("stream: must be a boolean.", param="stream")
@@ -100,6 +102,35 @@ def validate_messages(payload: dict[str, Any]) -> tuple[str, bool]:
             raise bad_request(f"{name}: must be an array.", param=name)
     _validate_output_config(payload.get("output_config"))
     return model, bool(stream)
+
+
+# The field of each translated block kind that the gateway reads, and its types.
+_BLOCK_FIELDS: dict[str, tuple[str, type | tuple[type, ...]]] = {
+    "text": ("text", str),
+    "image": ("source", dict),
+    "tool_result": ("content", (str, list, type(None))),
+}
+
+
+def _validate_blocks(content: Any, where: str) -> None:
+    """Content given as blocks: each an object with a string ``type``, and the
+    fields the gateway reads of the kinds it translates of the right type
+    (text a string, an image's source an object, a tool result's content a
+    string or blocks), as Anthropic checks them: a 400 naming the block."""
+    if not isinstance(content, list):
+        return
+    for index, block in enumerate(content):
+        at = f"{where}.{index}"
+        if not isinstance(block, dict) or not isinstance(block.get("type"), str):
+            raise bad_request(f"{at}: a content block must be an object with a type.", param=at)
+        kind = block["type"]
+        field, types = _BLOCK_FIELDS.get(kind, ("", object))
+        if field and not isinstance(block.get(field), types):
+            raise bad_request(
+                f"{at}.{field}: wrong type for a {kind} block.", param=f"{at}.{field}"
+            )
+        if kind == "tool_result":
+            _validate_blocks(block.get("content"), f"{at}.content")
 
 
 def _validate_output_config(config: Any) -> None:

@@ -8,6 +8,16 @@ guesser learns nothing, and costs neither a hash nor a database lookup).
 Counted in this process only: a successful authentication costs one
 dictionary lookup and no Redis round trip, and a guesser spread over
 replicas gets the limit once per process (a bound, not an exact count).
+
+Requests refused before any key was found (a missing or unknown key, the
+429 above, a wrong method or an oversized body before authentication) are
+nobody's usage: at most ``GATEWAY_LEDGER_UNAUTHENTICATED_PER_MINUTE`` of
+them a minute are written to the usage ledger by each process
+(:data:`unauthenticated_records`), enough to see who is knocking; the rest
+are only counted (``gateway_requests_total``, and
+``gateway_unrecorded_refusals_total`` for the ones left out), so that a flood
+of invalid keys cannot grow the ledger without bound. Refusals of a known
+key (403, 402, 429 of its limits) are the owner's and are all recorded.
 """
 
 from __future__ import annotations
@@ -58,3 +68,23 @@ class FailedAuthentications:
 
 
 failed_authentications = FailedAuthentications()
+
+
+class RecordAllowance:
+    """How many unauthenticated refusals may still be recorded this minute."""
+
+    def __init__(self) -> None:
+        self.minute = 0
+        self.left = 0
+
+    def take(self, now: float | None = None) -> bool:
+        minute = int((time.monotonic() if now is None else now) // 60)
+        if minute != self.minute:
+            self.minute, self.left = minute, settings.GATEWAY_LEDGER_UNAUTHENTICATED_PER_MINUTE
+        if self.left <= 0:
+            return False
+        self.left -= 1
+        return True
+
+
+unauthenticated_records = RecordAllowance()

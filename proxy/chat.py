@@ -143,19 +143,16 @@ class ChatConsumer(InferenceConsumer):
         model, and the policies the request must satisfy; raises the refusal."""
         await store.ensure_loaded()
         key = await authenticate(self.headers, self.scope)
+        # Known from here: the refusals that follow are the key's own.
+        self.caller_known = True
+        self.entry.update(key_id=key.id or None, team_id=key.team_id, customer_id=key.customer_id)
         payload = parse_json_object(body)
         model, stream = self.validate(payload)
         snapshot = store.current
         route = snapshot.resolve_model(model)
         if route is None:
             raise model_not_found(model)
-        self.entry.update(
-            key_id=key.id or None,
-            team_id=key.team_id,
-            customer_id=key.customer_id,
-            requested_model=model[:200],
-            stream=stream,
-        )
+        self.entry.update(requested_model=model[:200], stream=stream)
         self.team = key.team_name
         levels = snapshot.policy_levels(key)
         admission.check_access(levels, model, route)

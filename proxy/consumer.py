@@ -23,6 +23,7 @@ from gateway_project.fast_settings import settings
 from governance.ledger import ledger
 from proxy import tracing
 from proxy.access_log import access_log
+from proxy.auth_failures import unauthenticated_records
 from proxy.errors import GatewayError
 from proxy.metrics import metrics
 
@@ -61,6 +62,8 @@ class InferenceConsumer(AsyncHttpConsumer):
             incoming_id.decode() if incoming_id and REQUEST_ID_RE.match(incoming_id) else ""
         )
         self.entry: dict[str, Any] = {}
+        # Set once the request's key (or the anonymous default) is known.
+        self.caller_known = False
         self.status = 0
         self.error_code = ""
         # Set by the flow once known: the caller's team (a metrics label) and
@@ -81,7 +84,10 @@ class InferenceConsumer(AsyncHttpConsumer):
             backend_calls.ORIGIN.reset(origin)
             if self.recorded:
                 entry = self.ledger_entry()
-                ledger.record(entry)
+                if self.caller_known or unauthenticated_records.take():
+                    ledger.record(entry)
+                else:
+                    metrics.count("gateway_unrecorded_refusals", (str(entry["status"]),))
                 overhead = None
                 if self.upstream_seconds is not None:
                     overhead = time.perf_counter() - started - self.upstream_seconds

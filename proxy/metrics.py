@@ -86,6 +86,13 @@ FAMILIES = {
             ("code", "team"),
         ),
         Family(
+            "gateway_unrecorded_refusals",
+            "counter",
+            "Requests refused before a key was found and left out of the usage ledger "
+            "(beyond GATEWAY_LEDGER_UNAUTHENTICATED_PER_MINUTE), by status.",
+            ("status",),
+        ),
+        Family(
             "gateway_upstream_errors",
             "counter",
             "Failed upstream attempts, by provider and error code.",

@@ -33,10 +33,34 @@ def validate_chat(payload: dict[str, Any]) -> tuple[str, bool]:
             raise bad_request(
                 f"messages[{index}] must be an object with a 'role'.", param=f"messages[{index}]"
             )
+        _validate_functions(message.get("tool_calls"), f"messages[{index}].tool_calls")
+    _validate_functions(payload.get("tools"), "tools")
     stream = payload.get("stream", False)
     if not isinstance(stream, bool) and stream is not None:
         raise bad_request("'stream' must be a boolean.", param="stream")
     return model, bool(stream)
+
+
+def _validate_functions(items: Any, param: str) -> None:
+    """``tools`` and an assistant's ``tool_calls``: arrays of objects whose
+    ``function``, when they have one, is an object with a name. Checked here
+    once, so that no adapter translating them meets a string where it reads
+    a field (OpenAI refuses the same with a 400)."""
+    if items is None:
+        return
+    if not isinstance(items, list):
+        raise bad_request(f"'{param}' must be an array.", param=param)
+    for index, item in enumerate(items):
+        where = f"{param}[{index}]"
+        if not isinstance(item, dict):
+            raise bad_request(f"{where} must be an object.", param=where)
+        function = item.get("function")
+        if (function is not None or item.get("type") == "function") and not (
+            isinstance(function, dict) and isinstance(function.get("name"), str)
+        ):
+            raise bad_request(
+                f"{where}.function must be an object with a 'name'.", param=f"{where}.function"
+            )
 
 
 def wants_usage(payload: dict[str, Any]) -> bool:

@@ -66,24 +66,34 @@ def _openai_request(
 # --- embeddings ----------------------------------------------------------------------
 
 
+# Token ids are what a tokenizer hands out: small non-negative integers.
+MAX_TOKEN_ID = 2**31 - 1
+
+
+def _token(item: Any) -> bool:
+    return isinstance(item, int) and not isinstance(item, bool) and 0 <= item <= MAX_TOKEN_ID
+
+
+def text_or_tokens(value: Any) -> bool:
+    """Whether ``value`` is what OpenAI takes as embeddings ``input`` and as a
+    completion ``prompt``: a string, or a non-empty array of strings, of token
+    ids, or of token-id arrays. Every element is checked: a wrong one is the
+    client's mistake (400), not something to forward for the provider to fail on."""
+    if isinstance(value, str):
+        return True
+    if not isinstance(value, list) or not value:
+        return False
+    return (
+        all(isinstance(item, str) for item in value)
+        or all(_token(item) for item in value)
+        or all(isinstance(item, list) and item and all(_token(t) for t in item) for item in value)
+    )
+
+
 def validate_embeddings(payload: dict[str, Any]) -> str:
     model = _model(payload)
     value = payload.get("input")
-    ok = (isinstance(value, str) and value) or (
-        isinstance(value, list)
-        and value
-        and (
-            all(isinstance(item, str) for item in value)
-            or all(isinstance(item, int) and not isinstance(item, bool) for item in value)
-            or all(
-                isinstance(item, list)
-                and item
-                and all(isinstance(t, int) and not isinstance(t, bool) for t in item)
-                for item in value
-            )
-        )
-    )
-    if not ok:
+    if value == "" or not text_or_tokens(value):
         raise bad_request(
             "'input' must be a non-empty string, array of strings, or array of token arrays.",
             param="input",
@@ -157,9 +167,12 @@ EMBEDDINGS_PASSTHROUGH = Passthrough("application/json", usage_from_openai, _no_
 
 def validate_completion(payload: dict[str, Any]) -> tuple[str, bool]:
     model = _model(payload)
-    prompt = payload.get("prompt")
-    if not (isinstance(prompt, str) or (isinstance(prompt, list) and prompt)):
-        raise bad_request("'prompt' is required: a string or an array.", param="prompt")
+    if not text_or_tokens(payload.get("prompt")):
+        raise bad_request(
+            "'prompt' is required: a string, or a non-empty array of strings, of token ids "
+            "or of token-id arrays.",
+            param="prompt",
+        )
     return model, _stream(payload)
 
 

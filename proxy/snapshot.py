@@ -37,7 +37,7 @@ from governance.enforcement import (
     prices_from_rows,
 )
 from governance.guardrails import Guardrails, PolicyRow, resolve
-from keys import selectors
+from keys import addresses, selectors
 from proxy.metrics import metrics
 from proxy.providers import REGISTRY, ProviderAdapter
 from proxy.providers.base import Target
@@ -351,6 +351,11 @@ class SnapshotStore:
         """Rebuild from the database (runs in a worker thread)."""
         rows = await database_sync_to_async(_all_rows)()
         snapshot = build_snapshot(rows)
+        addresses.allow_private_hosts(
+            addresses.host_of(row["base_url"])
+            for row in rows["providers"]
+            if row.get("allow_private_network")
+        )
         self.current = snapshot
         self.loaded = True
         self._unknown_until.clear()

@@ -14,6 +14,7 @@ import aiohttp
 from yarl import URL
 
 from gateway_project.fast_settings import settings
+from keys.addresses import GuardedResolver
 
 _session: aiohttp.ClientSession | None = None
 # Upstream URLs, parsed once: a provider's few endpoints are asked again and again.
@@ -30,6 +31,9 @@ def session() -> aiohttp.ClientSession:
             limit=settings.GATEWAY_UPSTREAM_POOL_SIZE,
             limit_per_host=0,
             ttl_dns_cache=300,
+            # Provider host names resolving into private networks are refused
+            # at connect time (DNS rebinding), once per cached resolution.
+            resolver=GuardedResolver(),
             keepalive_timeout=30,
         )
         _session = aiohttp.ClientSession(

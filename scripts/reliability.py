@@ -37,6 +37,7 @@ SUITES = [
     "tests/test_database_outage.py",
     "tests/test_gateway_killed.py",
     "tests/test_usage_ledger.py",
+    "tests/test_worker_redis_outage.py",
     "tests/test_drain.py",
     "tests/test_upstream_errors.py",
     "tests/test_upstream_stream_faults.py",
@@ -53,6 +54,8 @@ SUITES = [
     "tests/test_authentication.py",
     "tests/test_key_guessing.py",
     "tests/test_private_base_urls.py",
+    "tests/test_dns_rebinding.py",
+    "tests/test_refusal_records.py",
 ]
 # Full virtual keys, and the provider keys the fixtures store.
 SECRET_PATTERNS = [

@@ -137,24 +137,67 @@ check runs whenever a provider is saved, through the service layer (console,
 admin, REST API, configuration file): literal addresses in any spelling the
 resolver accepts (`127.1`, `2130706433`, IPv4-mapped IPv6), `localhost` and
 its subdomains, and the addresses a host name resolves to at that moment.
-Limits: a name that does not resolve when saved is accepted, and a DNS
-record changed afterwards (rebinding) is not caught; egress rules of the
-network remain the guard for those. Providers saved before this check keep
-working until they are next changed.
+A name that does not resolve when saved is accepted.
+
+The addresses are checked again when the gateway connects
+(`keys.addresses.GuardedResolver`, the resolver of the upstream client's
+connector in `proxy/upstream.py`): a host name resolving only to non-public
+addresses is refused (502 `upstream_error`, a warning in the log naming the
+host), and of a name resolving to both kinds only the public addresses are
+connected to. So a DNS record changed after the save (rebinding: public when
+saved, 127.0.0.1 later) reaches nothing private. The check runs on the
+addresses the connection then uses, so there is no window between check and
+connect, and only when the connector resolves, once per host per DNS cache
+lifetime (300 s): the hot path gains no DNS query and no check. Providers
+with `allow_private_network` are exempt by host name (the set is refreshed
+with each configuration snapshot). Limits: literal addresses are not
+resolved and so not checked again (they cannot change, and were checked
+when saved; providers saved before the save-time check existed keep working
+until next changed); turning `allow_private_network` off applies to new
+resolutions, i.e. within the DNS cache lifetime.
+
+### Refused requests in the usage ledger
+
+Every refusal after a key was authenticated (402 of a budget, 403 of model
+access, 429 of its limits, 400 and 404 of its bad requests) is recorded with
+the key's, team's and customer's ids: it is the owner's traffic and what the
+console shows them. Requests refused before a key was authenticated (a
+missing, unknown, revoked or expired key, 429
+`too_many_failed_authentications`, a wrong method, an oversized body) are
+nobody's usage, and a flood of them would grow the ledger as fast as anyone
+can send: each process records at most
+`GATEWAY_LEDGER_UNAUTHENTICATED_PER_MINUTE` (60) of them a minute, enough to
+see who is knocking (address, user agent, time), and only counts the rest
+(`gateway_requests_total` as every request, and
+`gateway_unrecorded_refusals_total` for those left out of the ledger).
 
 ### The soak
 
 `--soak SECONDS --rate N` (`tests/test_soak.py`) offers N requests a second
-on a fixed schedule (open loop: request i leaves at i/N whatever the
-answers), every other one streamed, to one gateway process whose key has a
-requests limit, a tokens limit and a team budget, all far above the load;
-it samples the process's memory every 5 s and counts the usage records
-afterwards. The load generator is Python (aiohttp) on the same machine and
-costs about as much CPU as the gateway: on 2 cores shared with other test
-runs (load average near 5) a 20 s trial at 1,000/s reached about 390/s, so
-the run on this page offers less (its row gives the rate). The gateway's
-own capacity at 1,000/s, with wrk as the generator on a core of its own, is
-measured in [performance.md](performance.md).
+on a fixed schedule with the benchmark's wrk driver (`scripts/bench.py`: wrk
+with a Lua schedule handing out send slots, so the offered rate does not
+follow the answers' latency as long as connections are free): two wrk
+processes at N/2 each, one plain and one streamed, 64 connections each,
+against one gateway process (one uvicorn worker) whose key has a requests
+limit, a tokens limit and a team budget, all far above the load, with a real
+Celery worker draining the usage stream in cluster mode. It samples the
+gateway's memory every 5 s, then compares the usage records of the key with
+the gateway's own count of answered requests (`gateway_requests_total`):
+wrk stops with requests in flight that it does not count, which the gateway
+still answers and records. Everything shares the machine's two cores (the
+gateway, the mock provider, wrk, PostgreSQL, Redis and the worker, and
+other people's test runs): the rate achieved is in the row, and the
+gateway's capacity with a core of its own is measured in
+[performance.md](performance.md).
+
+### A Celery worker through a Redis outage
+
+`tests/test_worker_redis_outage.py` stops the worker's Redis (a server of
+the test's own, append-only file on) right after adding records to the usage
+stream and starts it again five seconds later: the same worker process
+reconnects (its periodic drain fails meanwhile and runs again), and every
+record is stored exactly once (batches are acknowledged after their
+transaction; the request id is unique).
 
 ### Not covered here
 

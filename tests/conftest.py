@@ -87,6 +87,10 @@ def gateway_env(**extra: str) -> dict[str, str]:
         # Every test calls from 127.0.0.1; the key guessing tests start a
         # gateway with a real limit.
         "GATEWAY_AUTH_FAILURE_LIMIT": "1000000",
+        # Tests expecting the record of an unauthenticated refusal must not
+        # find the allowance spent by other tests' refusals (that bound has
+        # a test of its own, tests/test_refusal_records.py).
+        "GATEWAY_LEDGER_UNAUTHENTICATED_PER_MINUTE": "1000000",
     }
     if settings.REDIS_URL:
         env["REDIS_URL"] = settings.REDIS_URL

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import aiohttp
 import orjson
+from django.db.models import QuerySet
 
 CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
 
@@ -231,6 +232,11 @@ def wait_for_records(tag: str, count: int, timeout: float = 60.0) -> int:
     from governance.models import RequestRecord
 
     records = RequestRecord.objects.filter(client_request_id__startswith=tag)
+    return wait_for_count(records, count, timeout)
+
+
+def wait_for_count(records: QuerySet, count: int, timeout: float = 60.0) -> int:
+    """Until the queryset ``records`` counts ``count``; what it counts."""
     deadline = time.monotonic() + timeout
     found = records.count()
     while found < count and time.monotonic() < deadline:

@@ -143,6 +143,20 @@ KNOWN: dict[str, tuple[str, str, str, str]] = {
         "413, reading stops at the limit",
         "nothing",
     ),
+    "test_bad_input.py::test_it_refuses_an_array_element_of_the_wrong_type": (
+        "Bad input",
+        "array elements of the wrong type (`prompt: [null]`, negative token ids, tools that "
+        "are not objects)",
+        "400 naming the element; the provider is not called",
+        "nothing",
+    ),
+    "test_bad_input.py::test_it_refuses_a_content_block_of_the_wrong_shape_in_anthropics_envelope": (  # noqa: E501
+        "Bad input",
+        "Anthropic content blocks of the wrong shape (text not a string, image source not an "
+        "object, a block that is not an object)",
+        "400 `invalid_request_error` in Anthropic's envelope; the provider is not called",
+        "nothing",
+    ),
     "test_api_schema.py::test_no_generated_request_makes_the_api_fail_with_a_server_error": (
         "Bad input",
         "REST API fuzzed from its OpenAPI schema (schemathesis, every operation)",

@@ -54,6 +54,30 @@ def test_it_names_the_wrong_parameter(demo, body, param):
     assert error["param"] == param
 
 
+@pytest.mark.parametrize(
+    ("path", "body", "param"),
+    [
+        ("/v1/completions", {"prompt": [None]}, "prompt"),
+        ("/v1/completions", {"prompt": ["hi", 3]}, "prompt"),
+        ("/v1/completions", {"prompt": [-1]}, "prompt"),
+        ("/v1/embeddings", {"input": [[1, None]]}, "input"),
+        ("/v1/chat/completions", {"tools": ["search"]}, "tools[0]"),
+        (
+            "/v1/chat/completions",
+            {"tools": [{"type": "function", "function": 1}]},
+            "tools[0].function",
+        ),
+    ],
+)
+def test_it_refuses_an_array_element_of_the_wrong_type(demo, path, body, param):
+    payload = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], **body}
+    headers = {"authorization": f"Bearer {demo.key}"}
+    response = demo.gateway.client.post(path, json=payload, headers=headers)
+    error = assert_openai_error(response, 400, "invalid_request")
+    assert error["param"] == param
+    assert demo.mock.request_count() == 0
+
+
 def test_an_unknown_model_is_a_404_the_sdk_understands(demo):
     with pytest.raises(openai.NotFoundError) as caught:
         demo.openai().chat.completions.create(
@@ -94,3 +118,28 @@ def test_the_wrong_method_is_a_405(demo):
     )
     assert_openai_error(response, 405, "method_not_allowed")
     assert response.headers["allow"] == "POST"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"messages": [{"role": "user", "content": [{"type": "text", "text": 5}]}]},
+        {"messages": [{"role": "user", "content": [{"type": "image", "source": "x"}]}]},
+        {"messages": [{"role": "user", "content": [None]}]},
+        {"system": [{"type": "text", "text": True}]},
+    ],
+)
+def test_it_refuses_a_content_block_of_the_wrong_shape_in_anthropics_envelope(demo, body):
+    payload = {
+        "model": "gpt-4o-mini",
+        "max_tokens": 4,
+        "messages": [{"role": "user", "content": "hi"}],
+        **body,
+    }
+    response = demo.gateway.client.post(
+        "/anthropic/v1/messages", json=payload, headers={"x-api-key": demo.key}
+    )
+    assert response.status_code == 400, response.text
+    assert response.json()["type"] == "error"
+    assert response.json()["error"]["type"] == "invalid_request_error"
+    assert demo.mock.request_count() == 0

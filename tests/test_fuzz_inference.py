@@ -212,6 +212,97 @@ def test_every_field_of_every_endpoint_with_each_kind_of_wrong_value(demo, fuzze
                 check(fuzzed, path, encode({**VALID[path], field: value}))
 
 
+# Blocks and parts whose fields are read when a request is translated to
+# another provider's format, each with its well-formed value.
+ANTHROPIC_BLOCKS = [
+    {"type": "text", "text": "hi"},
+    {"type": "image", "source": {"type": "url", "url": "https://example.com/a.png"}},
+    {"type": "tool_result", "tool_use_id": "t1", "content": "ok"},
+    {"type": "tool_result", "tool_use_id": "t1", "content": [{"type": "text", "text": "ok"}]},
+    {"type": "tool_use", "id": "t1", "name": "f", "input": {}},
+]
+OPENAI_PARTS = [
+    {"type": "text", "text": "hi"},
+    {"type": "image_url", "image_url": {"url": "https://example.com/a.png"}},
+]
+CALL = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+TOOL = {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}
+
+
+def with_field(item: dict, field: str, value) -> dict:
+    return {**item, field: value}
+
+
+def nested_cases():
+    """(path, body): one wrong value in an array element or a nested field."""
+    messages, chat = VALID["/anthropic/v1/messages"], VALID["/v1/chat/completions"]
+    turns = [{"role": "user", "content": "hi"}]
+    for value in ODD_VALUES:
+        for path, field in [
+            ("/v1/completions", "prompt"),
+            ("/v1/embeddings", "input"),
+            ("/v1/responses", "input"),
+            ("/v1/chat/completions", "stop"),
+            ("/v1/chat/completions", "tools"),
+            ("/anthropic/v1/messages", "system"),
+            ("/anthropic/v1/messages", "tools"),
+            ("/anthropic/v1/messages", "stop_sequences"),
+        ]:
+            yield path, {**VALID[path], field: [value]}
+            yield path, {**VALID[path], field: [[value]]}
+        for block in ANTHROPIC_BLOCKS:
+            for field in block:
+                wrong = [with_field(block, field, value)]
+                yield (
+                    "/anthropic/v1/messages",
+                    {**messages, "messages": [{"role": "user", "content": wrong}]},
+                )
+                answered = [*turns, {"role": "assistant", "content": wrong}, *turns]
+                yield "/anthropic/v1/messages", {**messages, "messages": answered}
+        yield "/anthropic/v1/messages", {**messages, "system": [{"type": "text", "text": value}]}
+        for role in ("user", "assistant", "system", "tool"):
+            for part in OPENAI_PARTS:
+                for field in part:
+                    content = [with_field(part, field, value)]
+                    yield (
+                        "/v1/chat/completions",
+                        {**chat, "messages": [{"role": role, "content": content}]},
+                    )
+        for field in ("function", "id", "type"):
+            call = with_field(CALL, field, value)
+            asked = [{"role": "assistant", "content": None, "tool_calls": [call]}, *turns]
+            yield "/v1/chat/completions", {**chat, "messages": asked}
+            yield "/v1/chat/completions", {**chat, "tools": [with_field(TOOL, field, value)]}
+        for field in ("name", "arguments"):
+            call = {**CALL, "function": with_field(CALL["function"], field, value)}
+            asked = [{"role": "assistant", "content": None, "tool_calls": [call]}, *turns]
+            yield "/v1/chat/completions", {**chat, "messages": asked}
+            tool = {**TOOL, "function": with_field(TOOL["function"], field, value)}
+            yield "/v1/chat/completions", {**chat, "tools": [tool]}
+
+
+@pytest.fixture
+def fuzzed_across(claude):
+    """A gateway with an OpenAI and an Anthropic provider: requests are passed
+    through to one and translated for the other."""
+    server = GatewayProcess(gateway_env(LOG_LEVEL="WARNING"))
+    server.wait_for_revision(selectors.config_revision())
+    server.seen = Counter()
+    server.key = claude.key
+    yield server
+    server.close()
+
+
+@pytest.mark.timeout(900)
+def test_every_array_element_and_nested_field_with_each_kind_of_wrong_value(fuzzed_across):
+    """A grid: a wrong value in each array's elements and in each field of the
+    blocks, parts, tools and tool calls that translation reads, sent to both
+    providers (passed through to one wire format, translated for the other)."""
+    for path, body in nested_cases():
+        for model in ("gpt-4o-mini", "claude-sonnet"):
+            check(fuzzed_across, path, encode({**body, "model": model}))
+
+
 @FUZZ
 @given(
     path=st.sampled_from(["/v1/chat/completions", "/anthropic/v1/messages"]),
@@ -292,7 +383,8 @@ def test_deeply_nested_and_huge_bodies(demo, fuzzed):
 @pytest.fixture(autouse=True)
 def _report(request):
     yield
-    server = request.node.funcargs.get("fuzzed")
+    funcargs = request.node.funcargs
+    server = funcargs.get("fuzzed") or funcargs.get("fuzzed_across")
     name = request.node.originalname
     if server is None or name == "test_deeply_nested_and_huge_bodies":
         return

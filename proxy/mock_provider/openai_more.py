@@ -26,6 +26,8 @@ from proxy.mock_provider.server import (
 
 def _prompt_tokens(prompt: Any) -> int:
     if isinstance(prompt, list):
+        if all(isinstance(p, int) for p in prompt):  # one prompt of token ids
+            return len(prompt) or 1
         return sum(len(p.split()) if isinstance(p, str) else len(p) for p in prompt) or 1
     return max(1, len(str(prompt).split()))
 
