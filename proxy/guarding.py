@@ -11,13 +11,23 @@ In a stream, the text of content deltas is held back by a small window
 seen whole: a delta leaves once enough text follows it and no match is open
 across it. A delta whose text changes (redaction) is rewritten; every other
 event leaves byte for byte. Any other event (a finish, a block's end, usage,
-``[DONE]``; not a keep-alive) first releases what is held, checked to the end.
+``[DONE]``; not a keep-alive) first releases what is held, checked to the end;
+an event repeating a whole text (the Responses API's ``….done`` and
+``response.completed``) is checked as a whole answer.
+
+Tool calls' arguments are JSON text, streamed in fragments: each call is a
+channel of its own, scanned with JSON's escape sequences blanked (so ``\\n``
+reads as the space it stands for), and a redaction replaces a match inside a
+JSON string by its placeholder (no quote or backslash in it), so the
+concatenated arguments stay valid JSON. A match that would take a string's
+closing quote with it cannot be redacted that way and blocks instead.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator
+import re
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -176,72 +186,232 @@ async def check_request(
 
 
 Slot = tuple[dict[str, Any], str]  # a JSON object and the key of a text in it
+# A slot and whether its text is JSON (a tool call's arguments) rather than prose.
+Part = tuple[Slot, bool]
+# A content delta: its channel (choice, tool call or block), text slot, JSON or not.
+Delta = tuple[Any, Slot, bool]
+
+# One escape sequence of a JSON string (a lone backslash at the end: one cut short).
+JSON_ESCAPE = re.compile(r"\\(?:u[0-9A-Fa-f]{4}|.|\Z)", re.DOTALL)
+
+
+def json_view(text: str) -> str:
+    """``text`` (JSON) with each escape sequence blanked to as many spaces: the
+    detectors see ``\\n`` as the space it stands for, and offsets stay those of
+    ``text``."""
+    if "\\" not in text:
+        return text
+    return JSON_ESCAPE.sub(lambda match: " " * len(match.group()), text)
+
+
+def json_findings(scanner: Scanner, text: str) -> list[Finding]:
+    """The findings in the JSON text ``text``, each redaction widened to whole
+    escape sequences; a redaction that would cut through the JSON's structure
+    (a quote that ends a string) blocks instead, so arguments stay valid JSON."""
+    view = json_view(text)
+    findings = scanner.scan(view)
+    if not findings:
+        return findings
+    out = []
+    for finding in findings:
+        if finding.action == REDACT:
+            start, end = finding.start, finding.end
+            if view is not text:
+                for match in JSON_ESCAPE.finditer(text, max(0, start - 6), min(len(text), end + 6)):
+                    if match.start() < start < match.end():
+                        start = match.start()
+                    if match.start() < end < match.end():
+                        end = match.end()
+            if '"' in view[start:end]:
+                finding = Finding(start, end, finding.rule, BLOCK, finding.placeholder)
+            elif (start, end) != (finding.start, finding.end):
+                finding = Finding(start, end, finding.rule, REDACT, finding.placeholder)
+        out.append(finding)
+    return out
+
+
+def checked_arguments(value: Any, scanner: Scanner, recorder: Recorder) -> Any:
+    """A tool call's arguments (JSON text, or the object itself) redacted inside
+    their strings where the findings say so; raises on a blocking one."""
+    text = value if isinstance(value, str) else orjson.dumps(value).decode()
+    findings = json_findings(scanner, text)
+    if not findings:
+        return value
+    for finding in findings:
+        if finding.action == BLOCK:
+            raise recorder.refuse(RESPONSE, finding.rule)
+        recorder.note(RESPONSE, finding)
+    redacted = redact(text, findings)
+    if redacted is text:
+        return value
+    return redacted if isinstance(value, str) else orjson.loads(redacted)
 
 
 class Shape:
     """Where the text is in one client format's answers and stream events."""
 
-    def texts(self, body: Any) -> Iterator[Slot]:
-        """The text slots of a whole answer."""
+    def parts(self, body: Any) -> Iterator[Part]:
+        """The text and argument slots of a whole answer."""
         raise NotImplementedError
 
-    def delta(self, data: dict[str, Any]) -> tuple[Any, Slot] | None:
-        """For a content-delta event: its channel (choice or block) and text slot."""
+    def deltas(self, data: dict[str, Any]) -> tuple[Delta, ...]:
+        """The text pieces of a content-delta event (none: another kind of event)."""
         raise NotImplementedError
+
+    def wholes(self, data: dict[str, Any]) -> Iterator[Part]:
+        """Whole texts repeated by a stream's other events (a summary at the end)."""
+        return iter(())
 
 
 class OpenAIShape(Shape):
-    """Chat completions (``message.content``, ``delta.content``) or, with
-    ``field="text"``, legacy completions (``text`` in both)."""
+    """Chat completions (``message.content``, ``delta.content``, and tool calls'
+    ``function.arguments``) or, with ``legacy``, text completions (``text``)."""
 
     def __init__(self, *, legacy: bool) -> None:
         self.legacy = legacy
 
-    def texts(self, body: Any) -> Iterator[Slot]:
+    def parts(self, body: Any) -> Iterator[Part]:
         for choice in body.get("choices") or () if isinstance(body, dict) else ():
             if not isinstance(choice, dict):
                 continue
             holder = choice if self.legacy else choice.get("message")
             key = "text" if self.legacy else "content"
-            if isinstance(holder, dict) and isinstance(holder.get(key), str):
-                yield holder, key
+            if not isinstance(holder, dict):
+                continue
+            if isinstance(holder.get(key), str):
+                yield (holder, key), False
+            if not self.legacy:
+                for _, slot in _calls(holder):
+                    yield slot, True
 
-    def delta(self, data: dict[str, Any]) -> tuple[Any, Slot] | None:
+    def deltas(self, data: dict[str, Any]) -> tuple[Delta, ...]:
         choices = data.get("choices")
         if not isinstance(choices, list) or len(choices) != 1:
-            return None
+            return ()
         choice = choices[0]
         if not isinstance(choice, dict):
-            return None
+            return ()
+        index = choice.get("index", 0)
         holder = choice if self.legacy else choice.get("delta")
         key = "text" if self.legacy else "content"
-        if isinstance(holder, dict) and isinstance(holder.get(key), str) and holder[key]:
-            return choice.get("index", 0), (holder, key)
-        return None
+        if not isinstance(holder, dict):
+            return ()
+        text = holder.get(key)
+        if isinstance(text, str) and text and self.legacy:
+            return ((index, (holder, key), False),)
+        found = [(index, (holder, key), False)] if isinstance(text, str) and text else []
+        if "tool_calls" in holder or "function_call" in holder:
+            for call, (function, name) in _calls(holder):
+                if function[name]:
+                    found.append((("call", index, call), (function, name), True))
+        return tuple(found)
+
+
+def _calls(message: dict[str, Any]) -> Iterator[tuple[Any, Slot]]:
+    """The ``function.arguments`` of a message's (or delta's) tool calls, by the
+    call's index, and of the legacy ``function_call``."""
+    calls = message.get("tool_calls")
+    if isinstance(calls, list):
+        for position, call in enumerate(calls):
+            function = call.get("function") if isinstance(call, dict) else None
+            if isinstance(function, dict) and isinstance(function.get("arguments"), str):
+                yield call.get("index", position), (function, "arguments")
+    legacy = message.get("function_call")
+    if isinstance(legacy, dict) and isinstance(legacy.get("arguments"), str):
+        yield "function_call", (legacy, "arguments")
 
 
 class AnthropicShape(Shape):
-    """Messages: text blocks, and ``text_delta`` events by block index."""
+    """Messages: text blocks and tool calls' ``input``; ``text_delta`` and
+    ``input_json_delta`` events by block index."""
 
-    def texts(self, body: Any) -> Iterator[Slot]:
+    def parts(self, body: Any) -> Iterator[Part]:
         for block in body.get("content") or () if isinstance(body, dict) else ():
-            if isinstance(block, dict) and block.get("type") == "text":
-                if isinstance(block.get("text"), str):
-                    yield block, "text"
+            if not isinstance(block, dict):
+                continue
+            kind = block.get("type")
+            if kind == "text" and isinstance(block.get("text"), str):
+                yield (block, "text"), False
+            elif kind in ("tool_use", "server_tool_use") and "input" in block:
+                yield (block, "input"), True
 
-    def delta(self, data: dict[str, Any]) -> tuple[Any, Slot] | None:
+    def deltas(self, data: dict[str, Any]) -> tuple[Delta, ...]:
         if data.get("type") != "content_block_delta":
-            return None
+            return ()
         delta = data.get("delta")
-        if isinstance(delta, dict) and delta.get("type") == "text_delta":
+        if not isinstance(delta, dict):
+            return ()
+        kind = delta.get("type")
+        if kind == "text_delta":
             if isinstance(delta.get("text"), str) and delta["text"]:
-                return data.get("index", 0), (delta, "text")
-        return None
+                return ((data.get("index", 0), (delta, "text"), False),)
+        elif kind == "input_json_delta":
+            if isinstance(delta.get("partial_json"), str) and delta["partial_json"]:
+                return ((data.get("index", 0), (delta, "partial_json"), True),)
+        return ()
+
+
+class ResponsesShape(Shape):
+    """The Responses API: ``output_text`` parts and ``function_call`` arguments
+    in ``output[]``; ``response.output_text.delta`` and
+    ``response.function_call_arguments.delta`` events, and the events that
+    repeat the whole text once it is done (``….done``, ``response.completed``)."""
+
+    def parts(self, body: Any) -> Iterator[Part]:
+        output = body.get("output") if isinstance(body, dict) else None
+        for item in output if isinstance(output, list) else ():
+            yield from _item_parts(item)
+
+    def deltas(self, data: dict[str, Any]) -> tuple[Delta, ...]:
+        kind = data.get("type")
+        if kind == "response.output_text.delta":
+            json = False
+            channel: Any = ("text", data.get("output_index"), data.get("content_index"))
+        elif kind == "response.function_call_arguments.delta":
+            json = True
+            channel = ("call", data.get("output_index"))
+        else:
+            return ()
+        if isinstance(data.get("delta"), str) and data["delta"]:
+            return ((channel, (data, "delta"), json),)
+        return ()
+
+    def wholes(self, data: dict[str, Any]) -> Iterator[Part]:
+        kind = data.get("type")
+        if kind == "response.output_text.done" and isinstance(data.get("text"), str):
+            yield (data, "text"), False
+        elif kind == "response.function_call_arguments.done":
+            if isinstance(data.get("arguments"), str):
+                yield (data, "arguments"), True
+        elif kind in ("response.content_part.added", "response.content_part.done"):
+            part = data.get("part")
+            if isinstance(part, dict) and part.get("type") == "output_text":
+                if isinstance(part.get("text"), str):
+                    yield (part, "text"), False
+        elif kind in ("response.output_item.added", "response.output_item.done"):
+            yield from _item_parts(data.get("item"))
+        elif isinstance(data.get("response"), dict):  # created, completed, incomplete, failed
+            yield from self.parts(data["response"])
+
+
+def _item_parts(item: Any) -> Iterator[Part]:
+    if not isinstance(item, dict):
+        return
+    kind = item.get("type")
+    if kind == "message":
+        content = item.get("content")
+        for part in content if isinstance(content, list) else ():
+            if isinstance(part, dict) and part.get("type") == "output_text":
+                if isinstance(part.get("text"), str):
+                    yield (part, "text"), False
+    elif kind == "function_call" and isinstance(item.get("arguments"), str):
+        yield (item, "arguments"), True
 
 
 OPENAI_CHAT = OpenAIShape(legacy=False)
 OPENAI_TEXT = OpenAIShape(legacy=True)
 ANTHROPIC = AnthropicShape()
+RESPONSES = ResponsesShape()
 
 
 class ResponseGuard:
@@ -258,14 +428,21 @@ class ResponseGuard:
             data = orjson.loads(body)
         except orjson.JSONDecodeError:
             return body
+        return orjson.dumps(data) if self.check(self.shape.parts(data)) else body
+
+    def check(self, parts: Iterable[Part]) -> bool:
+        """Check each slot in place (raises on a blocking finding); whether any changed."""
         changed = False
-        for holder, key in self.shape.texts(data):
-            text = holder[key]
-            new = checked_text(text, self.scanner, self.recorder, RESPONSE)
-            if new is not text:
+        for (holder, key), json in parts:
+            value = holder[key]
+            if json:
+                new = checked_arguments(value, self.scanner, self.recorder)
+            else:
+                new = checked_text(value, self.scanner, self.recorder, RESPONSE)
+            if new is not value:
                 holder[key] = new
                 changed = True
-        return orjson.dumps(data) if changed else body
+        return changed
 
     def stream(self, relay: StreamRelay) -> GuardedStream:
         return GuardedStream(relay, self)
@@ -289,8 +466,10 @@ class _Held:
 
 @dataclass(slots=True)
 class _Channel:
-    """One choice's (or content block's) text not yet sent, and what was sent just before it."""
+    """One choice's (content block's, tool call's) text not yet sent, and what
+    was sent just before it; ``json``: the text is a tool call's arguments."""
 
+    json: bool = False
     held: list[_Held] = field(default_factory=list)
     text: str = ""
     context: str = ""
@@ -338,15 +517,43 @@ class GuardedStream(RelayWrapper):
                 data = orjson.loads(event[at + 6 :])
             except orjson.JSONDecodeError:
                 data = None
-        found = self.guard.shape.delta(data) if isinstance(data, dict) else None
-        if found is None:
+        if not isinstance(data, dict):
             return self._release_all() + event + b"\n\n"
-        channel_id, slot = found
-        channel = self._channels.setdefault(channel_id, _Channel())
+        found = self.guard.shape.deltas(data)
+        if not found:
+            out = self._release_all()
+            if self.guard.check(self.guard.shape.wholes(data)):
+                return out + event[: at + 6] + orjson.dumps(data) + b"\n\n"
+            return out + event + b"\n\n"
+        if len(found) > 1:
+            # Several texts in one event (rare): each checked to its end at once.
+            return self._release_all() + self._alone(event, at, data, found)
+        channel_id, slot, json = found[0]
+        channel = self._channels.get(channel_id)
+        if channel is None:
+            channel = self._channels[channel_id] = _Channel(json)
         text = slot[0][slot[1]]
-        channel.held.append(_Held(event, data, slot, text))  # type: ignore[arg-type]
+        channel.held.append(_Held(event, data, slot, text))
         channel.text += text
         return self._release(channel, final=False)
+
+    def _alone(
+        self, event: bytes, at: int, data: dict[str, Any], found: tuple[Delta, ...]
+    ) -> bytes:
+        """An event carrying several texts, each checked after its channel's context."""
+        changed = False
+        for channel_id, slot, json in found:
+            channel = self._channels.get(channel_id)
+            if channel is None:
+                channel = self._channels[channel_id] = _Channel(json)
+            text = slot[0][slot[1]]
+            channel.held.append(_Held(event, data, slot, text))
+            channel.text += text
+            self._release(channel, final=True)  # rewrites the slot if it redacts
+            changed = changed or slot[0][slot[1]] != text
+        if not changed:
+            return event + b"\n\n"
+        return event[: at + 6] + orjson.dumps(data) + b"\n\n"
 
     def _release_all(self) -> bytes:
         if not self._channels:
@@ -358,7 +565,9 @@ class GuardedStream(RelayWrapper):
             return b""
         offset = len(channel.context)
         findings = []
-        for finding in self.guard.scanner.scan(channel.context + channel.text):
+        whole = channel.context + channel.text
+        scanner = self.guard.scanner
+        for finding in json_findings(scanner, whole) if channel.json else scanner.scan(whole):
             if finding.end <= offset:
                 continue  # in text already sent
             if finding.action == BLOCK:
