@@ -77,9 +77,7 @@ def test_a_hit_replayed_as_a_stream_carries_the_redacted_text(claude):
     assert claude.mock.request_count() == 2  # one answer per front door, each then a hit
 
 
-def test_a_hit_a_blocking_policy_now_forbids_is_refused_without_the_provider(
-    claude, celery_worker
-):
+def test_a_hit_a_blocking_policy_now_forbids_is_refused_without_the_provider(claude, celery_worker):
     cache_on(claude)
     claude.mock.add_rule(answer=ANSWER)
     ask(claude)

@@ -73,7 +73,7 @@ def test_a_secret_split_across_streamed_text_deltas_is_redacted_in_every_event(d
 
 def test_function_call_arguments_are_redacted_whole_and_streamed(demo):
     response_policy(demo, "redact")
-    fragments = ['{"q": "mail jane@exa', 'mple.com the key AKIAIO', 'SFODNN7EXAMPLE"}']
+    fragments = ['{"q": "mail jane@exa', "mple.com the key AKIAIO", 'SFODNN7EXAMPLE"}']
     expected = {"q": "mail [EMAIL] the key [SECRET:aws_access_key]"}
     demo.mock.add_rule(tool_arguments=fragments, inter_token_ms=30)
     whole = demo.openai().responses.create(model="gpt-4o-mini", input="look up", tools=TOOLS)

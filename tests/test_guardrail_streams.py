@@ -112,3 +112,107 @@ def test_a_blocking_rule_stops_the_stream_before_the_match_leaves():
         stream.flush()
     assert caught.value.code == "guardrail_violation"
     assert b"AKIA" not in b"".join(sent)
+
+
+# The arguments' JSON text: findings cut across fragments, one right after an
+# escaped newline, one escape sequence itself cut in two.
+ARGUMENT_PIECES = [
+    '{"to": "ja',
+    "ne@exam",
+    'ple.com", "note": "line\\',
+    "nAKIAIOSFOD",
+    'NN7EXAMPLE\\u00e9", "n": 1}',
+]
+ARGUMENTS_REDACTED = {"to": "[EMAIL]", "note": "line\n[SECRET:aws_access_key]é", "n": 1}
+
+
+def openai_call_events(pieces: list[str]) -> bytes:
+    first = {"index": 0, "id": "call_1", "type": "function", "function": {"name": "f"}}
+    chunks = [{"choices": [{"index": 0, "delta": {"role": "assistant", "tool_calls": [first]}}]}]
+    chunks += [
+        {
+            "choices": [
+                {"index": 0, "delta": {"tool_calls": [{"index": 0, "function": {"arguments": p}}]}}
+            ]
+        }
+        for p in pieces
+    ]
+    chunks.append({"choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]})
+    return b"".join(b"data: " + orjson.dumps(c) + b"\n\n" for c in chunks) + b"data: [DONE]\n\n"
+
+
+def anthropic_call_events(pieces: list[str]) -> bytes:
+    def event(name: str, data: dict) -> bytes:
+        return b"event: " + name.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
+
+    block = {"type": "tool_use", "id": "toolu_1", "name": "f", "input": {}}
+    out = [event("message_start", {"type": "message_start", "message": {"usage": {}}})]
+    out.append(
+        event(
+            "content_block_start",
+            {"type": "content_block_start", "index": 0, "content_block": block},
+        )
+    )
+    for piece in pieces:
+        delta = {"type": "input_json_delta", "partial_json": piece}
+        out.append(
+            event(
+                "content_block_delta", {"type": "content_block_delta", "index": 0, "delta": delta}
+            )
+        )
+    out.append(event("content_block_stop", {"type": "content_block_stop", "index": 0}))
+    out.append(event("message_stop", {"type": "message_stop"}))
+    return b"".join(out)
+
+
+def arguments(raw: bytes, anthropic: bool) -> list[str]:
+    found = []
+    for event in SSEParser().feed(raw):
+        if event.data == b"[DONE]":
+            continue
+        data = orjson.loads(event.data)
+        if anthropic:
+            if data.get("type") == "content_block_delta":
+                found.append(data["delta"]["partial_json"])
+        elif data["choices"]:
+            for call in data["choices"][0]["delta"].get("tool_calls") or ():
+                found.append(call["function"].get("arguments") or "")
+    return found
+
+
+def test_openai_tool_call_arguments_cut_at_every_byte_stay_valid_json_and_redacted():
+    raw = openai_call_events(ARGUMENT_PIECES)
+    for cut in range(1, len(raw)):
+        out = relay(OPENAI_CHAT, OpenAIStreamScanner(drop_usage_event=False), raw, [cut])
+        fragments = arguments(out, anthropic=False)
+        assert orjson.loads("".join(fragments)) == ARGUMENTS_REDACTED, cut
+        assert not any("AKIA" in fragment or "ja" == fragment for fragment in fragments)
+
+
+def test_anthropic_input_json_deltas_cut_at_every_byte_stay_valid_json_and_redacted():
+    raw = anthropic_call_events(ARGUMENT_PIECES)
+    for cut in range(1, len(raw)):
+        out = relay(ANTHROPIC, AnthropicStreamScanner(), raw, [cut])
+        assert orjson.loads("".join(arguments(out, anthropic=True))) == ARGUMENTS_REDACTED, cut
+
+
+def test_tool_call_arguments_without_findings_leave_byte_for_byte():
+    raw = openai_call_events(['{"city": "Par', 'is", "days": 3, "note": "a\\"b\\\\c"}'])
+    assert relay(OPENAI_CHAT, OpenAIStreamScanner(drop_usage_event=False), raw, [40]) == raw
+
+
+def test_two_tool_calls_are_checked_apart():
+    # A key whose halves sit in two different calls is no key.
+    chunks = [
+        {
+            "choices": [
+                {"index": 0, "delta": {"tool_calls": [{"index": i, "function": {"arguments": a}}]}}
+            ]
+        }
+        for i, a in ((0, '{"a": "AKIAIOSFOD'), (1, 'NN7EXAMPLE"}'), (0, '"}'))
+    ]
+    raw = b"".join(b"data: " + orjson.dumps(c) + b"\n\n" for c in chunks) + b"data: [DONE]\n\n"
+    out = relay(OPENAI_CHAT, OpenAIStreamScanner(drop_usage_event=False), raw, [])
+    # Each call's fragments leave untouched, in their order (calls may interleave).
+    assert sorted(out.split(b"\n\n")) == sorted(raw.split(b"\n\n"))
+    assert b"SECRET" not in out

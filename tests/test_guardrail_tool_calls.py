@@ -135,9 +135,7 @@ def test_a_secret_split_across_streamed_argument_fragments_is_redacted_for_opena
 
 
 @pytest.mark.parametrize("model", ["claude-sonnet", "gpt-4o-mini"])
-def test_a_secret_split_across_input_json_deltas_is_redacted_for_anthropic_clients(
-    claude, model
-):
+def test_a_secret_split_across_input_json_deltas_is_redacted_for_anthropic_clients(claude, model):
     response_policy(claude, "redact")
     tool_answer(claude, FRAGMENTS, inter_token_ms=30)
     partials = []
