@@ -114,8 +114,11 @@ class Recorder:
 def checked_text(text: str, scanner: Scanner, recorder: Recorder, direction: str) -> str:
     """``text`` redacted where its findings say so; raises on a blocking one."""
     findings = scanner.scan(text)
-    if not findings:
-        return text
+    return applied(text, findings, recorder, direction) if findings else text
+
+
+def applied(text: str, findings: list[Finding], recorder: Recorder, direction: str) -> str:
+    """``text`` with ``findings`` acted on: recorded, redacted; raises on a blocking one."""
     for finding in findings:
         if finding.action == BLOCK:
             raise recorder.refuse(direction, finding.rule)
@@ -204,17 +207,49 @@ def json_view(text: str) -> str:
     return JSON_ESCAPE.sub(lambda match: " " * len(match.group()), text)
 
 
-def json_findings(scanner: Scanner, text: str) -> list[Finding]:
-    """The findings in the JSON text ``text``, each redaction widened to whole
-    escape sequences; a redaction that would cut through the JSON's structure
-    (a quote that ends a string) blocks instead, so arguments stay valid JSON."""
+# What tells where JSON strings are: their quotes, and escapes (a backslash
+# alone: an escape cut short, its character still to come).
+JSON_LEXEME = re.compile(r'\\[\s\S]?|"')
+# What a redaction outside a string may replace: one number, nothing around it.
+JSON_NUMBER = re.compile(r"[-+.\deE]+")
+# Outside any string, no escape pending: where a JSON text starts.
+OUTSIDE = (False, False)
+
+
+def string_state(
+    text: str, start: int, end: int, state: tuple[bool, bool] = OUTSIDE
+) -> tuple[bool, bool]:
+    """Whether ``text[end]`` is inside a JSON string (and after a backslash),
+    reading ``text[start:end]`` from ``state`` at ``start``."""
+    inside, escaped = state
+    if escaped and start < end:
+        start += 1
+        escaped = False
+    for match in JSON_LEXEME.finditer(text, start, end):
+        lexeme = match.group()
+        if lexeme == '"':
+            inside = not inside
+        elif len(lexeme) == 1:
+            escaped = True
+    return inside, escaped
+
+
+def json_findings(
+    scanner: Scanner, text: str, base: int = 0, state: tuple[bool, bool] = OUTSIDE
+) -> list[Finding]:
+    """The findings in the JSON text ``text`` (``state`` at ``base``: where the
+    text not yet sent starts), each redaction widened to whole escape
+    sequences. A redaction inside a string keeps its placeholder (no quote or
+    backslash in it); one outside (a number) gets it quoted, a JSON string;
+    one that would cut through the structure (take a string's quote, or
+    finish a number already sent) blocks instead: arguments stay valid JSON."""
     view = json_view(text)
     findings = scanner.scan(view)
     if not findings:
         return findings
     out = []
     for finding in findings:
-        if finding.action == REDACT:
+        if finding.action == REDACT and finding.end > base:
             start, end = finding.start, finding.end
             if view is not text:
                 for match in JSON_ESCAPE.finditer(text, max(0, start - 6), min(len(text), end + 6)):
@@ -222,10 +257,14 @@ def json_findings(scanner: Scanner, text: str) -> list[Finding]:
                         start = match.start()
                     if match.start() < end < match.end():
                         end = match.end()
-            if '"' in view[start:end]:
-                finding = Finding(start, end, finding.rule, BLOCK, finding.placeholder)
-            elif (start, end) != (finding.start, finding.end):
-                finding = Finding(start, end, finding.rule, REDACT, finding.placeholder)
+            inside = string_state(text, base, max(start, base), state)[0]
+            placeholder = finding.placeholder if inside else f'"{finding.placeholder}"'
+            action = REDACT
+            if '"' in view[start:end] or (
+                not inside and (start < base or not JSON_NUMBER.fullmatch(view, start, end))
+            ):
+                action = BLOCK
+            finding = Finding(start, end, finding.rule, action, placeholder)
         out.append(finding)
     return out
 
@@ -237,14 +276,24 @@ def checked_arguments(value: Any, scanner: Scanner, recorder: Recorder) -> Any:
     findings = json_findings(scanner, text)
     if not findings:
         return value
-    for finding in findings:
-        if finding.action == BLOCK:
-            raise recorder.refuse(RESPONSE, finding.rule)
-        recorder.note(RESPONSE, finding)
-    redacted = redact(text, findings)
+    redacted = applied(text, findings, recorder, RESPONSE)
     if redacted is text:
         return value
-    return redacted if isinstance(value, str) else orjson.loads(redacted)
+    try:
+        parsed = orjson.loads(redacted)
+    except orjson.JSONDecodeError:
+        if isinstance(value, str) and not _is_json(value):
+            return redacted  # not JSON to begin with: redacted as text
+        raise recorder.refuse(RESPONSE, findings[0].rule) from None
+    return redacted if isinstance(value, str) else parsed
+
+
+def _is_json(text: str) -> bool:
+    try:
+        orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return False
+    return True
 
 
 class Shape:
@@ -297,13 +346,15 @@ class OpenAIShape(Shape):
         if not isinstance(holder, dict):
             return ()
         text = holder.get(key)
-        if isinstance(text, str) and text and self.legacy:
-            return ((index, (holder, key), False),)
-        found = [(index, (holder, key), False)] if isinstance(text, str) and text else []
-        if "tool_calls" in holder or "function_call" in holder:
-            for call, (function, name) in _calls(holder):
-                if function[name]:
-                    found.append((("call", index, call), (function, name), True))
+        plain: tuple[Delta, ...] = ()
+        if isinstance(text, str) and text:
+            plain = ((index, (holder, key), False),)
+        if self.legacy or ("tool_calls" not in holder and "function_call" not in holder):
+            return plain
+        found = list(plain)
+        for call, (function, name) in _calls(holder):
+            if function[name]:
+                found.append((("call", index, call), (function, name), True))
         return tuple(found)
 
 
@@ -473,6 +524,8 @@ class _Channel:
     held: list[_Held] = field(default_factory=list)
     text: str = ""
     context: str = ""
+    # JSON channels: inside a string or not (and after a backslash) where ``text`` starts.
+    state: tuple[bool, bool] = OUTSIDE
 
 
 class GuardedStream(RelayWrapper):
@@ -567,7 +620,11 @@ class GuardedStream(RelayWrapper):
         findings = []
         whole = channel.context + channel.text
         scanner = self.guard.scanner
-        for finding in json_findings(scanner, whole) if channel.json else scanner.scan(whole):
+        if channel.json:
+            found = json_findings(scanner, whole, offset, channel.state)
+        else:
+            found = scanner.scan(whole)
+        for finding in found:
             if finding.end <= offset:
                 continue  # in text already sent
             if finding.action == BLOCK:
@@ -594,6 +651,8 @@ class GuardedStream(RelayWrapper):
             if finding.start < cut and finding.action in (REDACT, FLAG):
                 self.guard.recorder.note(RESPONSE, finding)
         sent = channel.text[:cut]
+        if channel.json:
+            channel.state = string_state(channel.text, 0, cut, channel.state)
         channel.context = (channel.context + sent)[-CONTEXT_CHARS:]
         channel.text = channel.text[cut:]
         del channel.held[:count]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from governance.guardrails import DETECTORS, Rule, Scanner
+from governance.guardrails import DETECTORS, CustomPattern, Rule, Scanner
 from proxy.errors import GatewayError
 from proxy.guarding import ANTHROPIC, OPENAI_CHAT, Recorder, ResponseGuard
 from proxy.sse import SSEParser
@@ -216,3 +216,20 @@ def test_two_tool_calls_are_checked_apart():
     # Each call's fragments leave untouched, in their order (calls may interleave).
     assert sorted(out.split(b"\n\n")) == sorted(raw.split(b"\n\n"))
     assert b"SECRET" not in out
+
+
+def test_a_number_in_streamed_arguments_is_redacted_as_a_quoted_placeholder():
+    raw = openai_call_events(['{"card": 41111111', '11111111, "n": 2}'])
+    out = relay(OPENAI_CHAT, OpenAIStreamScanner(drop_usage_event=False), raw, [50])
+    assert orjson.loads("".join(arguments(out, anthropic=False))) == {
+        "card": "[CARD_NUMBER]",
+        "n": 2,
+    }
+
+
+def test_a_redaction_reaching_across_the_arguments_structure_blocks():
+    scanner = Scanner(detectors={}, custom=((CustomPattern("pair", r"1, ", "redact"), ()),))
+    raw = openai_call_events(['{"a": 1, "b": 2}'])
+    with pytest.raises(GatewayError) as caught:
+        relay(OPENAI_CHAT, OpenAIStreamScanner(drop_usage_event=False), raw, [], scanner)
+    assert caught.value.code == "guardrail_violation"

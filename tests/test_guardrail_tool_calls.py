@@ -214,3 +214,11 @@ def test_a_redaction_that_would_break_the_arguments_json_blocks_instead(demo):
     with pytest.raises(openai.BadRequestError) as caught:
         openai_call(demo, "gpt-4o-mini")
     assert "custom:ticket" in caught.value.message
+
+
+def test_a_card_number_given_as_a_json_number_becomes_a_quoted_placeholder(claude):
+    response_policy(claude, "redact")
+    tool_answer(claude, {"card": 4111111111111111, "count": 2})
+    expected = {"card": "[CARD_NUMBER]", "count": 2}
+    assert json.loads(openai_call(claude, "gpt-4o-mini").function.arguments) == expected
+    assert anthropic_call(claude, "claude-sonnet").input == expected
