@@ -233,3 +233,23 @@ def test_a_redaction_reaching_across_the_arguments_structure_blocks():
     with pytest.raises(GatewayError) as caught:
         relay(OPENAI_CHAT, OpenAIStreamScanner(drop_usage_event=False), raw, [], scanner)
     assert caught.value.code == "guardrail_violation"
+
+
+def test_legacy_function_call_arguments_are_checked_whole_and_streamed():
+    pieces = ['{"to": "ja', 'ne@example.com"}']
+    chunks = [
+        {"choices": [{"index": 0, "delta": {"function_call": {"arguments": p}}}]} for p in pieces
+    ]
+    raw = b"".join(b"data: " + orjson.dumps(c) + b"\n\n" for c in chunks) + b"data: [DONE]\n\n"
+    out = relay(OPENAI_CHAT, OpenAIStreamScanner(drop_usage_event=False), raw, [30])
+    streamed = [
+        orjson.loads(event.data)["choices"][0]["delta"]["function_call"]["arguments"]
+        for event in SSEParser().feed(out)
+        if event.data != b"[DONE]"
+    ]
+    assert orjson.loads("".join(streamed)) == {"to": "[EMAIL]"}
+    message = {"role": "assistant", "function_call": {"name": "f", "arguments": "".join(pieces)}}
+    body = orjson.dumps({"choices": [{"index": 0, "message": message}]})
+    checked = orjson.loads(ResponseGuard(SCANNER, OPENAI_CHAT, Recorder({})).complete(body))
+    arguments = checked["choices"][0]["message"]["function_call"]["arguments"]
+    assert orjson.loads(arguments) == {"to": "[EMAIL]"}
