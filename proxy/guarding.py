@@ -581,29 +581,30 @@ class GuardedStream(RelayWrapper):
         if len(found) > 1:
             # Several texts in one event (rare): each checked to its end at once.
             return self._release_all() + self._alone(event, at, data, found)
-        channel_id, slot, json = found[0]
+        return self._release(self._hold(event, data, found[0]), final=False)
+
+    def _hold(self, event: bytes, data: dict[str, Any], delta: Delta) -> _Channel:
+        """The channel of ``delta``, holding it."""
+        channel_id, slot, json = delta
         channel = self._channels.get(channel_id)
         if channel is None:
             channel = self._channels[channel_id] = _Channel(json)
         text = slot[0][slot[1]]
         channel.held.append(_Held(event, data, slot, text))
         channel.text += text
-        return self._release(channel, final=False)
+        return channel
 
     def _alone(
         self, event: bytes, at: int, data: dict[str, Any], found: tuple[Delta, ...]
     ) -> bytes:
         """An event carrying several texts, each checked after its channel's context."""
         changed = False
-        for channel_id, slot, json in found:
-            channel = self._channels.get(channel_id)
-            if channel is None:
-                channel = self._channels[channel_id] = _Channel(json)
-            text = slot[0][slot[1]]
-            channel.held.append(_Held(event, data, slot, text))
-            channel.text += text
-            self._release(channel, final=True)  # rewrites the slot if it redacts
-            changed = changed or slot[0][slot[1]] != text
+        for delta in found:
+            holder, key = delta[1]
+            text = holder[key]
+            # Released at once, to its end: the slot is rewritten if it redacts.
+            self._release(self._hold(event, data, delta), final=True)
+            changed = changed or holder[key] != text
         if not changed:
             return event + b"\n\n"
         return event[: at + 6] + orjson.dumps(data) + b"\n\n"

@@ -253,3 +253,17 @@ def test_legacy_function_call_arguments_are_checked_whole_and_streamed():
     checked = orjson.loads(ResponseGuard(SCANNER, OPENAI_CHAT, Recorder({})).complete(body))
     arguments = checked["choices"][0]["message"]["function_call"]["arguments"]
     assert orjson.loads(arguments) == {"to": "[EMAIL]"}
+
+
+def test_an_event_carrying_two_tool_calls_has_both_checked():
+    calls = [
+        {"index": i, "function": {"arguments": f'{{"to": "user{i}@example.com"}}'}} for i in (0, 1)
+    ]
+    chunk = {"choices": [{"index": 0, "delta": {"tool_calls": calls}}]}
+    raw = b"data: " + orjson.dumps(chunk) + b"\n\ndata: [DONE]\n\n"
+    out = relay(OPENAI_CHAT, OpenAIStreamScanner(drop_usage_event=False), raw, [])
+    sent = orjson.loads(next(iter(SSEParser().feed(out))).data)
+    assert [c["function"]["arguments"] for c in sent["choices"][0]["delta"]["tool_calls"]] == [
+        '{"to": "[EMAIL]"}',
+        '{"to": "[EMAIL]"}',
+    ]
