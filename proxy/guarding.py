@@ -18,9 +18,10 @@ an event repeating a whole text (the Responses API's ``….done`` and
 Tool calls' arguments are JSON text, streamed in fragments: each call is a
 channel of its own, scanned with JSON's escape sequences blanked (so ``\\n``
 reads as the space it stands for), and a redaction replaces a match inside a
-JSON string by its placeholder (no quote or backslash in it), so the
-concatenated arguments stay valid JSON. A match that would take a string's
-closing quote with it cannot be redacted that way and blocks instead.
+JSON string by its placeholder (no quote or backslash in it), or a number
+by its placeholder quoted, so the concatenated arguments stay valid JSON. A
+match that would take a string's closing quote (or more than one number)
+with it cannot be redacted that way and blocks instead.
 """
 
 from __future__ import annotations
