@@ -6,6 +6,9 @@ wire format, as the client received it (after response guardrails), keyed by
 a SHA-256 of the normalised request, the front door, the route and the
 caller's scope: the team when the cache is on for the team (or its
 customer), else the one key that opted in alone. Teams never share entries.
+A hit passes the caller's response guardrails again before it is sent
+(:func:`serve`): the policies in force now, not those of the request that
+stored it.
 
 The store rides on the limits backend's round trips: in cluster mode the
 lookup is a GET pipelined with admission's script, the store a SET pipelined
@@ -44,6 +47,7 @@ from proxy.usage import Usage
 
 if TYPE_CHECKING:
     from proxy.consumer import InferenceConsumer
+    from proxy.guarding import ResponseGuard
     from proxy.snapshot import KeyEntry, RouteEntry
     from proxy.translation import StreamRelay
 
@@ -587,10 +591,20 @@ async def serve(
     stream: bool,
     payload: dict[str, Any],
     headers: list[tuple[bytes, bytes]],
+    guard: ResponseGuard | None = None,
 ) -> bool:
-    """Answer from ``body``; False (nothing sent) when the entry cannot be replayed."""
+    """Answer from ``body``; False (nothing sent) when the entry cannot be replayed.
+
+    ``guard``: the caller's response guardrails as they are now. The entry was
+    checked under the policies of the request that stored it (another key of
+    the team, or before a policy changed), so it is checked again before
+    anything is sent: a blocking finding refuses the hit in the client's
+    envelope, a redacting one rewrites it (a stream replays the checked
+    answer)."""
     from proxy.streaming import stream_headers
 
+    if guard is not None:
+        body = guard.complete(body)
     headers = [*headers, (HEADER, b"hit")]
     if not stream:
         await consumer.send_json(200, body, headers)

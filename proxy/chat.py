@@ -204,7 +204,7 @@ class ChatConsumer(InferenceConsumer):
         keep = None
         if lookup is not None and wire is not None:
             if lookup.found is not None and not await self.answer_from_cache(
-                addressed, wire, lookup.found, ticket
+                addressed, wire, lookup.found, ticket, guard
             ):
                 lookup.found = None  # not replayable: a miss after all
             metrics.count(
@@ -324,9 +324,12 @@ class ChatConsumer(InferenceConsumer):
         wire: cache.WireFormat,
         body: bytes,
         ticket: admission.Ticket | None,
+        guard: guarding.ResponseGuard | None = None,
     ) -> bool:
         """Serve a hit: no provider, no tokens, no cost (the reservation is
-        returned); False when the entry cannot be replayed (a miss after all)."""
+        returned); False when the entry cannot be replayed (a miss after all).
+        ``guard``: the response guardrails in force now, which the stored
+        answer passes again (it may be refused, or redacted further)."""
         route = addressed.route
         try:
             served = await cache.serve(
@@ -336,6 +339,7 @@ class ChatConsumer(InferenceConsumer):
                 stream=addressed.stream,
                 payload=addressed.payload,
                 headers=ticket.headers if ticket is not None else [],
+                guard=guard,
             )
         except BaseException:
             if ticket is not None:

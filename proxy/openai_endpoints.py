@@ -298,6 +298,7 @@ class ResponsesConsumer(ChatConsumer):
     endpoint = "responses"
 
     wire = "openai"
+    response_shape = guarding.RESPONSES
 
     def validate(self, payload: dict[str, Any]) -> tuple[str, bool]:
         return validate_response(payload)

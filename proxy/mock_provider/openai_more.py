@@ -19,6 +19,7 @@ from proxy.mock_provider.server import (
     _Routes,
     _sleep,
     _stop_list,
+    _ToolCall,
     count_input_tokens,
     openai_error,
 )
@@ -99,6 +100,25 @@ def _input_tokens(value: Any, instructions: Any) -> int:
     return count_input_tokens(messages, instructions)
 
 
+def _function_tool(body: dict[str, Any]) -> _ToolCall | None:
+    """The function the answer calls: the first function tool (or the one
+    ``tool_choice`` names), unless ``tool_choice`` is ``"none"``."""
+    tools = body.get("tools")
+    choice = body.get("tool_choice")
+    if not isinstance(tools, list) or choice == "none":
+        return None
+    functions = [
+        t
+        for t in tools
+        if isinstance(t, dict) and t.get("type") == "function" and isinstance(t.get("name"), str)
+    ]
+    if not functions:
+        return None
+    wanted = choice.get("name") if isinstance(choice, dict) else None
+    chosen = next((f for f in functions if f["name"] == wanted), functions[0])
+    return _ToolCall(chosen["name"], chosen.get("parameters"))
+
+
 async def responses(
     routes: _Routes, request: web.Request, gate: Gate = OPENAI_GATE
 ) -> web.StreamResponse:
@@ -116,7 +136,12 @@ async def responses(
     except ValueError as exc:
         return openai_error(400, f"Invalid '{exc}'.", param=str(exc), code="invalid_value")
     b = call.behaviour
-    units, why, _ = _answer_tokens(b.answer or b.output_tokens, cap, ())
+    tool = _function_tool(body)
+    if tool is not None:
+        tool.given(b.tool_arguments)
+        units, why = tool.fragments, None
+    else:
+        units, why, _ = _answer_tokens(b.answer or b.output_tokens, cap, ())
     input_tokens = _input_tokens(value, body.get("instructions"))
     usage = {
         "input_tokens": input_tokens,
@@ -125,16 +150,25 @@ async def responses(
         "output_tokens_details": {"reasoning_tokens": 0},
         "total_tokens": input_tokens + len(units),
     }
-    response_id, item_id = _rand_id("resp_"), _rand_id("msg_")
+    response_id, item_id = _rand_id("resp_"), _rand_id("fc_" if tool else "msg_")
     text = "".join(units)
     part = {"type": "output_text", "text": text, "annotations": []}
-    item = {
+    item: dict[str, Any] = {
         "type": "message",
         "id": item_id,
         "status": "completed",
         "role": "assistant",
         "content": [part],
     }
+    if tool is not None:
+        item = {
+            "type": "function_call",
+            "id": item_id,
+            "call_id": _rand_id("call_"),
+            "name": tool.name,
+            "arguments": text,
+            "status": "completed",
+        }
     final = {
         "id": response_id,
         "object": "response",
@@ -172,6 +206,19 @@ async def responses(
         await send("response.in_progress", response=started)
         if b.ttft_ms:
             await _sleep(b.ttft_ms)
+        if tool is not None:
+            empty_call = {**item, "status": "in_progress", "arguments": ""}
+            await send("response.output_item.added", output_index=0, item=empty_call)
+            where = {"item_id": item_id, "output_index": 0}
+            for position, unit in enumerate(units):
+                if position and b.inter_token_ms:
+                    await _sleep(b.inter_token_ms)
+                await send("response.function_call_arguments.delta", **where, delta=unit)
+            await send("response.function_call_arguments.done", **where, arguments=text)
+            await send("response.output_item.done", output_index=0, item=item)
+            await send("response.completed", response=final)
+            await resp.write_eof()
+            return resp
         empty_item = {**item, "status": "in_progress", "content": []}
         await send("response.output_item.added", output_index=0, item=empty_item)
         empty_part = {**part, "text": ""}

@@ -129,6 +129,25 @@ def _answer(value: Any) -> tuple[str, ...]:
     raise ValueError("expected a non-empty string or list of non-empty strings")
 
 
+def _tool_arguments(value: Any) -> tuple[str, ...]:
+    """A tool call's arguments: a JSON object (streamed in fragments of
+    :data:`TOOL_FRAGMENT_CHARS`), or its JSON text as a list of fragments,
+    one streamed delta each, as given."""
+    if isinstance(value, dict):
+        text = orjson.dumps(value).decode()
+        return tuple(
+            text[i : i + TOOL_FRAGMENT_CHARS] for i in range(0, len(text), TOOL_FRAGMENT_CHARS)
+        )
+    if isinstance(value, list) and value and all(isinstance(v, str) and v for v in value):
+        try:
+            parsed = orjson.loads("".join(value))
+        except orjson.JSONDecodeError:
+            raise ValueError("the fragments must join into a JSON object") from None
+        if isinstance(parsed, dict):
+            return tuple(value)
+    raise ValueError("expected a JSON object or a list of strings joining into one")
+
+
 def _optional(parse: Callable[[Any], Any]) -> Callable[[Any], Any]:
     return lambda value: None if value is None else parse(value)
 
@@ -147,6 +166,7 @@ _FIELD_PARSERS: dict[str, Callable[[Any], Any]] = {
     "body_bytes": _nonneg_int,
     "error_message": _optional(_text),
     "answer": _optional(_answer),
+    "tool_arguments": _optional(_tool_arguments),
 }
 
 
@@ -181,6 +201,8 @@ class Behaviour:
     content to at least that many bytes. ``answer`` replaces the generated text: a string
     (streamed word by word) or a list of strings (one streamed delta each, as given), so a
     test can place a match across deltas; its tokens count as the output.
+    ``tool_arguments`` replaces the arguments of a tool-call answer (a JSON object, or its
+    JSON text as a list of fragments streamed one delta each, as given).
     """
 
     latency_ms: float = 0.0
@@ -196,6 +218,7 @@ class Behaviour:
     body_bytes: int = 0
     error_message: str | None = None
     answer: tuple[str, ...] | None = None
+    tool_arguments: tuple[str, ...] | None = None
 
     def merged(self, overrides: Mapping[str, Any]) -> Behaviour:
         """Return a copy with the (unvalidated, JSON-shaped) ``overrides`` applied."""
@@ -611,6 +634,13 @@ class _ToolCall:
     @property
     def arguments_json(self) -> str:
         return "".join(self.fragments)
+
+    def given(self, fragments: tuple[str, ...] | None) -> _ToolCall:
+        """This call with the arguments a behaviour chose (``tool_arguments``), if any."""
+        if fragments:
+            self.fragments = fragments
+            self.arguments = orjson.loads("".join(fragments))
+        return self
 
 
 def _openai_tool(body: dict[str, Any]) -> _ToolCall | None:
@@ -1108,6 +1138,7 @@ class _Routes:
         prompt_tokens = count_input_tokens(messages)
         tool = _openai_tool(body)
         if tool is not None:
+            tool = tool.given(b.tool_arguments)
             units: tuple[str, ...] = tool.fragments
             finish = "tool_calls"
         elif structured[0]:
@@ -1426,6 +1457,7 @@ class _Routes:
         tool = _anthropic_tool(body)
         stop_sequence: str | None = None
         if tool is not None:
+            tool = tool.given(b.tool_arguments)
             units: tuple[str, ...] = tool.fragments
             stop_reason = "tool_use"
         elif structured[0]:
