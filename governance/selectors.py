@@ -332,7 +332,9 @@ def usage_series_from_rollups(
             total[name] += row[name]
         total["h"].append(row["latency_histogram"])
         total["t"].append(row["ttft_histogram"])
-    for record in (recent if recent is not None else RequestRecord.objects.none()).order_by():
+    for record in (
+        (recent if recent is not None else RequestRecord.objects.none()).order_by().defer("content")
+    ):
         moment = record.time.astimezone(dt.UTC).replace(minute=0, second=0, microsecond=0)
         if bucket is None:
             moment = None
@@ -413,7 +415,7 @@ def request_log_page(
     ten thousand costs what reading the first does, and records arriving
     meanwhile neither shift nor repeat rows.
     """
-    records = records.order_by("-time", "-id")
+    records = records.order_by("-time", "-id").defer("content")
     if cursor:
         moment, pk = _decode_cursor(cursor)
         records = records.filter(Q(time__lt=moment) | Q(time=moment, id__lt=pk))

@@ -200,4 +200,3 @@ def test_the_console_shows_a_budgets_finished_periods_to_those_who_see_the_budge
     assert manager.get(other).status_code == 404
     edit = admin.get(reverse("governance:budgets_edit", args=[hourly.hourly.pk]))
     assert url in edit.content.decode()
-
