@@ -164,6 +164,11 @@ class UsageQuerySerializer(serializers.Serializer):
         help_text="hour or day (UTC), or total for one point over the whole range",
     )
     group_by = serializers.ChoiceField(choices=list(USAGE_GROUPS), required=False)
+    percentiles = serializers.BooleanField(
+        default=True,
+        help_text="false: sums only, latency percentiles null (a month split by key in "
+        "milliseconds rather than seconds)",
+    )
 
 
 class UsagePointSerializer(serializers.Serializer):

@@ -191,6 +191,7 @@ class UsageViewSet(ScopedViewSet):
                 rollups=request_access(request).scope(UsageRollup.objects.all()),
                 bucket=None if bucket == "total" else bucket,
                 group_by=group_by,
+                percentiles=query.validated_data["percentiles"],
             )
         except DjangoValidationError as exc:
             raise ValidationError(exc.message_dict) from None
