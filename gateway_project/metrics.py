@@ -14,7 +14,7 @@ import time
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from proxy.metrics import GatewayCollector
@@ -115,6 +115,36 @@ async def _scrape_time_gauges() -> _Gauges:
     return _Gauges(families)
 
 
+def _reconciliation_verdicts() -> Metric:
+    """Closed budget periods by reconciliation verdict, counted from their history.
+
+    The history is written once per period and never rewritten, so the
+    count only grows (deleting a budget deletes its history: a counter
+    reset, which Prometheus' ``rate`` and ``increase`` handle). Read from the
+    database rather than counted by the closing job: the job runs in the
+    Celery worker, whose counters no gateway process serves.
+    """
+    from django.db.models import Count
+
+    from governance.models import BudgetPeriodHistory, Reconciliation
+
+    family = CounterMetricFamily(
+        "gateway_budget_reconciliation",
+        "Finished budget periods closed, by how the request log's spend and the live "
+        "counter agreed (matched, mismatch, no_counter).",
+        labels=["verdict"],
+    )
+    counts = dict(
+        BudgetPeriodHistory.objects.order_by()
+        .values_list("reconciliation")
+        .annotate(n=Count("id"))
+        .values_list("reconciliation", "n")
+    )
+    for verdict in Reconciliation.values:
+        family.add_metric([verdict], counts.get(verdict, 0))
+    return family
+
+
 async def metrics_view(request: HttpRequest) -> HttpResponse:
     """Both sets of metrics; async, so it reads the data plane's totals on the
     event loop that updates them."""
@@ -126,5 +156,12 @@ async def metrics_view(request: HttpRequest) -> HttpResponse:
         gauges.register(await _scrape_time_gauges())  # type: ignore[arg-type]
     except Exception:  # a scrape without them beats no scrape
         logger.warning("budget and stream gauges unavailable", exc_info=True)
+    try:
+        from channels.db import database_sync_to_async
+
+        verdicts = await database_sync_to_async(_reconciliation_verdicts)()
+        gauges.register(_Gauges([verdicts]))  # type: ignore[arg-type]
+    except Exception:
+        logger.warning("budget reconciliation counts unavailable", exc_info=True)
     body = generate_latest(REGISTRY) + generate_latest(_gateway) + generate_latest(gauges)
     return HttpResponse(body, content_type=CONTENT_TYPE_LATEST)

@@ -368,6 +368,9 @@ GATEWAY_LOG_RETENTION_DAYS = env_int("GATEWAY_LOG_RETENTION_DAYS", 0)
 GATEWAY_RETENTION_INTERVAL_SECONDS = env_float("GATEWAY_RETENTION_INTERVAL_SECONDS", 3600.0)
 # Records deleted per statement when pruning (short transactions, no long lock).
 GATEWAY_RETENTION_BATCH_SIZE = env_int("GATEWAY_RETENTION_BATCH_SIZE", 5000)
+# For teams that store message content: at most this many bytes (UTF-8) of
+# a request's messages, and as many of its answer's text, are kept.
+GATEWAY_CONTENT_MAX_BYTES = env_int("GATEWAY_CONTENT_MAX_BYTES", 32 * 1024)
 # A budget period is closed (history written, counters reconciled) this long
 # after it ends: requests still in flight settle and their records land first.
 GATEWAY_BUDGET_CLOSE_DELAY_SECONDS = env_float("GATEWAY_BUDGET_CLOSE_DELAY_SECONDS", 600.0)

@@ -231,6 +231,9 @@ class RequestRecord(models.Model):
     client_disconnected = models.BooleanField(default=False)
     client_ip = models.GenericIPAddressField(null=True, blank=True)
     user_agent = models.CharField(max_length=200, blank=True)
+    # Only for teams that opted in (``governance.content``): the messages and
+    # the answer's text, redacted. Null otherwise; lists leave it out.
+    content = models.JSONField(null=True, blank=True)
 
     class Meta:
         ordering = ["-time"]

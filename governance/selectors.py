@@ -23,7 +23,7 @@ from django.db.models import (
     Sum,
     Value,
 )
-from django.db.models.functions import Coalesce, NullIf, TruncDay, TruncHour
+from django.db.models.functions import Cast, Coalesce, NullIf, TruncDay, TruncHour
 from django.utils import timezone
 
 from governance.guardrails import RULE_FIELDS
@@ -195,6 +195,7 @@ def usage_series(
     until: dt.datetime | None = None,
     bucket: str | None = "day",
     group_by: str | None = None,
+    percentiles: bool = True,
 ) -> list[UsagePoint]:
     """Requests, errors, tokens, cost and latency percentiles of the request log.
 
@@ -231,6 +232,13 @@ def usage_series(
         "cached_tokens": Sum("cached_tokens", default=0),
         "cost_micros": Sum("cost_micros", default=0),
     }
+    if not percentiles:
+        return _sort_points(
+            [
+                UsagePoint(**row, latency_p50_ms=None, latency_p95_ms=None)
+                for row in grouped.annotate(**totals)
+            ]
+        )
     in_database = connection.vendor == "postgresql"
     if in_database:
         totals.update({name: _PercentileCont("latency_ms", f) for name, f in PERCENTILES.items()})
@@ -292,6 +300,7 @@ def usage_series_from_rollups(
     bucket: str | None = "day",
     group_by: str | None = None,
     recent: QuerySet[RequestRecord] | None = None,
+    percentiles: bool = True,
 ) -> list[UsagePoint]:
     """What :func:`usage_series` computes, read from the rollup rows of ``dimension``.
 
@@ -302,16 +311,35 @@ def usage_series_from_rollups(
     job's cursor; ``recent`` are the records past it under the same
     narrowing (a minute's worth), added one by one so the series is
     complete up to now.
-    """
-    from governance.rollups import histogram_bin, histogram_merge, histogram_percentile
 
+    Without ``percentiles`` the database sums the rows (``GROUP BY``) and no
+    histogram is read: a month split by 200 keys is 6,000 daily rows whose
+    histograms take seconds to read and merge (docs/ledger.md), their sums
+    milliseconds. The latency fields are then ``None``.
+    """
     if bucket is not None and bucket not in USAGE_BUCKETS:
         raise ValueError(f"bucket must be one of {', '.join(USAGE_BUCKETS)}")
     if group_by not in (None, "team", dimension):
         raise ValueError(f"rollups of {dimension} cannot be split by {group_by}")
     rows = UsageRollup.objects.all() if rollups is None else rollups
     rows = rows.filter(granularity=granularity, dimension=dimension)
-    sums = ("requests", "errors", "input_tokens", "output_tokens", "cached_tokens", "cost_micros")
+    recent = recent if recent is not None else RequestRecord.objects.none()
+    if not percentiles:
+        return _rollup_sums_in_database(rows, granularity, bucket, group_by, recent)
+    return _rollup_series_merged_here(rows, dimension, bucket, group_by, recent)
+
+
+def _rollup_series_merged_here(
+    rows: QuerySet[UsageRollup],
+    dimension: str,
+    bucket: str | None,
+    group_by: str | None,
+    recent: QuerySet[RequestRecord],
+) -> list[UsagePoint]:
+    """Rows read and histograms merged in Python (SQLite: embedded mode's small logs)."""
+    from governance.rollups import histogram_bin, histogram_merge, histogram_percentile
+
+    sums = ROLLUP_SUMS
     numeric = dimension in ("key", "customer")
     groups: dict[tuple[Any, Any], dict[str, Any]] = {}
     fields = ("bucket", "team_id", "value", *sums, "latency_histogram", "ttft_histogram")
@@ -332,7 +360,7 @@ def usage_series_from_rollups(
             total[name] += row[name]
         total["h"].append(row["latency_histogram"])
         total["t"].append(row["ttft_histogram"])
-    for record in (recent if recent is not None else RequestRecord.objects.none()).order_by():
+    for record in recent.order_by().defer("content"):
         moment = record.time.astimezone(dt.UTC).replace(minute=0, second=0, microsecond=0)
         if bucket is None:
             moment = None
@@ -362,6 +390,83 @@ def usage_series_from_rollups(
                 **total,
                 **{name: histogram_percentile(latency, f) for name, f in PERCENTILES.items()},
                 **{name: histogram_percentile(ttft, f) for name, f in TTFT_PERCENTILES.items()},
+            )
+        )
+    return _sort_points(points)
+
+
+ROLLUP_SUMS = (
+    "requests",
+    "errors",
+    "input_tokens",
+    "output_tokens",
+    "cached_tokens",
+    "cost_micros",
+)
+# Groups that are ids (rows and the percentile query give them as text).
+NUMERIC_GROUPS = ("key", "team", "customer")
+
+
+def _point_keys(
+    *, rollup: bool, granularity: str, bucket: str | None, group_by: str | None
+) -> dict[str, Any]:
+    """The ``b`` (bucket) and ``g`` (group, as text) of rollup rows or of records."""
+    if bucket is None:
+        moment: Any = Value(None, output_field=DateTimeField())
+    elif rollup:
+        moment = F("bucket")
+        if bucket == "day" and granularity == "hour":
+            moment = TruncDay("bucket", tzinfo=dt.UTC)
+    else:
+        moment = (TruncHour if bucket == "hour" else TruncDay)("time", tzinfo=dt.UTC)
+    if group_by is None:
+        group: Any = Value(None, output_field=CharField())
+    elif rollup:
+        group = Cast("team_id", CharField()) if group_by == "team" else F("value")
+    else:
+        group = Cast(_group_expression(group_by), CharField())
+    return {"b": moment, "g": group}
+
+
+def _rollup_sums_in_database(
+    rows: QuerySet[UsageRollup],
+    granularity: str,
+    bucket: str | None,
+    group_by: str | None,
+    recent: QuerySet[RequestRecord],
+) -> list[UsagePoint]:
+    """The rows' sums by the database, grouped by point; no histogram read."""
+    newer = None if recent.query.is_empty() else recent
+    keys = (
+        _point_keys(rollup=True, granularity=granularity, bucket=bucket, group_by=group_by),
+        _point_keys(rollup=False, granularity=granularity, bucket=bucket, group_by=group_by),
+    )
+    totals: dict[tuple[Any, Any], dict[str, int]] = {}
+    summed = rows.order_by().annotate(**keys[0]).values("b", "g")
+    from_records = {
+        "requests": Count("id"),
+        "errors": Count("id", filter=Q(status__gte=400)),
+        **{name: Sum(name) for name in ROLLUP_SUMS[2:]},
+    }
+    sources = [summed.annotate(**{name: Sum(name) for name in ROLLUP_SUMS})]
+    if newer is not None:
+        by_point = newer.order_by().annotate(**keys[1]).values("b", "g")
+        sources.append(by_point.annotate(**from_records))
+    for source in sources:
+        for row in source:
+            total = totals.setdefault((row["b"], row["g"]), dict.fromkeys(ROLLUP_SUMS, 0))
+            for name in ROLLUP_SUMS:
+                total[name] += int(row[name] or 0)
+    numeric = group_by in NUMERIC_GROUPS
+    points = []
+    for (moment, group), total in totals.items():
+        points.append(
+            UsagePoint(
+                bucket=moment,
+                group=(int(group) if numeric else group) if group not in (None, "") else None,
+                **total,
+                latency_p50_ms=None,
+                latency_p95_ms=None,
             )
         )
     return _sort_points(points)
@@ -413,7 +518,7 @@ def request_log_page(
     ten thousand costs what reading the first does, and records arriving
     meanwhile neither shift nor repeat rows.
     """
-    records = records.order_by("-time", "-id")
+    records = records.order_by("-time", "-id").defer("content")
     if cursor:
         moment, pk = _decode_cursor(cursor)
         records = records.filter(Q(time__lt=moment) | Q(time=moment, id__lt=pk))

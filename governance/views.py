@@ -7,8 +7,10 @@ their teams' usage only; changes go through ``governance.services``.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from typing import Any
 
+from django.conf import settings
 from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -222,6 +224,7 @@ def _with_names(records: list[RequestRecord]) -> list[RequestRecord]:
 def request_detail(request: HttpRequest, access: Access, request_id: str) -> HttpResponse:
     record = visible_object(access, RequestRecord.objects.all(), request_id=request_id)
     _with_names([record])
+    content = record.content
     return render(
         request,
         "console/request_detail.html",
@@ -229,6 +232,11 @@ def request_detail(request: HttpRequest, access: Access, request_id: str) -> Htt
             "title": f"Request {record.request_id}",
             "record": record,
             "cost": services.micros_to_money(record.cost_micros),
+            "content": content,
+            "content_request": (
+                json.dumps(content.get("request"), indent=2, ensure_ascii=False) if content else ""
+            ),
+            "content_limit": settings.GATEWAY_CONTENT_MAX_BYTES,
         },
     )
 

@@ -265,12 +265,17 @@ def _apply_customer(data: Any, where: str, report: ApplyReport) -> None:
 
 
 def _apply_team(data: Any, where: str, customer: Customer | None, report: ApplyReport) -> None:
-    item = _Reader(data, where, {"name", "description", "metadata", "virtual_keys", *POLICY_KEYS})
+    item = _Reader(
+        data,
+        where,
+        {"name", "description", "metadata", "store_content", "virtual_keys", *POLICY_KEYS},
+    )
     name = item.get("name", str, required=True)
     fields = {
         "customer": customer,
         "description": item.get("description", str, ""),
         "metadata": item.get("metadata", dict, {}),
+        "store_content": item.get("store_content", bool, False),
         **_policy_fields(item),
     }
     team = Team.objects.filter(name=name).first()
@@ -570,6 +575,7 @@ def _export_team(team: Team) -> dict[str, Any]:
         "name": team.name,
         "description": team.description,
         "metadata": team.metadata,
+        "store_content": team.store_content,
         **_export_policy(team),
         "virtual_keys": [_export_virtual_key(key) for key in team.virtual_keys.all()],
     }

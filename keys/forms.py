@@ -70,6 +70,12 @@ class CustomerForm(NamedForm, PolicyForm):
 class TeamForm(NamedForm, PolicyForm):
     customer = forms.ModelChoiceField(queryset=Customer.objects.all(), required=False)
     description = forms.CharField(max_length=200, required=False)
+    store_content = forms.BooleanField(
+        required=False,
+        label="Store message content",
+        help_text="Keep each request's messages and answer text in the request log, with "
+        "secrets and personal data redacted. Off: only usage is stored.",
+    )
     field_order = [
         "name",
         "customer",
@@ -77,6 +83,7 @@ class TeamForm(NamedForm, PolicyForm):
         "allowed_models",
         "max_concurrent_requests",
         "cache_ttl_seconds",
+        "store_content",
     ]
 
 

@@ -101,6 +101,9 @@ class Team(TimestampedModel, PolicyFields):
     )
     description = models.CharField(max_length=200, blank=True)
     metadata = models.JSONField(default=dict, blank=True)
+    # Off unless the team opts in: the request log then keeps each request's
+    # messages and answer text, redacted (``governance.content``).
+    store_content = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["name"]

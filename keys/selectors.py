@@ -33,6 +33,7 @@ def _virtual_key_rows(queryset: Any) -> list[dict[str, Any]]:
             "previous_secret_hash",
             "previous_valid_until",
             "may_pin_provider_keys",
+            "team__store_content",
         )
     )
 
@@ -74,7 +75,7 @@ def snapshot_rows() -> dict[str, Any]:
     return {
         "default_team": (
             Team.objects.filter(name=settings.GATEWAY_DEFAULT_TEAM)
-            .values("id", "name", "customer_id", "customer__name")
+            .values("id", "name", "customer_id", "customer__name", "store_content")
             .first()
             if settings.GATEWAY_DEFAULT_TEAM
             else None

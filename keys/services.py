@@ -84,7 +84,7 @@ def _apply_fields(instance: Any, fields: dict[str, Any], allowed: set[str]) -> b
 # Access rules every level carries (see ``keys.models.PolicyFields``).
 POLICY_FIELDS = {"allowed_models", "max_concurrent_requests", "cache_ttl_seconds"}
 CUSTOMER_FIELDS = {"description", "metadata", "cache_shared_across_teams", *POLICY_FIELDS}
-TEAM_FIELDS = {"customer", "description", "metadata", *POLICY_FIELDS}
+TEAM_FIELDS = {"customer", "description", "metadata", "store_content", *POLICY_FIELDS}
 
 
 @transaction.atomic
@@ -135,6 +135,7 @@ def team_create(
     allowed_models: list[str] | None = None,
     max_concurrent_requests: int | None = None,
     cache_ttl_seconds: int | None = None,
+    store_content: bool = False,
 ) -> Team:
     team = Team(
         name=name,
@@ -144,6 +145,7 @@ def team_create(
         allowed_models=allowed_models or [],
         max_concurrent_requests=max_concurrent_requests,
         cache_ttl_seconds=cache_ttl_seconds,
+        store_content=store_content,
     )
     _save(team)
     audit_event_record(action="create", instance=team, before=None, after=audit_snapshot(team))

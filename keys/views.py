@@ -84,7 +84,7 @@ teams = Resource(
     create=lambda form: services.team_create(**form.cleaned_data),
     update=lambda obj, form: services.team_update(team=obj, **form.changes()),
     delete=lambda obj: services.team_delete(team=obj),
-    initial=lambda obj: _policy_initial(obj, "customer", "description"),
+    initial=lambda obj: _policy_initial(obj, "customer", "description", "store_content"),
 )
 
 providers = Resource(

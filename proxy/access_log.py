@@ -34,7 +34,10 @@ class AccessLog:
         self._stamp = ""
 
     def write(self, entry: dict[str, Any], *, endpoint: str, team: str) -> None:
-        # The record's own JSON behind a fixed head: no copy of the record.
+        # The record's own JSON behind a fixed head: no copy of the record,
+        # except to leave out message content (teams that keep it).
+        if "content" in entry:
+            entry = {name: value for name, value in entry.items() if name != "content"}
         moment = entry["time"]
         second = int(moment)
         if second != self._second:

@@ -16,11 +16,13 @@ from typing import Any
 
 import orjson
 
+from gateway_project.fast_settings import settings
 from governance.enforcement import ScopePolicy
 from governance.guardrails import Guardrails
 from proxy import admission, cache, guarding, routing, timeouts, tokens, tracing
 from proxy.auth import authenticate
 from proxy.consumer import InferenceConsumer
+from proxy.content import ContentCapture
 from proxy.errors import GatewayError, bad_request
 from proxy.metrics import metrics
 from proxy.providers.base import ProviderAdapter, Target, UpstreamRequest
@@ -183,6 +185,10 @@ class ChatConsumer(InferenceConsumer):
             # Before anything is taken or sent: a refused request costs nothing.
             payload = await guarding.check_request(self, guardrails, payload)
         guard = guarding.response_guard(self, guardrails)
+        capture = None
+        if addressed.key is not None and addressed.key.store_content:
+            capture = ContentCapture(self.response_shape, settings.GATEWAY_CONTENT_MAX_BYTES)
+            capture.take_request(payload)
         if addressed.pinned is None:
             targets = routing.deployments(snapshot, route, fallbacks, levels)
         else:
@@ -265,6 +271,7 @@ class ChatConsumer(InferenceConsumer):
                     timeouts=provider.timeouts.capped(deadline),
                     guard=guard,
                     keep=keep,
+                    capture=capture,
                 )
             except GatewayError as error:
                 if span is not None:
@@ -303,6 +310,10 @@ class ChatConsumer(InferenceConsumer):
                 upstream_ms=exchange.upstream_ms,
                 ttft_ms=exchange.ttft_ms,
             )
+            if capture is not None:
+                # After the answer went out; redaction is the only cost, and
+                # only for teams that keep content.
+                self.entry["content"] = capture.record()
             stored = None
             if (
                 lookup is not None

@@ -127,6 +127,11 @@ def applied(text: str, findings: list[Finding], recorder: Recorder, direction: s
     return redact(text, findings)
 
 
+def request_texts(payload: dict[str, Any]) -> dict[str, Any]:
+    """The payload's fields that hold the client's text (:data:`TEXT_FIELDS`)."""
+    return {name: payload[name] for name in TEXT_FIELDS if payload.get(name) is not None}
+
+
 def rewrite_strings(value: Any, visit: Callable[[str], str]) -> Any:
     """``value`` with each text string replaced by ``visit``'s result; the
     same objects where nothing changed."""
@@ -181,7 +186,7 @@ async def check_request(
     def visit(text: str) -> str:
         return checked_text(text, scanner, recorder, REQUEST)
 
-    texts = {name: payload[name] for name in TEXT_FIELDS if payload.get(name) is not None}
+    texts = request_texts(payload)
     checked = rewrite_strings(texts, visit)
     return payload if checked is texts else {**payload, **checked}
 

@@ -62,6 +62,8 @@ class KeyEntry:
     customer_name: str | None
     allowed_networks: tuple[IPNetwork, ...] = ()
     may_pin_provider_keys: bool = False
+    # The team opted in to keeping message content (``governance.content``).
+    store_content: bool = False
 
     @classmethod
     def entries_from_row(cls, row: dict[str, Any]) -> dict[str, KeyEntry]:
@@ -82,6 +84,7 @@ class KeyEntry:
                 ipaddress.ip_network(item, strict=False) for item in row["allowed_ips"] or ()
             ),
             may_pin_provider_keys=bool(row.get("may_pin_provider_keys")),
+            store_content=bool(row.get("team__store_content")),
         )
         entries = {entry.prefix: entry}
         grace_end: dt.datetime | None = row["previous_valid_until"]
@@ -278,6 +281,7 @@ def build_snapshot(rows: dict[str, Any]) -> Snapshot:
             team_name=default_team["name"],
             customer_id=default_team["customer_id"],
             customer_name=default_team["customer__name"],
+            store_content=bool(default_team.get("store_content")),
         )
         if default_team
         else None

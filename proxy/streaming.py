@@ -25,6 +25,7 @@ from proxy.usage import Usage
 if TYPE_CHECKING:
     from proxy.cache import Keeper
     from proxy.consumer import InferenceConsumer
+    from proxy.content import ContentCapture
     from proxy.guarding import ResponseGuard
 
 SSE = b"text/event-stream; charset=utf-8"
@@ -136,12 +137,14 @@ async def forward(
     timeouts: Timeouts | None = None,
     guard: ResponseGuard | None = None,
     keep: Keeper | None = None,
+    capture: ContentCapture | None = None,
 ) -> None:
     """Send ``request`` upstream and relay the answer to ``consumer``'s client
     (``adapter``: the provider's, for how it reports a refused key;
     ``timeouts``: the provider's, else the gateway's defaults; ``guard``: the
     response guardrails, when a policy applies; ``keep``: the response
-    cache's copy of the answer, when it is to be stored)."""
+    cache's copy of the answer, when it is to be stored; ``capture``: the
+    request log's copy of the answer's text, for teams that keep content)."""
     timeouts = timeouts or default_timeouts()
     interval = settings.GATEWAY_SSE_KEEPALIVE_SECONDS
     keepalive = KeepAlive(consumer, served_by, interval) if stream and interval > 0 else None
@@ -181,6 +184,8 @@ async def forward(
                     relay = guard.stream(relay)
                 if keep is not None:
                     relay = keep.stream(relay)
+                if capture is not None:
+                    relay = capture.stream(relay)
                 await relay_stream(consumer, response, served_by, exchange, relay, keepalive)
             else:
                 if keepalive is not None:
@@ -200,6 +205,8 @@ async def forward(
                     body = guard.complete(body)
                 if keep is not None:
                     keep.complete(body)
+                if capture is not None:
+                    capture.answer_body(body)
                 await consumer.send_json(200, body, served_by)
     except aiohttp.ClientConnectorError as exc:
         raise GatewayError(

@@ -135,6 +135,23 @@ def test_rollups_and_the_log_give_the_same_answer(world):
             assert rolled["latency_p95_ms"] == pytest.approx(raw["latency_p95_ms"], rel=0.01)
 
 
+def test_without_percentiles_the_sums_are_the_same_and_the_latencies_null(world):
+    client = world.client("admin")
+    for query in ("bucket=day&group_by=key", "bucket=hour&group_by=team", "bucket=day&status=200"):
+        full = usage(client, query)
+        sums = usage(client, f"{query}&percentiles=false")
+
+        assert sums["source"] == full["source"]
+        assert len(sums["results"]) == len(full["results"]) > 0
+        for light, heavy in zip(sums["results"], full["results"], strict=True):
+            assert {n: v for n, v in light.items() if "_p" not in n} == {
+                n: v for n, v in heavy.items() if "_p" not in n
+            }
+            assert light["latency_p95_ms"] is light["ttft_p50_ms"] is None
+            assert heavy["latency_p95_ms"] is not None
+    assert client.get("/api/v1/usage/?percentiles=maybe").status_code == 400
+
+
 def test_a_bad_time_is_a_400_in_the_error_envelope(world):
     response = world.client("admin").get("/api/v1/usage/?since=yesterday")
 

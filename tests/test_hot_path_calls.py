@@ -5,6 +5,7 @@ limit, a concurrency cap and a budget on the key (governance fully on)."""
 
 from __future__ import annotations
 
+import pytest
 from django.conf import settings
 
 from governance import services as governance
@@ -21,7 +22,10 @@ def calls(demo, store: str, origin: str = "request") -> float:
     return total(samples, "gateway_backend_calls_total", store=store, origin=origin)
 
 
-def test_requests_make_no_database_query_and_at_most_two_redis_round_trips(demo):
+@pytest.mark.parametrize("store_content", [False, True], ids=["usage only", "content kept"])
+def test_requests_make_no_database_query_and_at_most_two_redis_round_trips(demo, store_content):
+    # A team keeping message content sends it in the same usage record: no call more.
+    services.team_update(team=demo.team, store_content=store_content)
     key = VirtualKey.objects.get(name="platform-app")
     governance.model_price_set(
         provider_kind="openai",

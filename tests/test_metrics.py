@@ -176,3 +176,35 @@ def test_cluster_mode_shows_the_usage_stream_and_celery_backlogs(demo):
     samples = scrape(demo.gateway.client)
     assert samples["gateway_usage_stream_records"][()] >= 1
     assert samples["gateway_celery_queue_tasks"][()] >= 0
+
+
+def test_closed_budget_periods_are_counted_by_reconciliation_verdict(demo):
+    import datetime as dt
+
+    from governance import services as governance
+
+    before = scrape(demo.gateway.client)
+    assert {
+        dict(labels)["verdict"]: value
+        for labels, value in before["gateway_budget_reconciliation_total"].items()
+    } == {"matched": 0, "mismatch": 0, "no_counter": 0}
+    budget = governance.budget_create(owner=demo.team, amount_micros=5_000, period="1h")
+    start = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    # (spent per the request log, the counter's final value): matched, mismatch twice, no counter.
+    for hour, (spent, counter) in enumerate([(100, 100), (100, 150), (80, 0), (90, None)]):
+        governance.budget_period_close(
+            budget=budget,
+            period_start=start + dt.timedelta(hours=hour),
+            period_end=start + dt.timedelta(hours=hour + 1),
+            spent_micros=spent,
+            requests=1,
+            counter_micros=counter,
+        )
+
+    after = scrape(demo.gateway.client)
+
+    assert after["gateway_budget_reconciliation_total"] == {
+        (("verdict", "matched"),): 1,
+        (("verdict", "mismatch"),): 2,
+        (("verdict", "no_counter"),): 1,
+    }

@@ -162,3 +162,62 @@ def test_small_latencies_are_exact_and_larger_ones_stand_within_one_percent():
         assert histogram_bin(high - 1) == index and histogram_bin(high) == index + 1
         for value in (low, high - 1):
             assert abs(bin_value(index) - value) <= 0.01 * value
+
+
+@pytest.mark.parametrize(
+    ("granularity", "bucket", "dimension", "group_by"),
+    [
+        ("day", "day", "key", "key"),
+        ("hour", "day", "team", "team"),
+        ("hour", "hour", "provider", None),
+        ("day", None, "customer", "customer"),
+        ("hour", "day", "model", "model"),
+    ],
+)
+@pytest.mark.parametrize("percentiles", [True, False], ids=["percentiles", "sums only"])
+def test_a_series_read_from_rollups_counts_each_record_once(
+    granularity, bucket, dimension, group_by, percentiles
+):
+    from governance.selectors import USAGE_GROUPS, usage_series_from_rollups
+
+    some_records(count=900, seed=4)
+    usage_rollup()
+    some_records(count=40, days=0.02, seed=5)  # inserted since the run: read from the log
+    cursor = rollups.rollup_cursor()
+
+    points = usage_series_from_rollups(
+        dimension=dimension,
+        granularity=granularity,
+        bucket=bucket,
+        group_by=group_by,
+        recent=RequestRecord.objects.filter(id__gt=cursor),
+        percentiles=percentiles,
+    )
+
+    # The same question answered here from the records and histogram_bin, independently.
+    expected: dict[tuple, list[RequestRecord]] = {}
+    for record in RequestRecord.objects.all():
+        moment = record.time.astimezone(dt.UTC).replace(minute=0, second=0, microsecond=0)
+        moment = None if bucket is None else moment.replace(hour=0) if bucket == "day" else moment
+        if group_by is None:
+            group = None
+        elif group_by == "model":
+            group = record.served_model or record.requested_model
+        else:
+            group = getattr(record, USAGE_GROUPS[group_by])
+        expected.setdefault((moment, group), []).append(record)
+    assert {(p.bucket, p.group) for p in points} == set(expected)
+    for point in points:
+        records = expected[(point.bucket, point.group)]
+        assert point.requests == len(records)
+        assert point.errors == sum(r.status >= 400 for r in records)
+        assert point.cost_micros == sum(r.cost_micros for r in records)
+        assert point.output_tokens == sum(r.output_tokens for r in records)
+        if not percentiles:
+            assert point.latency_p50_ms is point.latency_p95_ms is point.ttft_p95_ms is None
+            continue
+        latency = histogram_merge({histogram_bin(r.latency_ms): 1} for r in records)
+        assert point.latency_p50_ms == histogram_percentile(latency, 0.5)
+        assert point.latency_p99_ms == histogram_percentile(latency, 0.99)
+        ttft = histogram_merge({histogram_bin(r.ttft_ms): 1} for r in records if r.ttft_ms)
+        assert point.ttft_p95_ms == histogram_percentile(ttft, 0.95)

@@ -98,6 +98,7 @@ def usage_points(
     rollups: QuerySet[UsageRollup],
     bucket: str | None,
     group_by: str | None,
+    percentiles: bool = True,
 ) -> tuple[list[UsagePoint], str]:
     """The usage series under the request log's filters ``data``, and where it came from.
 
@@ -123,6 +124,10 @@ def usage_points(
             bucket=bucket,
             group_by=group_by,
             recent=chosen.qs.filter(id__gt=rollup_cursor()),
+            percentiles=percentiles,
         )
         return points, "rollups"
-    return usage_series(records=chosen.qs, bucket=bucket, group_by=group_by), "records"
+    series = usage_series(
+        records=chosen.qs, bucket=bucket, group_by=group_by, percentiles=percentiles
+    )
+    return series, "records"

@@ -115,6 +115,19 @@ class ModelPriceSerializer(ApiModelSerializer):
 
 
 class RequestRecordSerializer(serializers.ModelSerializer):
+    """A record as the request log lists it: without message content."""
+
+    class Meta:
+        model = RequestRecord
+        exclude = ("content",)
+        read_only_fields = tuple(
+            field.name for field in RequestRecord._meta.concrete_fields if field.name != "content"
+        )
+
+
+class RequestRecordDetailSerializer(RequestRecordSerializer):
+    """One record, with its message content when its team keeps content (else null)."""
+
     class Meta:
         model = RequestRecord
         fields = "__all__"
@@ -151,6 +164,11 @@ class UsageQuerySerializer(serializers.Serializer):
         help_text="hour or day (UTC), or total for one point over the whole range",
     )
     group_by = serializers.ChoiceField(choices=list(USAGE_GROUPS), required=False)
+    percentiles = serializers.BooleanField(
+        default=True,
+        help_text="false: sums only, latency percentiles null (a month split by key in "
+        "milliseconds rather than seconds)",
+    )
 
 
 class UsagePointSerializer(serializers.Serializer):

@@ -6,12 +6,14 @@ from dataclasses import asdict
 from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db.models import QuerySet
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins
 from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.serializers import BaseSerializer
 
 from governance import services
 from governance.api import serializers as s
@@ -137,6 +139,16 @@ class RequestLogViewSet(ReadOnlyScopedViewSet):
     filterset_class = RequestRecordFilter
     ordering_fields = ("time", "latency_ms", "cost_micros")
 
+    def get_queryset(self) -> QuerySet[RequestRecord]:
+        records = super().get_queryset()
+        # Content is read for one record at a time, never for a page of them.
+        return records if self.action == "retrieve" else records.defer("content")
+
+    def get_serializer_class(self) -> type[BaseSerializer]:
+        if self.action == "retrieve":
+            return s.RequestRecordDetailSerializer
+        return s.RequestRecordSerializer
+
 
 class BudgetPeriodViewSet(mixins.ListModelMixin, ScopedViewSet):
     """Finished budget periods: limit, spend per the request log, the live counter's final
@@ -179,6 +191,7 @@ class UsageViewSet(ScopedViewSet):
                 rollups=request_access(request).scope(UsageRollup.objects.all()),
                 bucket=None if bucket == "total" else bucket,
                 group_by=group_by,
+                percentiles=query.validated_data["percentiles"],
             )
         except DjangoValidationError as exc:
             raise ValidationError(exc.message_dict) from None

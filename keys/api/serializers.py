@@ -46,7 +46,16 @@ class CustomerSerializer(ApiModelSerializer):
 class TeamSerializer(ApiModelSerializer):
     class Meta:
         model = Team
-        fields = ("id", "name", "customer", "description", "metadata", *POLICY, *TIMESTAMPS)
+        fields = (
+            "id",
+            "name",
+            "customer",
+            "description",
+            "metadata",
+            *POLICY,
+            "store_content",
+            *TIMESTAMPS,
+        )
         create_only_fields = ("name",)
 
 
