@@ -13,7 +13,8 @@ held back from the client) and only up to a cap: ``GATEWAY_CONTENT_MAX_BYTES``
 of UTF-8 for the messages and as many for the answer; past it the record
 says ``truncated``. Text is redacted before it is cut, so that a secret
 straddling the cut is still found whole; the answer is collected a little
-beyond the cap (:data:`MARGIN`) for that reason.
+beyond the cap (:data:`MARGIN`) for that reason. The answer's text is its
+text parts; tool calls' arguments are not kept.
 """
 
 from __future__ import annotations
@@ -108,8 +109,8 @@ class ContentCapture:
             data = orjson.loads(body)
         except orjson.JSONDecodeError:
             return
-        for holder, key in self.shape.texts(data):
-            if not self.add(holder[key]):
+        for (holder, key), arguments in self.shape.parts(data):
+            if not arguments and not self.add(holder[key]):
                 break
 
     def stream(self, relay: StreamRelay) -> StreamRelay:
@@ -177,11 +178,10 @@ class CapturedStream(RelayWrapper):
                 payload = orjson.loads(event[at + 6 :])
             except orjson.JSONDecodeError:
                 continue
-            found = shape.delta(payload) if isinstance(payload, dict) else None
-            if found is None:
+            if not isinstance(payload, dict):
                 continue
-            holder, key = found[1]
-            if not self.capture.add(holder[key]):
-                self._full = True
-                self._pending = b""
-                return
+            for _, (holder, key), arguments in shape.deltas(payload):
+                if not arguments and not self.capture.add(holder[key]):
+                    self._full = True
+                    self._pending = b""
+                    return
