@@ -159,7 +159,7 @@ class Response:
 
     def __init__(self, connection: Connection, first_byte_at: float, total_at: float) -> None:
         self._connection = connection
-        self.parser = httptools.HttpResponseParser(self)
+        self.parser: httptools.HttpResponseParser | None = httptools.HttpResponseParser(self)
         self.status = 0
         self.raw_headers: list[tuple[bytes, bytes]] = []
         self.content_type = ""
@@ -249,6 +249,7 @@ class Response:
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError as exc:
+            self._connection.reusable = False  # also when the junk follows a complete answer
             self.fail(UpstreamBroken(f"not an HTTP answer ({exc})"))
 
     def eof(self, exc: BaseException | None) -> None:
@@ -367,6 +368,9 @@ class Response:
     def release(self) -> None:
         """Done with the answer: its connection goes back to the pool, or is closed."""
         self._stop_timer()
+        # The parser refers back to this object: dropping it leaves no cycle
+        # for the garbage collector to find.
+        self.parser = None
         connection = self._connection
         if connection.response is self:
             connection.response = None
@@ -533,7 +537,13 @@ class Pool:
         expired = self.loop.time() - self.idle_seconds
         while idle:
             connection = idle.pop()
-            if not connection.closed and connection.idle_since > expired:
+            transport = connection.transport
+            if (
+                not connection.closed
+                and connection.idle_since > expired
+                and transport is not None
+                and not transport.is_closing()
+            ):
                 return connection
             connection.close()
         return None
