@@ -13,28 +13,29 @@ literal addresses in every spelling the resolver accepts (``127.1``,
 subdomains, and the addresses a host name resolves to at that moment. A name
 that does not resolve then is accepted.
 
-When a connection is opened (:func:`connect_addresses`, through
-:class:`GuardedResolver`): the addresses a host name resolves to *now*, the
+When a connection is opened (:func:`connect_targets`, from the upstream
+client, ``proxy.upstream``): the addresses a host name resolves to *now*, the
 ones the connection will use, so that a record changed after the save (DNS
 rebinding: public when saved, 127.0.0.1 later) cannot reach a private
 address. Checking the addresses actually connected to, rather than
 resolving once more beside the connection, leaves no window between the
-check and the connect. The upstream client's DNS cache keeps each answer
-(and so each check) for its TTL: no DNS query and no check per request.
+check and the connect. Resolutions are kept for :data:`RESOLVE_TTL`
+seconds and only new connections ask (kept-alive ones are reused): no DNS
+query per request.
 """
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
 import socket
 from collections.abc import Iterable
 from urllib.parse import urlsplit
 
-from aiohttp.abc import AbstractResolver, ResolveResult
-from aiohttp.resolver import DefaultResolver
-
 logger = logging.getLogger(__name__)
+# How long a provider host's resolved addresses are used before asking again.
+RESOLVE_TTL = 300.0
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -136,24 +137,35 @@ def connect_addresses(host: str, addresses: Iterable[str]) -> list[str]:
     return public
 
 
-class GuardedResolver(AbstractResolver):
-    """An aiohttp resolver that answers only with addresses
-    :func:`connect_addresses` allows (aiohttp does not resolve literal
-    addresses: those were checked when their provider was saved)."""
+# Host name -> (when the answer expires, the addresses), by the loop's clock.
+_resolved: dict[tuple[str, int], tuple[float, list[str]]] = {}
 
-    def __init__(self, inner: AbstractResolver | None = None) -> None:
-        self._inner = inner or DefaultResolver()
 
-    async def resolve(
-        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
-    ) -> list[ResolveResult]:
-        results = await self._inner.resolve(host, port, family)
-        try:
-            allowed = set(connect_addresses(host, [result["host"] for result in results]))
-        except PrivateAddressRefused:
-            logger.warning("refused to connect to %s: it resolves to a non-public address", host)
-            raise
-        return [result for result in results if result["host"] in allowed]
-
-    async def close(self) -> None:
-        await self._inner.close()
+async def connect_targets(host: str, port: int) -> list[str]:
+    """The addresses a connection to ``host`` may use, in the resolver's order:
+    :func:`connect_addresses` of what it resolves to. A literal address is
+    used as it is (it was checked when its provider was saved). The answer
+    is kept for :data:`RESOLVE_TTL` seconds; the check runs at every new
+    connection, so allowing or refusing private networks applies at once."""
+    try:
+        ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        pass
+    else:
+        return [host]
+    loop = asyncio.get_running_loop()
+    now = loop.time()
+    cached = _resolved.get((host, port))
+    if cached is not None and cached[0] > now:
+        addresses = cached[1]
+    else:
+        found = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        addresses = list(dict.fromkeys(str(info[4][0]) for info in found))
+        if len(_resolved) >= 1024:  # only providers' hosts come here; a bound all the same
+            _resolved.clear()
+        _resolved[(host, port)] = (now + RESOLVE_TTL, addresses)
+    try:
+        return connect_addresses(host, addresses)
+    except PrivateAddressRefused:
+        logger.warning("refused to connect to %s: it resolves to a non-public address", host)
+        raise

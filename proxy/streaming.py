@@ -10,7 +10,6 @@ import asyncio
 import time
 from typing import TYPE_CHECKING
 
-import aiohttp
 import orjson
 
 from gateway_project.fast_settings import settings
@@ -20,6 +19,7 @@ from proxy.metrics import metrics
 from proxy.providers import ProviderAdapter, UpstreamRequest
 from proxy.timeouts import Timeouts
 from proxy.translation import Answer, StreamRelay
+from proxy.upstream import Response, UpstreamError, UpstreamUnreachable
 from proxy.usage import Usage
 
 if TYPE_CHECKING:
@@ -151,18 +151,9 @@ async def forward(
     exchange.begin()
     try:
         try:
-            sending = upstream.session().request(
-                request.method,
-                upstream.parsed_url(request.url),
-                headers=request.headers,
-                data=request.body,
-                timeout=timeouts.client,
+            response = await upstream.request(
+                request.method, request.url, request.headers, request.body, timeouts
             )
-            if timeouts.first_byte < timeouts.read:
-                async with asyncio.timeout(timeouts.first_byte):
-                    response = await sending
-            else:  # the read timeout covers the wait for the headers as well
-                response = await sending
         except BaseException:
             if keepalive is not None:
                 await keepalive.stop()
@@ -208,10 +199,10 @@ async def forward(
                 if capture is not None:
                     capture.answer_body(body)
                 await consumer.send_json(200, body, served_by)
-    except aiohttp.ClientConnectorError as exc:
+    except UpstreamUnreachable as exc:
         raise GatewayError(
             502,
-            f"the provider could not be reached ({exc.os_error.strerror or 'connection failed'})",
+            f"the provider could not be reached ({exc.reason or 'connection failed'})",
             code="upstream_unreachable",
             retryable=True,
         ) from None
@@ -219,10 +210,10 @@ async def forward(
         raise GatewayError(
             504, "the provider did not answer in time", code="upstream_timeout", retryable=True
         ) from None
-    except aiohttp.ClientError as exc:
+    except UpstreamError as exc:
         raise GatewayError(
             502,
-            f"the provider's answer broke off ({type(exc).__name__})",
+            f"the provider's answer broke off ({exc})",
             code="upstream_error",
             retryable=True,
         ) from None
@@ -242,7 +233,7 @@ def default_timeouts() -> Timeouts:
 
 async def relay_stream(
     consumer: InferenceConsumer,
-    response: aiohttp.ClientResponse,
+    response: Response,
     served_by: list[tuple[bytes, bytes]],
     exchange: Exchange,
     relay: StreamRelay,
@@ -252,7 +243,8 @@ async def relay_stream(
         await consumer.start_response(200, stream_headers(consumer, served_by))
     metrics.add("gateway_active_streams", 1)
     try:
-        async for chunk in response.content.iter_any():
+        read = response.read_any
+        while chunk := await read():
             if keepalive is not None:
                 await keepalive.stop()
                 keepalive = None
@@ -271,12 +263,13 @@ async def relay_stream(
         exchange.delta_events = relay.delta_events
 
 
-async def read_limited(response: aiohttp.ClientResponse, limit: int) -> bytes:
+async def read_limited(response: Response, limit: int) -> bytes:
     if response.content_length is not None and response.content_length > limit:
         raise _too_large(limit)
     chunks: list[bytes] = []
     size = 0
-    async for chunk in response.content.iter_any():
+    read = response.read_any
+    while chunk := await read():
         size += len(chunk)
         if size > limit:
             raise _too_large(limit)
@@ -297,7 +290,7 @@ LIMIT_HEADER_PREFIXES = (b"x-ratelimit-", b"anthropic-ratelimit-")
 
 
 def provider_limit_headers(
-    response: aiohttp.ClientResponse, own: list[tuple[bytes, bytes]]
+    response: Response, own: list[tuple[bytes, bytes]]
 ) -> list[tuple[bytes, bytes]]:
     """The provider's rate-limit headers, except those the gateway sets itself
     (a virtual key's own limits are what its caller is held to)."""
@@ -311,7 +304,7 @@ def provider_limit_headers(
 
 
 async def upstream_error(
-    response: aiohttp.ClientResponse,
+    response: Response,
     adapter: ProviderAdapter | None = None,
     limits: list[tuple[bytes, bytes]] | None = None,
 ) -> GatewayError:
@@ -324,15 +317,15 @@ async def upstream_error(
     rate-limit headers (``limits``, for a client of the provider's wire format).
     """
     try:
-        raw = await asyncio.wait_for(response.content.read(ERROR_BODY_LIMIT), timeout=5)
-    except (TimeoutError, aiohttp.ClientError):
+        raw = await asyncio.wait_for(response.read(ERROR_BODY_LIMIT), timeout=5)
+    except (TimeoutError, UpstreamError):
         raw = b""
     message = _provider_message(raw) or f"HTTP {response.status}"
     status = response.status
     headers: list[tuple[bytes, bytes]] = []
     if status == 429:
         headers += limits or []
-        retry_after = response.headers.get("retry-after")
+        retry_after = response.header(b"retry-after")
         if retry_after:
             headers.append((b"retry-after", retry_after.encode("latin-1")))
         return GatewayError(
@@ -364,7 +357,7 @@ async def upstream_error(
         f"the provider failed with HTTP {status}: {message}",
         code="upstream_error",
         retryable=True,
-        retry_after=_seconds(response.headers.get("retry-after")),
+        retry_after=_seconds(response.header(b"retry-after")),
     )
 
 

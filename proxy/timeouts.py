@@ -15,8 +15,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
-
 from gateway_project.fast_settings import settings
 from proxy.errors import bad_request
 
@@ -51,7 +49,6 @@ class Timeouts:
     first_byte: float
     read: float
     total: float
-    client: aiohttp.ClientTimeout
 
     @classmethod
     def of(cls, options: Mapping[str, Any]) -> Timeouts:
@@ -65,8 +62,7 @@ class Timeouts:
         first_byte = min(
             pick("first_byte_timeout", settings.GATEWAY_UPSTREAM_FIRST_BYTE_TIMEOUT), total
         )
-        client = aiohttp.ClientTimeout(total=total, sock_connect=connect, sock_read=read)
-        return cls(connect, first_byte, read, total, client)
+        return cls(connect, first_byte, read, total)
 
     def capped(self, seconds: float | None) -> Timeouts:
         """These limits, shortened to the client's deadline (``requested``)."""
@@ -77,11 +73,6 @@ class Timeouts:
             first_byte=min(self.first_byte, seconds),
             read=min(self.read, seconds),
             total=seconds,
-            client=aiohttp.ClientTimeout(
-                total=seconds,
-                sock_connect=min(self.connect, seconds),
-                sock_read=min(self.read, seconds),
-            ),
         )
 
 

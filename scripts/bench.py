@@ -716,7 +716,7 @@ PHASE_MARKERS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
         ("forward", "read_limited", "relay_stream", "upstream_error"),
     ),
     ("relay (upstream call)", "proxy/translation.py", ("parse_json", "Passthrough.complete")),
-    ("relay (upstream call)", "proxy/upstream.py", ("session",)),
+    ("relay (upstream call)", "proxy/upstream.py", ("*",)),  # every frame of the client
     (
         "respond (ASGI send)",
         "proxy/consumer.py",
@@ -827,7 +827,7 @@ def phase_of(frames: list[str]) -> str:
         name, path = _frame(frame)
         for phase, suffix, names in PHASE_MARKERS:
             if path.endswith(suffix) and any(
-                name == wanted or name.endswith("." + wanted) for wanted in names
+                wanted in ("*", name) or name.endswith("." + wanted) for wanted in names
             ):
                 return phase
     paths = [_frame(frame)[1] for frame in frames]

@@ -140,15 +140,16 @@ its subdomains, and the addresses a host name resolves to at that moment.
 A name that does not resolve when saved is accepted.
 
 The addresses are checked again when the gateway connects
-(`keys.addresses.GuardedResolver`, the resolver of the upstream client's
-connector in `proxy/upstream.py`): a host name resolving only to non-public
-addresses is refused (502 `upstream_error`, a warning in the log naming the
-host), and of a name resolving to both kinds only the public addresses are
+(`keys.addresses.connect_targets`, called by the upstream client in
+`proxy/upstream.py` for each new connection): a host name resolving only to
+non-public addresses is refused (502, a warning in the log naming the host),
+and of a name resolving to both kinds only the public addresses are
 connected to. So a DNS record changed after the save (rebinding: public when
 saved, 127.0.0.1 later) reaches nothing private. The check runs on the
 addresses the connection then uses, so there is no window between check and
-connect, and only when the connector resolves, once per host per DNS cache
-lifetime (300 s): the hot path gains no DNS query and no check. Providers
+connect. Resolutions are kept for 300 s and kept-alive connections are
+reused, so the hot path gains no DNS query; the check itself runs at each
+new connection, so allowing or refusing private networks applies at once. Providers
 with `allow_private_network` are exempt by host name (the set is refreshed
 with each configuration snapshot). Limits: literal addresses are not
 resolved and so not checked again (they cannot change, and were checked

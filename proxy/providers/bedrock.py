@@ -47,9 +47,10 @@ KIND = "bedrock"
 SERVICE = "bedrock"
 EVENT_STREAM = "application/vnd.amazon.eventstream"
 BEARER_PREFIXES = ("ABSK", "bedrock-api-key-")
-# Characters a path segment may carry unencoded (RFC 3986 pchar). HTTP clients
-# (yarl, under aiohttp) turn "%3A" back into ":", and the signature must cover
-# the path exactly as sent, so the model id is encoded in that normal form.
+# Characters a path segment may carry unencoded (RFC 3986 pchar). The signature
+# must cover the path exactly as sent: proxy.upstream sends it as written, but
+# other HTTP clients and proxies on the way may turn "%3A" back into ":", so
+# the model id is encoded in that normal form.
 PATH_SAFE = "-._~!$&'()*+,;=:@"
 
 STOP_REASONS = {

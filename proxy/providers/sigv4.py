@@ -23,12 +23,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from urllib.parse import quote, unquote, urlsplit
 
+from proxy.upstream import host_of
+
 ALGORITHM = "AWS4-HMAC-SHA256"
 # Headers a proxy or the HTTP client may add or rewrite on the way: never signed.
 UNSIGNED_HEADERS = frozenset(
     {"authorization", "user-agent", "expect", "x-amzn-trace-id", "content-length", "connection"}
 )
-DEFAULT_PORTS = {"http": 80, "https": 443}
 _SPACES = re.compile(r"\s+")
 _AUTHORIZATION = re.compile(
     r"^AWS4-HMAC-SHA256\s+Credential=(?P<credential>[^,\s]+),\s*"
@@ -64,17 +65,6 @@ def amz_date(moment: datetime) -> str:
 
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def host_of(url: str) -> str:
-    """The ``host`` header value for ``url``: lower-cased, the port only when not the default."""
-    parts = urlsplit(url)
-    host = (parts.hostname or "").lower()
-    if ":" in host:  # IPv6 literal
-        host = f"[{host}]"
-    if parts.port is not None and parts.port != DEFAULT_PORTS.get(parts.scheme):
-        host = f"{host}:{parts.port}"
-    return host
 
 
 def canonical_uri(raw_path: str) -> str:
@@ -179,7 +169,7 @@ def sign(
         for name, value in headers.items()
         if name.lower() not in UNSIGNED_HEADERS
     }
-    signed["host"] = host_of(url)
+    signed["host"] = host_of(url)  # what proxy.upstream sends
     signed["x-amz-date"] = timestamp
     signed["x-amz-content-sha256"] = payload_hash
     if credentials.session_token:
