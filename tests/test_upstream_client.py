@@ -13,7 +13,7 @@ import asyncio
 import ssl
 import subprocess
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -451,7 +451,18 @@ def certificate(tmp_path_factory) -> tuple[Path, Path]:
     return cert, key
 
 
-def test_https_checks_the_certificate_against_the_name(certificate) -> None:
+@pytest.fixture
+def localhost_allowed() -> Iterator[None]:
+    """``localhost`` may be connected to, as for a provider allowed into private networks."""
+    from keys import addresses
+
+    before = addresses._private_allowed
+    addresses.allow_private_hosts(["localhost"])
+    yield
+    addresses._private_allowed = before
+
+
+def test_https_checks_the_certificate_against_the_name(certificate, localhost_allowed) -> None:
     cert, key = certificate
 
     async def test() -> None:
