@@ -156,14 +156,19 @@ class PipelinedRedis:
                 replies[index] = rx.NoScriptError(str(reply))
         return replies
 
-    async def evalsha(self, script: bytes | str, sha: str, keys: list[str], args: list[Any]) -> Any:
-        """Run a Lua script by its digest, sending its text only if the server lacks it."""
-        (reply,) = await self.execute(("EVALSHA", sha, len(keys), *keys, *args))
-        if isinstance(reply, rx.NoScriptError):
-            (reply,) = await self.execute(("EVAL", script, len(keys), *keys, *args))
+    async def call(self, *command: Any) -> Any:
+        """One command's reply; an error reply is raised."""
+        (reply,) = await self.execute(command)
         if isinstance(reply, rx.ResponseError):
             raise reply
         return reply
+
+    async def evalsha(self, script: bytes | str, sha: str, keys: list[str], args: list[Any]) -> Any:
+        """Run a Lua script by its digest, sending its text only if the server lacks it."""
+        try:
+            return await self.call("EVALSHA", sha, len(keys), *keys, *args)
+        except rx.NoScriptError:
+            return await self.call("EVAL", script, len(keys), *keys, *args)
 
     def _watch(self) -> None:
         self._watchdog = None

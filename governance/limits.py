@@ -225,10 +225,7 @@ class RedisLimits:
     async def values(self, keys: list[str], now: float) -> list[int]:
         if not keys:
             return []
-        (found,) = await self.fast.execute(("MGET", *keys))
-        if isinstance(found, Exception):
-            raise found
-        return [int(value or 0) for value in found]
+        return [int(value or 0) for value in await self.fast.call("MGET", *keys)]
 
     def _admit_call(self, plan: AdmissionPlan, now: float) -> tuple[list[str], list[int | str]]:
         keys = [c.key for c in plan.counters] + [s.key for s in plan.slots]
@@ -277,16 +274,11 @@ class RedisLimits:
 
     async def get(self, key: str) -> bytes | None:
         """The value of ``key`` (the response cache's lookup of its own)."""
-        (found,) = await self.fast.execute(("GET", key))
-        if isinstance(found, Exception):
-            raise found
-        return found
+        return await self.fast.call("GET", key)
 
     async def set(self, key: str, value: bytes, ttl: int) -> None:
         """``key`` set to ``value`` for ``ttl`` seconds (the cache's store of its own)."""
-        (result,) = await self.fast.execute(("SET", key, value, "EX", ttl))
-        if isinstance(result, Exception):
-            raise result
+        await self.fast.call("SET", key, value, "EX", ttl)
 
     # The response cache (``proxy.cache``) rides on these round trips: its
     # lookup on admission's, its store on settlement's. A server that lost
