@@ -11,10 +11,13 @@ and the Celery worker runs them.
 from __future__ import annotations
 
 import asyncio
+import importlib
+import importlib.util
 import logging
 from typing import Any
 
 from channels.db import database_sync_to_async
+from django.apps import apps
 from django.conf import settings
 
 logger = logging.getLogger(__name__)
@@ -29,6 +32,24 @@ def _interval(entry: dict[str, Any]) -> float:
     return float(schedule.total_seconds() if hasattr(schedule, "total_seconds") else schedule)
 
 
+def _import_task_modules() -> None:
+    """Import each installed app's ``tasks`` module: importing registers its tasks.
+
+    What Celery's own ``import_default_modules`` would do, without its Django
+    fixup, which runs Django's system checks and so imports every URL
+    configuration, view, admin module and database backend: about 20 MB more
+    resident memory in each web process, for code the data plane never runs.
+    """
+    for config in apps.get_app_configs():
+        name = f"{config.name}.tasks"
+        try:
+            found = importlib.util.find_spec(name)
+        except ModuleNotFoundError:  # an app that is a module, not a package
+            continue
+        if found is not None:
+            importlib.import_module(name)
+
+
 class InProcessSchedule:
     """Runs the beat schedule's tasks in this process until stopped."""
 
@@ -40,7 +61,7 @@ class InProcessSchedule:
             return
         from gateway_project.celery import app
 
-        app.loader.import_default_modules()  # the tasks' modules register them
+        _import_task_modules()
         for name, entry in settings.CELERY_BEAT_SCHEDULE.items():
             if entry["task"] in EMBEDDED_SKIPS:
                 continue
