@@ -104,13 +104,13 @@ async def _scrape_time_gauges() -> _Gauges:
             "Usage records in the Redis stream not yet moved to the database.",
         )
         client = ledger.sink().client  # type: ignore[attr-defined]
-        backlog.add_metric([], await client.xlen(stream_key()))
+        backlog.add_metric([], await client.call("XLEN", stream_key()))
         tasks = GaugeMetricFamily(
             "gateway_celery_queue_tasks",
             "Celery tasks waiting in the broker's default queue (rollups, budget periods, "
             "usage draining).",
         )
-        tasks.add_metric([], await client.llen("celery"))
+        tasks.add_metric([], await client.call("LLEN", "celery"))
         families += [backlog, tasks]
     return _Gauges(families)
 

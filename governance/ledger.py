@@ -117,21 +117,30 @@ class DatabaseSink:
 
 
 class RedisStreamSink:
-    """Cluster mode: one pipeline of XADDs per flush."""
+    """Cluster mode: one write of all the flush's ``XADD``s.
+
+    On a pipelined connection of its own (``gateway_project.fast_redis``):
+    hiredis packs the batch in C, where redis-py's pipeline held the event
+    loop about 10 ms for 500 records, and admissions do not queue behind it.
+    """
 
     def __init__(self) -> None:
-        from gateway_project.redis_client import async_client
+        from gateway_project.fast_redis import PipelinedRedis
 
         # Bounded: a Redis server that stopped answering must not hold the
         # flush (the batch stays buffered and is tried again).
-        self.client = async_client(timeout=5)
+        self.client = PipelinedRedis(settings.REDIS_URL, timeout=5)
 
     async def write(self, entries: list[dict[str, Any]]) -> None:
         key = stream_key()
-        async with self.client.pipeline(transaction=False) as pipe:
-            for entry in entries:
-                pipe.xadd(key, {"r": orjson.dumps(entry)})
-            await pipe.execute()
+        replies = await self.client.execute(
+            *[("XADD", key, "*", "r", orjson.dumps(entry)) for entry in entries]
+        )
+        for reply in replies:
+            if isinstance(reply, Exception):
+                # The whole batch is written again: the drain skips request
+                # ids already stored, so the entries that did land are not doubled.
+                raise reply
 
 
 class Ledger:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from typing import Any
 
@@ -18,6 +19,7 @@ from proxy.snapshot import store
 logger = logging.getLogger(__name__)
 _background: list[asyncio.Task[None]] = []
 SHUTDOWN_TIMEOUT_SECONDS = 20.0
+FREEZE_AGAIN_AFTER_SECONDS = 10.0
 
 
 async def startup() -> None:
@@ -34,6 +36,28 @@ async def startup() -> None:
     await breakers.start()
     if settings.GATEWAY_METRICS_DIR:
         _background.append(asyncio.create_task(metrics.run_writer(), name="metrics-writer"))
+    freeze_heap()
+    _background.append(asyncio.create_task(_freeze_later(), name="heap-freeze"))
+
+
+def freeze_heap() -> None:
+    """Move every object alive now out of the garbage collector's reach.
+
+    Django, the loaded modules and the snapshot are about 125,000 tracked
+    objects that live as long as the process; without this, each full
+    collection (about two a second under load) walks all of them, 50-150 ms
+    with the event loop held. Frozen objects are still freed when their
+    last reference goes; only cycles among them would stay, so the heap is
+    collected first.
+    """
+    gc.collect()
+    gc.freeze()
+
+
+async def _freeze_later() -> None:
+    # Again once the first requests have imported and cached what they use lazily.
+    await asyncio.sleep(FREEZE_AGAIN_AFTER_SECONDS)
+    freeze_heap()
 
 
 async def shutdown() -> None:
