@@ -111,6 +111,7 @@ def _config(args: argparse.Namespace) -> uvicorn.Config:
         forwarded_allow_ips=args.forwarded_allow_ips,
         timeout_graceful_shutdown=int(shutdown_grace()),
         timeout_keep_alive=args.timeout_keep_alive,
+        server_header=False,  # no "server: uvicorn": the software is nobody's business
     )
 
 

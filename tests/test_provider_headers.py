@@ -90,3 +90,14 @@ def test_anthropic_beta_is_not_sent_to_other_providers(claude):
     ).raise_for_status()
     [sent] = claude.mock.requests()
     assert "anthropic-beta" not in sent["headers"]
+
+
+def test_no_answer_names_the_server_software(demo):
+    # An inference answer, a refusal and a health probe.
+    answers = [
+        demo.openai().chat.completions.with_raw_response.create(**CHAT),
+        httpx.post(f"{demo.gateway.url}/v1/chat/completions", json=CHAT, timeout=10),  # 401
+        httpx.get(f"{demo.gateway.url}/healthz", timeout=10),
+    ]
+    for answer in answers:
+        assert "server" not in answer.headers, answer.headers
