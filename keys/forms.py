@@ -112,6 +112,7 @@ class VirtualKeyForm(NamedForm, PolicyForm):
     )
     store_content = forms.ChoiceField(
         choices=StoreContent.choices,
+        required=False,
         initial=StoreContent.INHERIT,
         label="Store message content",
         help_text="As the team: the team's setting decides. Keep or Do not keep: this key's "
@@ -127,6 +128,11 @@ class VirtualKeyForm(NamedForm, PolicyForm):
         self.fields["team"].queryset = teams
         for name in fixed:  # admin-only fields (keys.access.ADMIN_ONLY_FIELDS)
             del self.fields[name]
+
+    def clean_store_content(self) -> str:
+        # Left out of a post (a script, not the browser): the key keeps its choice.
+        value = self.cleaned_data.get("store_content")
+        return value or self.initial.get("store_content") or StoreContent.INHERIT
 
 
 class RotateForm(forms.Form):

@@ -10,40 +10,22 @@ import orjson
 from audit.models import AuditEvent
 from keys import services
 from tests.conftest import gateway_env
-from tests.ledger_helpers import new_tag, record_tagged
+from tests.content_helpers import (
+    ANSWER,
+    AWS_KEY,
+    EMAIL,
+    REDACTED_ANSWER,
+    REDACTED_QUESTION,
+    SPLIT,
+    ask,
+)
+from tests.ledger_helpers import record_tagged
 from tests.processes import GatewayProcess
-
-EMAIL = "jane.doe@example.com"
-AWS_KEY = "AKIAIOSFODNN7EXAMPLE"
-QUESTION = f"Write to {EMAIL} about the account."
-# The key cut across streamed deltas: redaction sees the assembled text.
-SPLIT = ["Your key is AKIAIOSF", "ODNN7EXAMPLE and", " that is all."]
-ANSWER = "".join(SPLIT)
-REDACTED_ANSWER = "Your key is [SECRET:aws_access_key] and that is all."
 
 
 def opt_in(demo) -> None:
     services.team_update(team=demo.team, store_content=True)
     demo.sync()
-
-
-def ask(client: openai.OpenAI, *, stream: bool) -> tuple[str, str]:
-    """Send the question (tagged); the answer's text as the client got it, and the tag."""
-    tag = new_tag()
-    request = {
-        "model": "gpt-4o-mini",
-        "messages": [
-            {"role": "system", "content": "You are terse."},
-            {"role": "user", "content": QUESTION},
-        ],
-        "extra_headers": {"x-request-id": tag},
-    }
-    if stream:
-        chunks = client.chat.completions.create(**request, stream=True)
-        text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
-    else:
-        text = client.chat.completions.create(**request).choices[0].message.content
-    return text, tag
 
 
 def test_nothing_is_kept_for_a_team_that_did_not_opt_in(demo, celery_worker):
@@ -68,7 +50,7 @@ def test_an_opted_in_team_keeps_the_messages_and_the_answer_redacted(demo, celer
         "request": {
             "messages": [
                 {"role": "system", "content": "You are terse."},
-                {"role": "user", "content": "Write to [EMAIL] about the account."},
+                {"role": "user", "content": REDACTED_QUESTION},
             ]
         },
         "response": REDACTED_ANSWER,
@@ -88,9 +70,7 @@ def test_a_streamed_answer_is_assembled_from_its_deltas_and_redacted_whole(demo,
     record = record_tagged(tag)
     assert record.stream
     assert record.content["response"] == REDACTED_ANSWER
-    assert record.content["request"]["messages"][1]["content"] == (
-        "Write to [EMAIL] about the account."
-    )
+    assert record.content["request"]["messages"][1]["content"] == REDACTED_QUESTION
     assert record.content["truncated"] is False
 
 
@@ -122,4 +102,4 @@ def test_content_past_the_cap_is_cut_and_said_to_be_truncated(demo, celery_worke
     content = record_tagged(tag).content
     assert content["truncated"] is True
     assert content["response"] == "".join(words)[:100]
-    assert content["request"]["messages"][1]["content"] == "Write to [EMAIL] about the account."
+    assert content["request"]["messages"][1]["content"] == REDACTED_QUESTION

@@ -89,6 +89,14 @@ class VirtualKeySerializer(ApiModelSerializer):
         )
         read_only_fields = ("is_active",)
         create_only_fields = ("name",)
+        extra_kwargs = {
+            "store_content": {
+                "error_messages": {
+                    "invalid_choice": '"{input}" is not a choice: use inherit, on or off.',
+                    "null": "Use inherit, on or off.",
+                }
+            }
+        }
 
 
 class VirtualKeySecretSerializer(VirtualKeySerializer):
