@@ -14,19 +14,16 @@ from keys.declarative import ConfigError, apply_config, export_config, load_file
 from keys.models import Team, VirtualKey
 from tests.api_fixtures import ApiWorld, error_of
 from tests.audit_fixtures import new_events
-from tests.content_helpers import ANSWER, AWS_KEY, EMAIL, REDACTED_ANSWER, REDACTED_QUESTION, ask
+from tests.content_helpers import (
+    ANSWER,
+    AWS_KEY,
+    EMAIL,
+    REDACTED_CONTENT,
+    SPLIT,
+    ask,
+    assert_usage_only,
+)
 from tests.ledger_helpers import record_tagged
-
-EXPECTED = {
-    "request": {
-        "messages": [
-            {"role": "system", "content": "You are terse."},
-            {"role": "user", "content": REDACTED_QUESTION},
-        ]
-    },
-    "response": REDACTED_ANSWER,
-    "truncated": False,
-}
 
 
 def demo_key(demo) -> VirtualKey:
@@ -52,27 +49,22 @@ def test_a_key_set_off_keeps_nothing_in_a_team_that_keeps_content(demo, celery_w
     set_key(demo, "off")
     demo.mock.add_rule(answer=ANSWER)
 
-    for stream in (False, True):
-        text, tag = ask(demo.openai(), stream=stream)
-        assert text == ANSWER
-        record = record_tagged(tag)
-        assert record.content is None
-        assert record.output_tokens > 0  # the usage is there, the words are not
+    assert_usage_only(demo.openai())
 
     # The team's other key still keeps content: the choice is the key's alone.
     _, tag = ask(demo.openai(inheriting), stream=False)
-    assert record_tagged(tag).content == EXPECTED
+    assert record_tagged(tag).content == REDACTED_CONTENT
 
 
 def test_a_key_set_on_keeps_redacted_content_in_a_team_that_does_not(demo, celery_worker):
     set_key(demo, "on")
-    demo.mock.add_rule(answer=["Your key is AKIAIOSF", "ODNN7EXAMPLE and", " that is all."])
+    demo.mock.add_rule(answer=SPLIT)
 
     for stream in (False, True):
         text, tag = ask(demo.openai(), stream=stream)
         assert text == ANSWER
         content = record_tagged(tag).content
-        assert content == EXPECTED
+        assert content == REDACTED_CONTENT
         stored = str(content)
         assert EMAIL not in stored and AWS_KEY not in stored
 
@@ -87,7 +79,7 @@ def test_an_inheriting_key_follows_its_team_while_the_gateway_runs(demo, celery_
 
     set_team(demo, True)
     _, tag = ask(client, stream=True)
-    assert record_tagged(tag).content == EXPECTED
+    assert record_tagged(tag).content == REDACTED_CONTENT
 
     set_team(demo, False)
     _, tag = ask(client, stream=False)
