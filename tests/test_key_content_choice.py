@@ -171,6 +171,27 @@ def test_the_console_key_page_says_what_the_key_does_and_where_it_comes_from(con
 
 
 @pytest.mark.django_db
+def test_an_admins_console_edit_sets_the_choice_with_one_audit_event(console, who):
+    url = reverse("keys:key_detail", args=[console.key.pk])
+    form = {"name": console.key.name, "team": console.team.pk}
+    with new_events() as events:
+        saved = who.admin.post(url, {**form, "store_content": "off"})
+    assert saved.status_code == 302
+    assert [
+        (e.action, e.object_type, e.before["store_content"], e.after["store_content"])
+        for e in events
+    ] == [("update", "keys.virtualkey", "inherit", "off")]
+
+    with new_events() as events:
+        refused = who.admin.post(url, {**form, "store_content": "maybe"})
+    assert refused.status_code == 400  # the form again, with its error
+    assert "Select a valid choice" in refused.content.decode()
+    assert events == []
+    console.key.refresh_from_db()
+    assert console.key.store_content == "off"
+
+
+@pytest.mark.django_db
 def test_a_managers_edit_of_a_key_leaves_its_choice_as_it_was(console, who):
     services.virtual_key_update(key=console.key, store_content="off")
     url = reverse("keys:key_detail", args=[console.key.pk])
