@@ -187,6 +187,8 @@ def test_an_admins_console_edit_sets_the_choice_with_one_audit_event(console, wh
     assert refused.status_code == 400  # the form again, with its error
     assert "Select a valid choice" in refused.content.decode()
     assert events == []
+    # A post without the field (a script, not the browser) leaves the choice as it is.
+    assert who.admin.post(url, {**form, "allowed_models": "gpt-4o"}).status_code == 302
     console.key.refresh_from_db()
     assert console.key.store_content == "off"
 
