@@ -57,9 +57,10 @@ TEAM_WRITABLE = frozenset({"keys.virtualkey", "governance.budget", "governance.r
 # Read by team managers whole: what models exist and what they cost.
 CATALOGUE = frozenset({"keys.modelroute", "governance.modelprice"})
 AUDIT_TRAIL = frozenset({"audit.auditevent"})
-# Fields of kinds team managers may change that only admins may set.
+# Fields of kinds team managers may change that only admins may set. A key's
+# content choice overrides its team's, which only admins may change either.
 ADMIN_ONLY_FIELDS: dict[str, frozenset[str]] = {
-    "keys.virtualkey": frozenset({"may_pin_provider_keys"}),
+    "keys.virtualkey": frozenset({"may_pin_provider_keys", "store_content"}),
 }
 
 # How a row of each team-scoped kind leads to its team (lookups, OR-ed).

@@ -26,7 +26,15 @@ from governance import services as governance_services
 from governance.guardrails import RULE_FIELDS
 from governance.models import Budget, GuardrailPolicy, RateLimit
 from keys import crypto, services, tokens
-from keys.models import Customer, ModelRoute, Provider, ProviderKey, Team, VirtualKey
+from keys.models import (
+    Customer,
+    ModelRoute,
+    Provider,
+    ProviderKey,
+    StoreContent,
+    Team,
+    VirtualKey,
+)
 
 FORMAT_VERSION = 1
 
@@ -295,7 +303,16 @@ def _apply_virtual_key(team: Team, data: Any, where: str, report: ApplyReport) -
     item = _Reader(
         data,
         where,
-        {"name", "secret_env", "expires_at", "metadata", "active", "allowed_ips", *POLICY_KEYS},
+        {
+            "name",
+            "secret_env",
+            "expires_at",
+            "metadata",
+            "active",
+            "allowed_ips",
+            "store_content",
+            *POLICY_KEYS,
+        },
     )
     name = item.get("name", str, required=True)
     label = f"virtual key {name}"
@@ -307,6 +324,7 @@ def _apply_virtual_key(team: Team, data: Any, where: str, report: ApplyReport) -
         "expires_at": item.datetime("expires_at"),
         "metadata": item.get("metadata", dict, {}),
         "allowed_ips": item.get("allowed_ips", list, []),
+        "store_content": _store_content_choice(item),
         **_policy_fields(item),
     }
     key = VirtualKey.objects.filter(team=team, name=name).first()
@@ -335,6 +353,21 @@ def _apply_virtual_key(team: Team, data: Any, where: str, report: ApplyReport) -
         raise ConfigError(f"{where}: the key {name} was revoked; revoked keys stay revoked")
     report.record("changed" if changed else "unchanged", label)
     _apply_limits(key, item, report)
+
+
+def _store_content_choice(item: _Reader) -> str:
+    """A key's ``store_content``: inherit, on or off.
+
+    YAML 1.1 reads an unquoted ``on``/``off`` (and ``true``/``false``) as a
+    boolean; those mean on and off.
+    """
+    value = item.get("store_content", (str, bool), StoreContent.INHERIT)
+    if isinstance(value, bool):
+        return StoreContent.ON if value else StoreContent.OFF
+    if value not in StoreContent.values:
+        allowed = ", ".join(StoreContent.values)
+        raise ConfigError(f"{item.where}.store_content: {value!r} is not one of {allowed}")
+    return value
 
 
 # --- access rules, budgets and rate limits (any level of the org tree) ------------
@@ -590,6 +623,7 @@ def _export_virtual_key(key: VirtualKey) -> dict[str, Any]:
             "expires_at": key.expires_at.isoformat() if key.expires_at else None,
             "metadata": key.metadata,
             "allowed_ips": key.allowed_ips,
+            "store_content": key.store_content,
             "active": key.is_active,
             **_export_policy(key),
         }

@@ -10,7 +10,14 @@ from typing import Any
 from django import forms
 
 from keys.console import ListField
-from keys.models import CACHE_TTL_MAX_SECONDS, Customer, Provider, ProviderKind, Team
+from keys.models import (
+    CACHE_TTL_MAX_SECONDS,
+    Customer,
+    Provider,
+    ProviderKind,
+    StoreContent,
+    Team,
+)
 
 NAME_HELP = "Lowercase letters, digits, dots, dashes or underscores."
 MODELS_HELP = "One model name or pattern per line (gpt-4o*, openai/*); empty allows every model."
@@ -103,6 +110,15 @@ class VirtualKeyForm(NamedForm, PolicyForm):
         help_text="For debugging: requests may name the provider key that serves them "
         "(x-gateway-provider-key). Admins only.",
     )
+    store_content = forms.ChoiceField(
+        choices=StoreContent.choices,
+        required=False,
+        initial=StoreContent.INHERIT,
+        label="Store message content",
+        help_text="As the team: the team's setting decides. Keep or Do not keep: this key's "
+        "requests keep their messages and answer text (redacted) in the request log, or do "
+        "not, whatever the team's setting.",
+    )
     field_order = ["name", "team", "expires_at", "allowed_models", "allowed_ips"]
 
     def __init__(
@@ -112,6 +128,11 @@ class VirtualKeyForm(NamedForm, PolicyForm):
         self.fields["team"].queryset = teams
         for name in fixed:  # admin-only fields (keys.access.ADMIN_ONLY_FIELDS)
             del self.fields[name]
+
+    def clean_store_content(self) -> str:
+        # Left out of a post (a script, not the browser): the key keeps its choice.
+        value = self.cleaned_data.get("store_content")
+        return value or self.initial.get("store_content") or StoreContent.INHERIT
 
 
 class RotateForm(forms.Form):

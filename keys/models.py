@@ -112,6 +112,21 @@ class Team(TimestampedModel, PolicyFields):
         return self.name
 
 
+class StoreContent(models.TextChoices):
+    """A virtual key's choice about message content, over its team's (``Team.store_content``)."""
+
+    INHERIT = "inherit", "As the team"
+    ON = "on", "Keep"
+    OFF = "off", "Do not keep"
+
+
+def keeps_content(choice: str, team_keeps: bool) -> bool:
+    """Whether a key with ``choice`` keeps message content in a team that does or not."""
+    if choice == StoreContent.INHERIT:
+        return team_keeps
+    return choice == StoreContent.ON
+
+
 class VirtualKey(TimestampedModel, PolicyFields):
     """A credential applications use instead of a provider key.
 
@@ -141,6 +156,12 @@ class VirtualKey(TimestampedModel, PolicyFields):
     # For debugging: requests with this key may name the provider key that
     # serves them (x-gateway-provider-key). Only admins may grant it.
     may_pin_provider_keys = models.BooleanField(default=False)
+    # Overrides the team's content opt-in for this key: a team that keeps
+    # content can leave one key out (HR data), one that does not can opt one
+    # key in (debugging).
+    store_content = models.CharField(
+        max_length=7, choices=StoreContent.choices, default=StoreContent.INHERIT
+    )
 
     class Meta:
         ordering = ["name"]
@@ -155,6 +176,19 @@ class VirtualKey(TimestampedModel, PolicyFields):
     @property
     def masked(self) -> str:
         return f"{tokens.KEY_SCHEME}{self.prefix}…"
+
+    @property
+    def keeps_content(self) -> bool:
+        """Whether requests with this key keep message content (its own choice or its team's)."""
+        return keeps_content(self.store_content, self.team.store_content)
+
+    @property
+    def content_choice_summary(self) -> str:
+        """The effective choice and where it comes from, for operators: "inherits: on (team)"."""
+        state = "on" if self.keeps_content else "off"
+        if self.store_content == StoreContent.INHERIT:
+            return f"inherits: {state} (team)"
+        return f"{state} (this key; the team's is {'on' if self.team.store_content else 'off'})"
 
 
 class ProviderKind(models.TextChoices):

@@ -33,6 +33,7 @@ def _virtual_key_rows(queryset: Any) -> list[dict[str, Any]]:
             "previous_secret_hash",
             "previous_valid_until",
             "may_pin_provider_keys",
+            "store_content",
             "team__store_content",
         )
     )

@@ -28,6 +28,7 @@ from keys.models import (
     Provider,
     ProviderKey,
     RoleAssignment,
+    StoreContent,
     Team,
     VirtualKey,
 )
@@ -171,6 +172,7 @@ VIRTUAL_KEY_FIELDS = {
     "metadata",
     "allowed_ips",
     "may_pin_provider_keys",
+    "store_content",
     *POLICY_FIELDS,
 }
 
@@ -189,6 +191,7 @@ def virtual_key_create(
     cache_ttl_seconds: int | None = None,
     allowed_ips: list[str] | None = None,
     may_pin_provider_keys: bool = False,
+    store_content: str = StoreContent.INHERIT,
 ) -> tuple[VirtualKey, str]:
     """Create a key; returns it with its secret, which is never available again.
 
@@ -218,6 +221,7 @@ def virtual_key_create(
         cache_ttl_seconds=cache_ttl_seconds,
         allowed_ips=allowed_ips or [],
         may_pin_provider_keys=may_pin_provider_keys,
+        store_content=store_content,
     )
     _save(key)
     audit_event_record(action="create", instance=key, before=None, after=audit_snapshot(key))

@@ -167,6 +167,7 @@ def key_list(request: HttpRequest, access: Access) -> HttpResponse:
             Column("Team", lambda k: k.team.name),
             Column("Status", _key_status),
             Column("Expires", lambda k: k.expires_at or "never"),
+            Column("Message content", lambda k: k.content_choice_summary),
         ],
         rows=keys,
         link=lambda key: reverse("keys:key_detail", args=[key.pk]),
@@ -213,7 +214,9 @@ def key_detail(request: HttpRequest, access: Access, pk: int) -> HttpResponse:
     if request.method == "POST":
         require(editable)
     teams = _key_teams(access) if editable else Team.objects.filter(pk=key.team_id)
-    initial = _policy_initial(key, "team", "expires_at", "allowed_ips", "may_pin_provider_keys")
+    initial = _policy_initial(
+        key, "team", "expires_at", "allowed_ips", "may_pin_provider_keys", "store_content"
+    )
     form = VirtualKeyForm(
         request.POST or None,
         initial=initial,

@@ -1,7 +1,9 @@
-"""Message content in the request log, for teams that opt in (``Team.store_content``).
+"""Message content in the request log, for teams that opt in (``Team.store_content``)
+and keys that choose for themselves (``VirtualKey.store_content``, resolved into
+the snapshot's ``KeyEntry.store_content``).
 
-Off by default: a request of a team that did not opt in carries no capture
-and pays nothing here. For one that did, the request's text fields (after
+Off by default: a request whose key does not keep content carries no capture
+and pays nothing here. For one that does, the request's text fields (after
 the request guardrails) and the text of the answer the client received are
 kept, redacted by the built-in secret and personal-data detectors
 (``governance.guardrails``), and ride to the database in the request's own

@@ -38,6 +38,7 @@ from governance.enforcement import (
 )
 from governance.guardrails import Guardrails, PolicyRow, resolve
 from keys import addresses, selectors
+from keys.models import StoreContent, keeps_content
 from proxy.metrics import metrics
 from proxy.providers import REGISTRY, ProviderAdapter
 from proxy.providers.base import Target
@@ -62,7 +63,8 @@ class KeyEntry:
     customer_name: str | None
     allowed_networks: tuple[IPNetwork, ...] = ()
     may_pin_provider_keys: bool = False
-    # The team opted in to keeping message content (``governance.content``).
+    # Requests keep their message content (``proxy.content``): the key's own
+    # choice, resolved against its team's when the snapshot is built.
     store_content: bool = False
 
     @classmethod
@@ -84,7 +86,10 @@ class KeyEntry:
                 ipaddress.ip_network(item, strict=False) for item in row["allowed_ips"] or ()
             ),
             may_pin_provider_keys=bool(row.get("may_pin_provider_keys")),
-            store_content=bool(row.get("team__store_content")),
+            store_content=keeps_content(
+                row.get("store_content") or StoreContent.INHERIT,
+                bool(row.get("team__store_content")),
+            ),
         )
         entries = {entry.prefix: entry}
         grace_end: dt.datetime | None = row["previous_valid_until"]

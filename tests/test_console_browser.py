@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
+from keys.models import VirtualKey
 from tests.console_helpers import PASSWORD, persona
 from tests.processes import ROOT
 
@@ -172,3 +173,54 @@ def demo_team_id(page: Page, base: str) -> str:
     page.goto(f"{base}/console/")
     option = page.locator("#id_team option", has_text="browser-team")
     return option.get_attribute("value") or ""
+
+
+def test_an_admin_opts_one_key_in_to_message_content_in_the_console(
+    demo, celery_worker, operator, browser_page
+):
+    """Create a key that keeps content in a team that does not, see its request's content,
+    then set it back to the team's choice: the page says what the key does and why."""
+    page, errors = browser_page
+    base = demo.gateway.url
+    page.goto(f"{base}/console/login/")
+    page.get_by_label("Username").fill("operator")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("heading", name="Dashboard")).to_be_visible()
+
+    page.goto(f"{base}/console/keys/new")
+    page.get_by_label("Name").fill("debug-key")
+    page.get_by_label("Team").select_option(label="platform")
+    choice = page.get_by_label("Store message content")
+    expect(choice).to_have_value("inherit")  # the default
+    choice.select_option(label="Keep")
+    page.get_by_role("button", name="Create").click()
+    secret = page.get_by_role("textbox", name="Secret of debug-key").input_value()
+    page.get_by_role("link", name="Go to the key").click()
+    expect(page.get_by_role("heading", name="Virtual key debug-key")).to_be_visible()
+    expect(page.locator("#key-content")).to_have_text(
+        "Message content: on (this key; the team's is off)."
+    )
+    expect(page.get_by_label("Store message content")).to_have_value("on")
+    shot(page, "key-content-on")
+
+    off_the_loop(demo.sync)
+    request_id = chat(demo, secret)
+    page.goto(f"{base}/console/requests/")
+    reload_until_visible(page, request_id)
+    page.get_by_role("link", name=request_id).click()
+    content = page.get_by_role("region", name="Message content")
+    expect(content).to_contain_text("Hello from the browser")
+    shot(page, "request-content-kept-by-key")
+
+    page.goto(f"{base}/console/keys/")
+    page.get_by_role("link", name="debug-key").click()
+    page.get_by_label("Store message content").select_option(label="As the team")
+    page.get_by_role("button", name="Save").click()
+    expect(page.get_by_text("debug-key saved.")).to_be_visible()
+    expect(page.locator("#key-content")).to_have_text("Message content: inherits: off (team).")
+    expect(page.get_by_label("Store message content")).to_have_value("inherit")
+    key = off_the_loop(lambda: VirtualKey.objects.get(name="debug-key"))
+    assert key.store_content == "inherit"
+
+    assert errors == []

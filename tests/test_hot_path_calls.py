@@ -22,11 +22,19 @@ def calls(demo, store: str, origin: str = "request") -> float:
     return total(samples, "gateway_backend_calls_total", store=store, origin=origin)
 
 
-@pytest.mark.parametrize("store_content", [False, True], ids=["usage only", "content kept"])
-def test_requests_make_no_database_query_and_at_most_two_redis_round_trips(demo, store_content):
-    # A team keeping message content sends it in the same usage record: no call more.
-    services.team_update(team=demo.team, store_content=store_content)
+@pytest.mark.parametrize(
+    ("team_keeps", "key_choice"),
+    [(False, "inherit"), (True, "inherit"), (False, "on")],
+    ids=["usage only", "content kept", "content kept by the key"],
+)
+def test_requests_make_no_database_query_and_at_most_two_redis_round_trips(
+    demo, team_keeps, key_choice
+):
+    # Message content rides in the same usage record, and the key's choice is
+    # resolved in the snapshot: no call more.
+    services.team_update(team=demo.team, store_content=team_keeps)
     key = VirtualKey.objects.get(name="platform-app")
+    services.virtual_key_update(key=key, store_content=key_choice)
     governance.model_price_set(
         provider_kind="openai",
         model="mock-gpt",

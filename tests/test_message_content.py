@@ -10,16 +10,19 @@ import orjson
 from audit.models import AuditEvent
 from keys import services
 from tests.conftest import gateway_env
-from tests.ledger_helpers import new_tag, record_tagged
+from tests.content_helpers import (
+    ANSWER,
+    AWS_KEY,
+    EMAIL,
+    REDACTED_ANSWER,
+    REDACTED_CONTENT,
+    REDACTED_QUESTION,
+    SPLIT,
+    ask,
+    assert_usage_only,
+)
+from tests.ledger_helpers import record_tagged
 from tests.processes import GatewayProcess
-
-EMAIL = "jane.doe@example.com"
-AWS_KEY = "AKIAIOSFODNN7EXAMPLE"
-QUESTION = f"Write to {EMAIL} about the account."
-# The key cut across streamed deltas: redaction sees the assembled text.
-SPLIT = ["Your key is AKIAIOSF", "ODNN7EXAMPLE and", " that is all."]
-ANSWER = "".join(SPLIT)
-REDACTED_ANSWER = "Your key is [SECRET:aws_access_key] and that is all."
 
 
 def opt_in(demo) -> None:
@@ -27,33 +30,9 @@ def opt_in(demo) -> None:
     demo.sync()
 
 
-def ask(client: openai.OpenAI, *, stream: bool) -> tuple[str, str]:
-    """Send the question (tagged); the answer's text as the client got it, and the tag."""
-    tag = new_tag()
-    request = {
-        "model": "gpt-4o-mini",
-        "messages": [
-            {"role": "system", "content": "You are terse."},
-            {"role": "user", "content": QUESTION},
-        ],
-        "extra_headers": {"x-request-id": tag},
-    }
-    if stream:
-        chunks = client.chat.completions.create(**request, stream=True)
-        text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
-    else:
-        text = client.chat.completions.create(**request).choices[0].message.content
-    return text, tag
-
-
 def test_nothing_is_kept_for_a_team_that_did_not_opt_in(demo, celery_worker):
     demo.mock.add_rule(answer=SPLIT)
-    for stream in (False, True):
-        text, tag = ask(demo.openai(), stream=stream)
-        assert text == ANSWER
-        record = record_tagged(tag)
-        assert record.content is None
-        assert record.output_tokens > 0  # the usage is there, the words are not
+    assert_usage_only(demo.openai())
 
 
 def test_an_opted_in_team_keeps_the_messages_and_the_answer_redacted(demo, celery_worker):
@@ -64,16 +43,7 @@ def test_an_opted_in_team_keeps_the_messages_and_the_answer_redacted(demo, celer
 
     assert text == ANSWER  # no guardrail policy: the client's answer is untouched
     content = record_tagged(tag).content
-    assert content == {
-        "request": {
-            "messages": [
-                {"role": "system", "content": "You are terse."},
-                {"role": "user", "content": "Write to [EMAIL] about the account."},
-            ]
-        },
-        "response": REDACTED_ANSWER,
-        "truncated": False,
-    }
+    assert content == REDACTED_CONTENT
     stored = orjson.dumps(content).decode()
     assert EMAIL not in stored and AWS_KEY not in stored
 
@@ -88,9 +58,7 @@ def test_a_streamed_answer_is_assembled_from_its_deltas_and_redacted_whole(demo,
     record = record_tagged(tag)
     assert record.stream
     assert record.content["response"] == REDACTED_ANSWER
-    assert record.content["request"]["messages"][1]["content"] == (
-        "Write to [EMAIL] about the account."
-    )
+    assert record.content["request"]["messages"][1]["content"] == REDACTED_QUESTION
     assert record.content["truncated"] is False
 
 
@@ -122,4 +90,4 @@ def test_content_past_the_cap_is_cut_and_said_to_be_truncated(demo, celery_worke
     content = record_tagged(tag).content
     assert content["truncated"] is True
     assert content["response"] == "".join(words)[:100]
-    assert content["request"]["messages"][1]["content"] == "Write to [EMAIL] about the account."
+    assert content["request"]["messages"][1]["content"] == REDACTED_QUESTION

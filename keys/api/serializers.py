@@ -61,6 +61,11 @@ class TeamSerializer(ApiModelSerializer):
 
 class VirtualKeySerializer(ApiModelSerializer):
     masked = serializers.CharField(read_only=True, help_text="the key's public form")
+    keeps_content = serializers.BooleanField(
+        read_only=True,
+        help_text="whether requests with this key keep their message content: "
+        "store_content, or the team's choice when it is inherit",
+    )
 
     class Meta:
         model = VirtualKey
@@ -77,11 +82,21 @@ class VirtualKeySerializer(ApiModelSerializer):
             *POLICY,
             "allowed_ips",
             "may_pin_provider_keys",
+            "store_content",
+            "keeps_content",
             "previous_valid_until",
             *TIMESTAMPS,
         )
         read_only_fields = ("is_active",)
         create_only_fields = ("name",)
+        extra_kwargs = {
+            "store_content": {
+                "error_messages": {
+                    "invalid_choice": '"{input}" is not a choice: use inherit, on or off.',
+                    "null": "Use inherit, on or off.",
+                }
+            }
+        }
 
 
 class VirtualKeySecretSerializer(VirtualKeySerializer):

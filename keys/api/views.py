@@ -98,7 +98,8 @@ class VirtualKeyViewSet(
 ):
     """Virtual keys: created with their secret shown once, rotated, revoked (never deleted)."""
 
-    queryset = VirtualKey.objects.all()
+    # The team is read for each key's effective content choice (keeps_content).
+    queryset = VirtualKey.objects.select_related("team")
     serializer_class = s.VirtualKeySerializer
     secret_serializer_class = s.VirtualKeySecretSerializer
     filterset_fields = ("name", "team", "is_active")
