@@ -29,6 +29,11 @@ from keys.models import (
 )
 
 
+def _form_fields(obj: Any, form: forms.ModelForm, names: set[str]) -> dict[str, Any]:
+    """The values of the form's fields among ``names``, as the form set them on ``obj``."""
+    return {name: getattr(obj, name) for name in names if name in form.cleaned_data}
+
+
 def _changed_fields(form: forms.ModelForm, names: set[str]) -> dict[str, Any]:
     return {name: form.cleaned_data[name] for name in form.changed_data if name in names}
 
@@ -75,7 +80,7 @@ class CustomerAdmin(ServiceAdmin):
 
     def create(self, request: HttpRequest, obj: Customer, form: Any) -> None:
         created = services.customer_create(
-            name=obj.name, description=obj.description, metadata=obj.metadata
+            name=obj.name, **_form_fields(obj, form, services.CUSTOMER_FIELDS)
         )
         obj.pk = created.pk
 
@@ -91,7 +96,7 @@ class TeamAdmin(ServiceAdmin):
 
     def create(self, request: HttpRequest, obj: Team, form: Any) -> None:
         created = services.team_create(
-            name=obj.name, customer=obj.customer, description=obj.description, metadata=obj.metadata
+            name=obj.name, **_form_fields(obj, form, services.TEAM_FIELDS)
         )
         obj.pk = created.pk
 

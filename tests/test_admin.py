@@ -8,7 +8,7 @@ import pytest
 from django.contrib.auth import get_user_model
 
 from keys import crypto, selectors, tokens
-from keys.models import ProviderKey, Team, VirtualKey
+from keys.models import Customer, ProviderKey, Team, VirtualKey
 
 pytestmark = pytest.mark.django_db
 
@@ -89,3 +89,38 @@ def test_the_revoke_action_revokes(admin_client):
     admin_client.post("/admin/keys/virtualkey/", {"action": "revoke", "_selected_action": [key.pk]})
     key.refresh_from_db()
     assert not key.is_active and key.revoked_at is not None
+
+
+def test_a_team_created_in_the_admin_keeps_every_field_of_the_form(admin_client):
+    admin_client.post(
+        "/admin/keys/team/add/",
+        {
+            "name": "legal",
+            "metadata": '{"cost_center": "7"}',
+            "allowed_models": '["gpt-4o-mini"]',
+            "max_concurrent_requests": "3",
+            "cache_ttl_seconds": "60",
+            "store_content": "on",
+        },
+    )
+    team = Team.objects.get(name="legal")
+    assert team.metadata == {"cost_center": "7"}
+    assert team.allowed_models == ["gpt-4o-mini"]
+    assert (team.max_concurrent_requests, team.cache_ttl_seconds) == (3, 60)
+    assert team.store_content is True
+
+
+def test_a_customer_created_in_the_admin_keeps_its_cache_and_policy_fields(admin_client):
+    admin_client.post(
+        "/admin/keys/customer/add/",
+        {
+            "name": "globex",
+            "metadata": "{}",
+            "allowed_models": "[]",
+            "max_concurrent_requests": "5",
+            "cache_shared_across_teams": "on",
+        },
+    )
+    customer = Customer.objects.get(name="globex")
+    assert customer.max_concurrent_requests == 5
+    assert customer.cache_shared_across_teams is True
