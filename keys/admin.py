@@ -110,7 +110,7 @@ class VirtualKeyAdmin(ServiceAdmin):
     list_filter = ("is_active", "team")
     search_fields = ("name", "prefix")
     readonly_fields = ("masked", "is_active", "revoked_at", "created_at", "updated_at")
-    fields = ("name", "team", "expires_at", "metadata", *readonly_fields)
+    fields = ("name", "team", "expires_at", "metadata", "store_content", *readonly_fields)
     actions = ("revoke",)
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
@@ -118,7 +118,11 @@ class VirtualKeyAdmin(ServiceAdmin):
 
     def create(self, request: HttpRequest, obj: VirtualKey, form: Any) -> None:
         created, secret = services.virtual_key_create(
-            name=obj.name, team=obj.team, expires_at=obj.expires_at, metadata=obj.metadata
+            name=obj.name,
+            team=obj.team,
+            expires_at=obj.expires_at,
+            metadata=obj.metadata,
+            store_content=obj.store_content,
         )
         obj.pk = created.pk
         messages.warning(

@@ -24,13 +24,14 @@ def test_creating_a_virtual_key_shows_its_secret_once(admin_client):
     team = Team.objects.create(name="ops")
     response = admin_client.post(
         "/admin/keys/virtualkey/add/",
-        {"name": "ops-bot", "team": team.pk, "metadata": "{}"},
+        {"name": "ops-bot", "team": team.pk, "metadata": "{}", "store_content": "off"},
         follow=True,
     )
     page = response.content.decode()
     [secret] = re.findall(r"sk-gw-[A-Za-z0-9]{48}", page)
     key = VirtualKey.objects.get(name="ops-bot")
     assert key.secret_hash == tokens.hash_key(secret)
+    assert key.store_content == "off"
     again = admin_client.get(f"/admin/keys/virtualkey/{key.pk}/change/").content.decode()
     assert secret not in again
     assert key.prefix in again
