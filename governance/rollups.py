@@ -54,9 +54,10 @@ import time
 import zlib
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from django.conf import settings
 from django.db import OperationalError, connection, transaction
 from django.db.models import Aggregate, Count, Max, Min, Q, QuerySet, Sum, TextField, Value
@@ -189,16 +190,11 @@ def _values(raw: Any) -> list[int]:
 
 @dataclass
 class Delta:
-    """What a set of records adds to one rollup row."""
+    """What a set of records adds to one rollup row: counts in :data:`COUNTS`' order, bins."""
 
-    counts: list[int] = field(default_factory=lambda: [0] * len(COUNTS))
-    latency: Counter[int] = field(default_factory=Counter)
-    ttft: Counter[int] = field(default_factory=Counter)
-
-    def add(self, other: Delta) -> None:
-        self.counts = [a + b for a, b in zip(self.counts, other.counts, strict=True)]
-        self.latency.update(other.latency)
-        self.ttft.update(other.ttft)
+    counts: list[int]
+    latency: Counter[int]
+    ttft: Counter[int]
 
 
 # (granularity, bucket, team_id, dimension, value)
@@ -209,9 +205,9 @@ def records_deltas(records: QuerySet[RequestRecord]) -> dict[RowKey, Delta]:
     """What ``records`` add to each hourly and daily rollup row.
 
     One query: sums and counts per hour and ``GRAIN`` in the database, each
-    group's latencies and times to first token as a list, binned here (the
-    values are a small part of the rows; binning in SQL and grouping by the
-    bin returned as many rows and was slower, docs/ledger.md).
+    group's latencies and times to first token as a list, binned here and
+    counted once per row (binning in SQL and grouping by the bin returned as
+    many rows as there are records, and was slower: docs/ledger.md).
     """
     groups = (
         records.order_by()
@@ -226,70 +222,102 @@ def records_deltas(records: QuerySet[RequestRecord]) -> dict[RowKey, Delta]:
             ttfts=_Values("ttft_ms", filter=Q(ttft_ms__isnull=False)),
         )
     )
-    hours: dict[RowKey, Delta] = {}
+    counts: dict[RowKey, list[int]] = {}
+    latencies: dict[RowKey, list[int]] = {}
+    ttfts: dict[RowKey, list[int]] = {}
+    days: dict[dt.datetime, dt.datetime] = {}
     width = 1 + len(GRAIN)
     for row in groups:
         hour, grain = row[0], row[1:width]
-        counts = [count or 0 for count in row[width : width + len(COUNTS)]]
-        latency = Counter(map(histogram_bin, _values(row[-2])))
-        ttft = Counter(map(histogram_bin, _values(row[-1])))
+        added = [count or 0 for count in row[width : width + len(COUNTS)]]
+        latency = list(map(histogram_bin, _values(row[-2])))
+        ttft = list(map(histogram_bin, _values(row[-1])))
+        day = days.get(hour) or days.setdefault(hour, _day(hour))
         for dimension, value in _dimension_values(grain):
-            key = (RollupGranularity.HOUR.value, hour, grain[0], dimension, value)
-            delta = hours.get(key)
-            if delta is None:
-                delta = hours[key] = Delta()
-            delta.add(Delta(counts, latency, ttft))
-    deltas = dict(hours)
-    for (_, hour, team_id, dimension, value), delta in hours.items():
-        key = (RollupGranularity.DAY.value, _day(hour), team_id, dimension, value)
-        day = deltas.get(key)
-        if day is None:
-            day = deltas[key] = Delta()
-        day.add(delta)
-    return deltas
+            for key in (
+                (RollupGranularity.HOUR.value, hour, grain[0], dimension, value),
+                (RollupGranularity.DAY.value, day, grain[0], dimension, value),
+            ):
+                total = counts.get(key)
+                if total is None:
+                    counts[key], latencies[key], ttfts[key] = list(added), list(latency), list(ttft)
+                    continue
+                for index, count in enumerate(added):
+                    total[index] += count
+                latencies[key].extend(latency)
+                ttfts[key].extend(ttft)
+    return {
+        key: Delta(total, Counter(latencies[key]), Counter(ttfts[key]))
+        for key, total in counts.items()
+    }
+
+
+COLUMNS = ("granularity", "bucket", "team_id", "dimension", "value", *COUNTS)
+HISTOGRAMS = ("latency_histogram", "ttft_histogram")
+
+
+def _histogram_text(stored: dict[str, int] | None, added: Counter[int]) -> str:
+    """A stored histogram plus new counts, as the JSON text stored (bins in order)."""
+    merged = dict(added)
+    for index, count in (stored or {}).items():
+        merged[int(index)] = merged.get(int(index), 0) + count
+    return orjson.dumps({str(index): merged[index] for index in sorted(merged)}).decode()
 
 
 def rollups_add(deltas: dict[RowKey, Delta]) -> None:
     """Add ``deltas`` to the stored rows, creating the rows that do not exist.
 
     Run inside the caller's transaction. The rows touched are rewritten
-    whole: one DELETE and one INSERT beat hundreds of row updates.
+    whole: one DELETE and one bulk INSERT (``COPY`` on PostgreSQL) beat
+    hundreds of row updates.
     """
     if not deltas:
         return
-    buckets = {(granularity, bucket) for granularity, bucket, *_ in deltas}
     where = Q()
-    for granularity, bucket in buckets:
+    for granularity, bucket in {(granularity, bucket) for granularity, bucket, *_ in deltas}:
         where |= Q(granularity=granularity, bucket=bucket)
-    existing = {_key(row): row for row in UsageRollup.objects.filter(where) if _key(row) in deltas}
-    UsageRollup.objects.filter(pk__in=[row.pk for row in existing.values()]).delete()
+    existing: dict[RowKey, tuple] = {}
+    for pk, *values in UsageRollup.objects.filter(where).values_list("pk", *COLUMNS, *HISTOGRAMS):
+        key = tuple(values[:5])
+        if key in deltas:
+            existing[key] = (pk, *values)  # type: ignore[index]
     rows = []
     for key, delta in deltas.items():
-        row = existing.get(key)
-        base_counts = [getattr(row, name) for name in COUNTS] if row else [0] * len(COUNTS)
-        latency = histogram_merge([row.latency_histogram if row else {}, delta.latency])
-        ttft = histogram_merge([row.ttft_histogram if row else {}, delta.ttft])
-        granularity, bucket, team_id, dimension, value = key
+        old = existing.get(key)
+        counts = (
+            delta.counts
+            if old is None
+            else [a + b for a, b in zip(old[6:-2], delta.counts, strict=True)]
+        )
         rows.append(
-            UsageRollup(
-                granularity=granularity,
-                bucket=bucket,
-                team_id=team_id,
-                dimension=dimension,
-                value=value,
-                **{
-                    name: base + added
-                    for name, base, added in zip(COUNTS, base_counts, delta.counts, strict=True)
-                },
-                latency_histogram=_stored(latency),
-                ttft_histogram=_stored(ttft),
+            (
+                *key,
+                *counts,
+                _histogram_text(old and old[-2], delta.latency),
+                _histogram_text(old and old[-1], delta.ttft),
             )
         )
-    UsageRollup.objects.bulk_create(rows, batch_size=1000)
+    UsageRollup.objects.filter(pk__in=[old[0] for old in existing.values()]).delete()
+    _rows_insert(rows)
 
 
-def _key(row: UsageRollup) -> RowKey:
-    return (row.granularity, row.bucket, row.team_id, row.dimension, row.value)
+def _rows_insert(rows: list[tuple]) -> None:
+    """Insert rollup rows given as :data:`COLUMNS` and :data:`HISTOGRAMS` (JSON text)."""
+    table = UsageRollup._meta.db_table
+    columns = ", ".join((*COLUMNS, *HISTOGRAMS))
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            # COPY: the bulk INSERT's arrays of JSON text cost more to build than to insert.
+            with cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+            return
+        adapt_time = connection.ops.adapt_datetimefield_value
+        placeholders = ", ".join(["%s"] * (len(COLUMNS) + len(HISTOGRAMS)))
+        cursor.executemany(
+            f"INSERT INTO {table} ({columns}) VALUES ({placeholders})",  # noqa: S608
+            [(row[0], adapt_time(row[1]), *row[2:]) for row in rows],
+        )
 
 
 # --- the incremental job ---------------------------------------------------------------
