@@ -308,7 +308,9 @@ def _rows_insert(rows: list[tuple]) -> None:
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
             # COPY: the bulk INSERT's arrays of JSON text cost more to build than to insert.
-            with cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
+            copying = cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN")
+            # (psycopg's own cursor: its errors are wrapped here as Django's are.)
+            with connection.wrap_database_errors, copying as copy:
                 for row in rows:
                     copy.write_row(row)
             return
@@ -484,8 +486,9 @@ def rollups_rebuild(*, since: dt.date | None = None) -> RebuildRun:
     the day's records up to the cursor back: the invariant (exactly the
     records up to the cursor) holds after each day, so a rebuild can stop
     anywhere and be run again. Then the usual catch-up adds the rest.
-    Days older than the retention cutoff are refused (their records may be
-    pruned; their rows are all that is left).
+    ``since`` defaults to the first day (of records) whose records are all
+    still kept; an earlier day is refused (ValueError): records past the
+    retention cutoff may be pruned, and their rows are all that is left.
     """
     first_kept = retention_cutoff()
     with job_lock(CURSOR) as taken:
@@ -495,14 +498,17 @@ def rollups_rebuild(*, since: dt.date | None = None) -> RebuildRun:
         span = RequestRecord.objects.aggregate(first=Min("time"), last=Max("time"))
         if span["first"] is None:
             return RebuildRun(days=0, records_seen_up_to=cursor.position)
-        day = _day(span["first"])
-        if since is not None:
-            day = max(day, dt.datetime.combine(since, dt.time(), tzinfo=dt.UTC))
-        if first_kept is not None and day < first_kept:
-            raise ValueError(
-                f"records before {first_kept:%Y-%m-%d %H:%M} may be pruned: rebuild from "
-                f"{_day(first_kept) + dt.timedelta(days=1):%Y-%m-%d} on"
-            )
+        # The first day all of whose records are still kept.
+        whole = None if first_kept is None else _day(first_kept) + dt.timedelta(days=1)
+        if since is None:
+            day = max(_day(span["first"]), whole or _day(span["first"]))
+        else:
+            day = max(_day(span["first"]), dt.datetime.combine(since, dt.time(), tzinfo=dt.UTC))
+            if whole is not None and day < whole:
+                raise ValueError(
+                    f"records before {first_kept:%Y-%m-%d %H:%M} UTC may be pruned: "
+                    f"rebuild from {whole:%Y-%m-%d} on"
+                )
         rebuilt = 0
         while day <= span["last"]:
             end = day + dt.timedelta(days=1)

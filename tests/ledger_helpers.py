@@ -48,12 +48,18 @@ def _values(record: RequestRecord) -> dict[str, str]:
     }
 
 
-def expected_rows(granularity: str) -> dict[tuple, dict]:
-    """What the rollups must hold, from the records: per bucket, team, dimension and value."""
+def expected_rows(granularity: str, up_to_id: int | None = None) -> dict[tuple, dict]:
+    """What the rollups must hold, from the records: per bucket, team, dimension and value.
+
+    Only the records with ids up to ``up_to_id`` when given (the job's cursor).
+    """
     rows: dict[tuple, dict] = defaultdict(
         lambda: {**dict.fromkeys(SUMS, 0), "latency": Counter(), "ttft": Counter()}
     )
-    for record in RequestRecord.objects.all():
+    records = RequestRecord.objects.all()
+    if up_to_id is not None:
+        records = records.filter(id__lte=up_to_id)
+    for record in records:
         moment = record.time.astimezone(dt.UTC).replace(minute=0, second=0, microsecond=0)
         if granularity == "day":
             moment = moment.replace(hour=0)
@@ -85,8 +91,15 @@ def stored_rows(granularity: str) -> dict[tuple, dict]:
     return rows
 
 
-def assert_rollups_match_the_records() -> None:
+def assert_rollups_match_the_records(
+    *, up_to_id: int | None = None, since: dt.datetime | None = None
+) -> None:
+    """The stored rows are what the records (up to ``up_to_id``; buckets from ``since``) make."""
     for granularity in ("hour", "day"):
-        expected = expected_rows(granularity)
+        expected = expected_rows(granularity, up_to_id)
+        stored = stored_rows(granularity)
+        if since is not None:
+            expected = {key: row for key, row in expected.items() if key[0] >= since}
+            stored = {key: row for key, row in stored.items() if key[0] >= since}
         assert expected, "no records to compare"
-        assert stored_rows(granularity) == expected, granularity
+        assert stored == expected, granularity
