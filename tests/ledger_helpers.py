@@ -21,6 +21,25 @@ def new_tag() -> str:
     return f"t-{uuid.uuid4().hex[:12]}"
 
 
+def ledger_entry(request_id: str, moment: dt.datetime, **values: object) -> dict:
+    """A ledger entry (the drain's format) of a successful request at ``moment``."""
+    return {
+        "request_id": request_id,
+        "time": moment.timestamp(),
+        "key_id": 2,
+        "team_id": 1,
+        "customer_id": 2,
+        "provider": "openai",
+        "requested_model": "gpt-4o",
+        "served_model": "gpt-4o",
+        "status": 200,
+        "cost_micros": 777,
+        "latency_ms": 250,
+        "ttft_ms": 90,
+        **values,
+    }
+
+
 def record_tagged(tag: str, timeout: float = 20.0) -> RequestRecord:
     """The usage record of the request sent with ``x-request-id: tag``."""
     deadline = time.monotonic() + timeout

@@ -24,7 +24,7 @@ from governance.generator import Shape, generate
 from governance.ledger import insert_records
 from governance.models import RequestRecord, UsageRollup
 from governance.rollups import rollup_cursor, rollups_rebuild, usage_rollup
-from tests.ledger_helpers import assert_rollups_match_the_records, stored_rows
+from tests.ledger_helpers import assert_rollups_match_the_records, ledger_entry, stored_rows
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -39,20 +39,7 @@ def some_records(count: int = 600, days: float = 3, seed: int = 1, until: dt.dat
 
 
 def entry(request_id: str, minutes_ago: float = 10) -> dict:
-    return {
-        "request_id": request_id,
-        "time": (NOW - dt.timedelta(minutes=minutes_ago)).timestamp(),
-        "key_id": 2,
-        "team_id": 1,
-        "customer_id": 2,
-        "provider": "openai",
-        "requested_model": "gpt-4o",
-        "served_model": "gpt-4o",
-        "status": 200,
-        "cost_micros": 777,
-        "latency_ms": 250,
-        "ttft_ms": 90,
-    }
+    return ledger_entry(request_id, NOW - dt.timedelta(minutes=minutes_ago))
 
 
 def newest_id() -> int:

@@ -27,7 +27,7 @@ from governance.rollups import (
     usage_rollup,
 )
 from governance.selectors import percentile_cont
-from tests.ledger_helpers import assert_rollups_match_the_records, stored_rows
+from tests.ledger_helpers import assert_rollups_match_the_records, ledger_entry, stored_rows
 
 pytestmark = pytest.mark.django_db
 
@@ -54,23 +54,8 @@ def test_a_late_record_of_an_old_hour_is_rolled_up_on_the_next_run():
     before = stored_rows("hour")
     old_hour = NOW - dt.timedelta(days=2, hours=5)
     # Inserted now (the drain after an outage), for a request made two days ago.
-    insert_records(
-        [
-            {
-                "request_id": "late-1",
-                "time": (old_hour + dt.timedelta(minutes=7)).timestamp(),
-                "key_id": 999,
-                "team_id": 1,
-                "customer_id": 2,
-                "provider": "openai",
-                "requested_model": "gpt-4o",
-                "served_model": "gpt-4o",
-                "status": 200,
-                "cost_micros": 1234,
-                "latency_ms": 321,
-            }
-        ]
-    )
+    late = ledger_entry("late-1", old_hour + dt.timedelta(minutes=7), key_id=999, cost_micros=1234)
+    insert_records([{**late, "latency_ms": 321, "ttft_ms": None}])
 
     usage_rollup()
 
