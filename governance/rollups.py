@@ -460,8 +460,31 @@ def usage_rollup(*, time_budget: float = 120.0) -> RollupRun:
         return RollupRun(records_seen_up_to=position, hours=len(hours), days=len(days))
 
 
+@contextlib.contextmanager
+def rollups_snapshot() -> Iterator[None]:
+    """One view of the cursor, the rollup rows and the records for a read of all three.
+
+    Each statement sees its own snapshot otherwise: a step committing between
+    the read of the cursor and the read of the rows would be counted twice
+    (in the rows, and among the records above the cursor read). PostgreSQL:
+    a read-only, repeatable-read transaction (already inside a transaction:
+    that one's). SQLite: as it was (its write transactions take the write
+    lock when they begin, too heavy for a read); the window is the few
+    milliseconds between the reads.
+    """
+    if connection.vendor != "postgresql" or connection.in_atomic_block:
+        yield
+        return
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        yield
+
+
 def rollup_cursor() -> int:
-    """The id up to which the request log is in the rollups."""
+    """The id up to which the request log is in the rollups.
+
+    Read it in :func:`rollups_snapshot`, with the rows and the records above it.
+    """
     position = JobCursor.objects.filter(name=CURSOR).values_list("position", flat=True).first()
     return position or 0
 

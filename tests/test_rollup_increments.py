@@ -130,6 +130,43 @@ def test_a_run_that_cannot_fix_a_frontier_rolls_up_nothing_and_the_next_one_does
     assert_rollups_match_the_records()
 
 
+@postgresql_only
+def test_a_usage_read_while_the_job_runs_counts_each_record_once(monkeypatch):
+    from governance.api.filters import usage_points
+
+    monkeypatch.setattr(rollups, "STEP_IDS", 20)
+    some_records(count=1500)
+    total = RequestRecord.objects.count()
+    running = threading.Event()
+    seen: list[int] = []
+
+    def read_while_running() -> None:
+        running.wait(10)
+        while running.is_set():
+            points, source = usage_points(
+                data={},
+                records=RequestRecord.objects.all(),
+                rollups=UsageRollup.objects.all(),
+                bucket=None,
+                group_by=None,
+                percentiles=False,
+            )
+            assert source == "rollups"
+            seen.append(points[0].requests)
+
+    def run() -> None:
+        running.set()
+        try:
+            usage_rollup()
+        finally:
+            running.clear()
+
+    in_threads(read_while_running, run)
+
+    assert len(seen) > 5
+    assert set(seen) == {total}
+
+
 def refuse_daily_rows_from(day: dt.datetime) -> Callable[[], None]:
     """A real database error from now on: inserting a daily row of ``day`` or later fails.
 
