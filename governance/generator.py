@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from django.db import connection, transaction
 
-from governance.ledger import insert_records
+from governance.ledger import insert_records, record_writers_lock
 from governance.models import RequestRecord
 
 MODELS = (
@@ -145,6 +145,7 @@ def _copy(entries: Iterator[dict]) -> int:
     columns = ", ".join([fields[name].column for name in COPY_FIELDS] + constant_columns)
     stored = 0
     with transaction.atomic(), connection.cursor() as cursor:
+        record_writers_lock(cursor)
         raw = cursor.cursor  # psycopg's own cursor: COPY needs it
         with raw.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
             for entry in entries:

@@ -15,6 +15,7 @@ import concurrent.futures
 import datetime as dt
 import functools
 import logging
+import zlib
 from typing import Any, Protocol
 
 import orjson
@@ -36,6 +37,25 @@ MAX_BUFFERED = 200_000
 
 def stream_key() -> str:
     return redis_key(STREAM)
+
+
+# An advisory lock key: every transaction that writes request records holds it
+# shared; the rollup job takes it exclusively for an instant to fix its
+# frontier (``governance.rollups.records_frontier``).
+RECORD_WRITERS_LOCK = zlib.crc32(b"gateway-ledger:record-writers")
+
+
+def record_writers_lock(cursor: Any) -> None:
+    """Take the writers' shared lock for the current transaction (PostgreSQL).
+
+    Called first in every transaction that inserts request records, before
+    any id is drawn from the sequence: while the rollup job holds the lock
+    exclusively no such transaction is open, so every id below the highest
+    visible one is either committed or will never exist. SQLite has one
+    writer at a time, committing in id order, and needs nothing.
+    """
+    if connection.vendor == "postgresql":
+        cursor.execute("SELECT pg_advisory_xact_lock_shared(%s)", [RECORD_WRITERS_LOCK])
 
 
 @functools.cache
@@ -106,6 +126,7 @@ def insert_records(entries: list[dict[str, Any]]) -> int:
     ]
     # One transaction per batch: per-row commits cost more than the inserts.
     with transaction.atomic(), connection.cursor() as cursor:
+        record_writers_lock(cursor)
         cursor.executemany(sql, rows)
     return len(rows)
 

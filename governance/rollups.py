@@ -1,4 +1,4 @@
-"""Hourly and daily rollups of the request log: incremental, idempotent.
+"""Hourly and daily rollups of the request log: incremental, additive, exact.
 
 **What is a rollup row.** One :class:`~governance.models.UsageRollup` per
 bucket (an hour, or a UTC day), per team, and per value of one dimension:
@@ -17,26 +17,31 @@ the exact value. Exact per-row percentiles would not add up across teams or
 hours; these do, so a day is the merge of its 24 hours and the whole
 gateway's p95 the merge of every team's rows.
 
-**Incremental.** The job remembers the highest request-record id it has
-rolled up (a :class:`~governance.models.JobCursor`), not a request time:
-the usage drain may insert, now, a record of a request made an hour ago,
-and its hour must be recomputed. Each run finds the hours touched by the
-records inserted since (plus :data:`OVERLAP_IDS` before on PostgreSQL, for
-inserts that committed out of id order), and recomputes each touched hour
-whole from the request log, and moves its day's rows by the difference.
-
-**Up to the cursor, exactly.** An hour is recomputed from the records with
-ids up to the step's end, so the rollups hold the records up to the cursor,
-no more: a reader adds the few records above it from the request log
+**Up to the cursor, exactly.** The rollups hold exactly the records with ids
+up to the job's cursor (a :class:`~governance.models.JobCursor`), each once;
+a reader adds the records above it from the request log
 (:func:`rollup_cursor`) and sees every request up to now.
 
-**Idempotent.** An hour's rows are deleted and rewritten from what the
-request log holds, and its day's rows moved by the difference, in one
-transaction: running twice, or after a crash between the rewrite and the
-cursor's update, gives the same rows (a day stays exactly the sum of its
-hours: integer counts and bins).
-Hours older than the retention cutoff are never recomputed: their raw
-records may already be pruned (``governance.retention``).
+**A safe frontier.** Ids are drawn from a sequence before the inserting
+transaction commits, so on PostgreSQL a lower id can become visible after a
+higher one. Every transaction that writes records holds an advisory lock
+shared (``governance.ledger.record_writers_lock``); the job takes it
+exclusively for an instant and reads the highest id: no writer is open
+then, so every id up to it is committed or will never exist, and later
+writers draw higher ids (:func:`records_frontier`). SQLite has one writer
+at a time, committing in id order.
+
+**Additive.** Each step aggregates the records with ids in (cursor,
+step end] — sums in SQL at the grain of hour, team, key, customer, provider
+and model, histograms from the latency values — and adds them to the hourly
+rows and their days' rows (creating those that do not exist), moving the
+cursor in the same transaction. The work is proportional to the new
+records; a late record (an old hour) simply adds to its hour. A crash
+before the commit leaves nothing; the compare-and-set on the cursor makes a
+second run (or an overlapping one) skip a step already merged, so every
+record is counted exactly once. Additive rows cannot heal themselves:
+:func:`rollups_rebuild` (``manage.py rebuild_rollups``) recomputes days
+from the request log.
 """
 
 from __future__ import annotations
@@ -47,16 +52,19 @@ import datetime as dt
 import logging
 import time
 import zlib
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from django.conf import settings
-from django.db import connection, transaction
-from django.db.models import Count, F, Func, IntegerField, Max, Min, Q, Sum, Value
+from django.db import OperationalError, connection, transaction
+from django.db.models import Aggregate, Count, Max, Min, Q, QuerySet, Sum, TextField, Value
 from django.db.models.functions import Coalesce, NullIf, TruncHour
 from django.utils import timezone
 
+from governance.ledger import RECORD_WRITERS_LOCK
 from governance.models import (
     JobCursor,
     RequestRecord,
@@ -68,20 +76,19 @@ from governance.models import (
 logger = logging.getLogger(__name__)
 
 CURSOR = "usage_rollup"
-# Ids re-read below the cursor on every run that finds new records, on
-# PostgreSQL: a batch insert that committed after a later one (concurrent
-# drains, each batch at most a few thousand rows) is still seen. SQLite runs
-# one write transaction at a time, so its ids become visible in order.
-OVERLAP_IDS = 10_000
-# Records read per step; each step is one cursor update.
+# Records read per step; each step is one transaction ending with the cursor.
 STEP_IDS = 200_000
+# How long the job waits for open record-writing transactions to end before
+# it gives up fixing a frontier this run. New writers queue behind its
+# request meanwhile, so this bounds their wait too.
+FRONTIER_WAIT_MS = 2_000
 
 SUMS = ("input_tokens", "output_tokens", "cached_tokens", "cost_micros")
-# In the order hour_rows' totals query gives them.
+# In the order the aggregation query gives them.
 COUNTS = ("requests", "errors", "latency_ms_total", *SUMS)
 
 
-# Read once per hour at this grain, then folded into each dimension.
+# Aggregated at this grain (per hour), then folded into each dimension.
 GRAIN = ("team_id", "key_id", "customer_id", "provider", "model_name")
 
 
@@ -160,156 +167,159 @@ def _stored(histogram: Histogram) -> dict[str, int]:
     return {str(index): histogram[index] for index in sorted(histogram)}
 
 
-# --- computing buckets from the request log ------------------------------------------
+# --- aggregating records ------------------------------------------------------------
 
 
-class _LogBin(Func):
-    """The histogram bin computed by PostgreSQL (``width_bucket`` over :data:`BOUNDS`)."""
+class _Values(Aggregate):
+    """Every value of a column in a group: an array on PostgreSQL, a comma list on SQLite."""
 
-    template = (
-        f"CASE WHEN %(expressions)s < {EXACT_BELOW} THEN %(expressions)s "
-        f"ELSE {EXACT_BELOW - 1} + width_bucket(%(expressions)s, "
-        f"ARRAY[{','.join(map(str, BOUNDS))}]) END"
-    )
-    output_field = IntegerField()
+    function = "ARRAY_AGG"
+    output_field = TextField()
+
+    def as_sqlite(self, compiler: Any, connection: Any, **extra: Any) -> Any:
+        return super().as_sql(compiler, connection, function="GROUP_CONCAT", **extra)
 
 
-def _histograms(records: Any, column: str) -> dict[tuple, Histogram]:
-    """Per dimension, team and value, the histogram of ``column`` (nulls left out).
+def _values(raw: Any) -> list[int]:
+    if raw is None:
+        return []
+    if isinstance(raw, str):
+        return [int(value) for value in raw.split(",")]
+    return raw
 
-    PostgreSQL bins in the query; elsewhere the query counts each distinct
-    value and the bins are taken here (the same bins either way).
+
+@dataclass
+class Delta:
+    """What a set of records adds to one rollup row: counts in :data:`COUNTS`' order, bins."""
+
+    counts: list[int]
+    latency: Counter[int]
+    ttft: Counter[int]
+
+
+# (granularity, bucket, team_id, dimension, value)
+RowKey = tuple[str, dt.datetime, int | None, str, str]
+
+
+def records_deltas(records: QuerySet[RequestRecord]) -> dict[RowKey, Delta]:
+    """What ``records`` add to each hourly and daily rollup row.
+
+    One query: sums and counts per hour and ``GRAIN`` in the database, each
+    group's latencies and times to first token as a list, binned here and
+    counted once per row (binning in SQL and grouping by the bin returned as
+    many rows as there are records, and was slower: docs/ledger.md).
     """
-    in_database = connection.vendor == "postgresql"
-    present = records.filter(**{f"{column}__isnull": False}).order_by()
-    binned = present.annotate(
-        model_name=_model_name(), measure=_LogBin(F(column)) if in_database else F(column)
-    )
-    rows = binned.values_list(*GRAIN, "measure").annotate(n=Count("id"))
-    result: dict[tuple, Histogram] = {}
-    for *grain, measure, count in rows:
-        index = measure if in_database else histogram_bin(measure)
-        for dimension, value in _dimension_values(tuple(grain)):
-            histogram = result.setdefault((dimension, grain[0], value), {})
-            histogram[index] = histogram.get(index, 0) + count
-    return result
-
-
-def hour_rows(start: dt.datetime, up_to_id: int | None = None) -> list[UsageRollup]:
-    """The hourly rollup rows of the hour starting at ``start``, from the request log.
-
-    Three queries (totals, latencies, times to first token) at the grain of
-    team, key, customer, provider and model, folded here into each dimension.
-    """
-    records = RequestRecord.objects.filter(time__gte=start, time__lt=start + dt.timedelta(hours=1))
-    if up_to_id is not None:
-        records = records.filter(id__lte=up_to_id)
-    totals = (
+    groups = (
         records.order_by()
-        .annotate(model_name=_model_name())
-        .values_list(*GRAIN)
+        .annotate(hour=TruncHour("time", tzinfo=dt.UTC), model_name=_model_name())
+        .values_list("hour", *GRAIN)
         .annotate(
             requests=Count("id"),
             errors=Count("id", filter=Q(status__gte=400)),
             latency_ms_total=Sum("latency_ms"),
             **{name: Sum(name) for name in SUMS},
+            latencies=_Values("latency_ms"),
+            ttfts=_Values("ttft_ms", filter=Q(ttft_ms__isnull=False)),
         )
     )
-    folded: dict[tuple, dict[str, int]] = {}
-    width = len(GRAIN)
-    for row_values in totals:
-        grain, counts = row_values[:width], row_values[width:]
+    counts: dict[RowKey, list[int]] = {}
+    latencies: dict[RowKey, list[int]] = {}
+    ttfts: dict[RowKey, list[int]] = {}
+    days: dict[dt.datetime, dt.datetime] = {}
+    width = 1 + len(GRAIN)
+    for row in groups:
+        hour, grain = row[0], row[1:width]
+        added = [count or 0 for count in row[width : width + len(COUNTS)]]
+        latency = list(map(histogram_bin, _values(row[-2])))
+        ttft = list(map(histogram_bin, _values(row[-1])))
+        day = days.get(hour) or days.setdefault(hour, _day(hour))
         for dimension, value in _dimension_values(grain):
-            row = folded.setdefault((dimension, grain[0], value), dict.fromkeys(COUNTS, 0))
-            for name, count in zip(COUNTS, counts, strict=True):
-                row[name] += count or 0
-    latencies = _histograms(records, "latency_ms")
-    ttfts = _histograms(records, "ttft_ms")
-    return [
-        UsageRollup(
-            granularity=RollupGranularity.HOUR,
-            bucket=start,
-            dimension=dimension,
-            team_id=team_id,
-            value=value,
-            **counts,
-            latency_histogram=_stored(latencies.get((dimension, team_id, value), {})),
-            ttft_histogram=_stored(ttfts.get((dimension, team_id, value), {})),
-        )
-        for (dimension, team_id, value), counts in folded.items()
-    ]
-
-
-def _histogram_add(base: dict[Any, int], plus: dict[Any, int], minus: dict[Any, int]) -> Histogram:
-    result = histogram_merge([base, plus])
-    for index, count in minus.items():
-        left = result.get(int(index), 0) - count
-        if left:
-            result[int(index)] = left
-        else:
-            result.pop(int(index), None)
-    return result
-
-
-def _group(row: UsageRollup) -> tuple:
-    return (row.team_id, row.dimension, row.value)
-
-
-def _day_update(day: dt.datetime, old: list[UsageRollup], new: list[UsageRollup]) -> None:
-    """Move the day's rows by what one of its hours changed (new minus old).
-
-    Counts and histogram bins are integers, so the day stays exactly the
-    sum of its hours, at the cost of reading one hour's rows, not 24.
-    """
-    rows = {
-        _group(row): row
-        for row in UsageRollup.objects.filter(granularity=RollupGranularity.DAY, bucket=day)
+            for key in (
+                (RollupGranularity.HOUR.value, hour, grain[0], dimension, value),
+                (RollupGranularity.DAY.value, day, grain[0], dimension, value),
+            ):
+                total = counts.get(key)
+                if total is None:
+                    counts[key], latencies[key], ttfts[key] = list(added), list(latency), list(ttft)
+                    continue
+                for index, count in enumerate(added):
+                    total[index] += count
+                latencies[key].extend(latency)
+                ttfts[key].extend(ttft)
+    return {
+        key: Delta(total, Counter(latencies[key]), Counter(ttfts[key]))
+        for key, total in counts.items()
     }
-    before = {_group(row): row for row in old}
-    after = {_group(row): row for row in new}
-    changed: list[UsageRollup] = []
-    created: list[UsageRollup] = []
-    for group in before.keys() | after.keys():
-        was, now = before.get(group), after.get(group)
-        row = rows.get(group)
-        if row is None:
-            row = UsageRollup(
-                granularity=RollupGranularity.DAY,
-                bucket=day,
-                team_id=group[0],
-                dimension=group[1],
-                value=group[2],
-            )
-            created.append(row)
-        else:
-            changed.append(row)
-        for name in COUNTS:
-            delta = (getattr(now, name) if now else 0) - (getattr(was, name) if was else 0)
-            setattr(row, name, getattr(row, name) + delta)
-        for name in ("latency_histogram", "ttft_histogram"):
-            histogram = _histogram_add(
-                getattr(row, name), getattr(now, name, {}) or {}, getattr(was, name, {}) or {}
-            )
-            setattr(row, name, _stored(histogram))
-    # Rewritten whole: one DELETE and one INSERT beat hundreds of row updates.
-    UsageRollup.objects.filter(pk__in=[row.pk for row in changed]).delete()
-    for row in changed:
-        row.pk = None
-    kept = [row for row in (*changed, *created) if row.requests]
-    UsageRollup.objects.bulk_create(kept, batch_size=1000)
 
 
-def hour_rewrite(start: dt.datetime, up_to_id: int | None = None) -> int:
-    """Replace an hour's rollup rows by a recomputation from the request log, and move
-    its day's rows by the difference, in one transaction; returns the number of rows."""
-    rows = hour_rows(start, up_to_id)
-    with transaction.atomic():
-        existing = UsageRollup.objects.filter(granularity=RollupGranularity.HOUR, bucket=start)
-        old = list(existing)
-        existing.delete()
-        UsageRollup.objects.bulk_create(rows, batch_size=1000)
-        _day_update(_day(start), old, rows)
-    return len(rows)
+COLUMNS = ("granularity", "bucket", "team_id", "dimension", "value", *COUNTS)
+HISTOGRAMS = ("latency_histogram", "ttft_histogram")
+
+
+def _histogram_text(stored: dict[str, int] | None, added: Counter[int]) -> str:
+    """A stored histogram plus new counts, as the JSON text stored (bins in order)."""
+    merged = dict(added)
+    for index, count in (stored or {}).items():
+        merged[int(index)] = merged.get(int(index), 0) + count
+    return orjson.dumps({str(index): merged[index] for index in sorted(merged)}).decode()
+
+
+def rollups_add(deltas: dict[RowKey, Delta]) -> None:
+    """Add ``deltas`` to the stored rows, creating the rows that do not exist.
+
+    Run inside the caller's transaction. The rows touched are rewritten
+    whole: one DELETE and one bulk INSERT (``COPY`` on PostgreSQL) beat
+    hundreds of row updates.
+    """
+    if not deltas:
+        return
+    where = Q()
+    for granularity, bucket in {(granularity, bucket) for granularity, bucket, *_ in deltas}:
+        where |= Q(granularity=granularity, bucket=bucket)
+    existing: dict[RowKey, tuple] = {}
+    for pk, *values in UsageRollup.objects.filter(where).values_list("pk", *COLUMNS, *HISTOGRAMS):
+        key = tuple(values[:5])
+        if key in deltas:
+            existing[key] = (pk, *values)  # type: ignore[index]
+    rows = []
+    for key, delta in deltas.items():
+        old = existing.get(key)
+        counts = (
+            delta.counts
+            if old is None
+            else [a + b for a, b in zip(old[6:-2], delta.counts, strict=True)]
+        )
+        rows.append(
+            (
+                *key,
+                *counts,
+                _histogram_text(old and old[-2], delta.latency),
+                _histogram_text(old and old[-1], delta.ttft),
+            )
+        )
+    UsageRollup.objects.filter(pk__in=[old[0] for old in existing.values()]).delete()
+    _rows_insert(rows)
+
+
+def _rows_insert(rows: list[tuple]) -> None:
+    """Insert rollup rows given as :data:`COLUMNS` and :data:`HISTOGRAMS` (JSON text)."""
+    table = UsageRollup._meta.db_table
+    columns = ", ".join((*COLUMNS, *HISTOGRAMS))
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            # COPY: the bulk INSERT's arrays of JSON text cost more to build than to insert.
+            copying = cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN")
+            # (psycopg's own cursor: its errors are wrapped here as Django's are.)
+            with connection.wrap_database_errors, copying as copy:
+                for row in rows:
+                    copy.write_row(row)
+            return
+        adapt_time = connection.ops.adapt_datetimefield_value
+        placeholders = ", ".join(["%s"] * (len(COLUMNS) + len(HISTOGRAMS)))
+        cursor.executemany(
+            f"INSERT INTO {table} ({columns}) VALUES ({placeholders})",  # noqa: S608
+            [(row[0], adapt_time(row[1]), *row[2:]) for row in rows],
+        )
 
 
 # --- the incremental job ---------------------------------------------------------------
@@ -342,8 +352,8 @@ def job_lock(name: str) -> Iterator[bool]:
     """Whether this process may run the job ``name`` now (one at a time cluster-wide).
 
     PostgreSQL: a session advisory lock, held for the block. SQLite (one
-    machine): every write transaction is already exclusive; runs that
-    overlap write the same rows.
+    machine): no lock; the rollup's steps compare and set the cursor, so an
+    overlapping run merges nothing twice.
     """
     if connection.vendor != "postgresql":
         yield True
@@ -360,66 +370,180 @@ def job_lock(name: str) -> Iterator[bool]:
                 cursor.execute("SELECT pg_advisory_unlock(%s)", [lock_id])
 
 
+def records_frontier() -> int | None:
+    """The highest record id below which no record can still appear (None: not now).
+
+    PostgreSQL: the writers' lock taken exclusively, in a short transaction
+    of its own, then the highest id read (by a statement of its own, so its
+    snapshot is taken once the lock is held); None if open writers held the
+    lock for longer than :data:`FRONTIER_WAIT_MS`. SQLite: the highest id.
+    """
+    table = RequestRecord._meta.db_table
+    if connection.vendor != "postgresql":
+        return RequestRecord.objects.aggregate(newest=Max("id"))["newest"] or 0
+    try:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("SELECT current_setting('lock_timeout')")
+            previous = cursor.fetchone()[0]
+            cursor.execute("SELECT set_config('lock_timeout', %s, true)", [f"{FRONTIER_WAIT_MS}ms"])
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [RECORD_WRITERS_LOCK])
+            cursor.execute("SELECT set_config('lock_timeout', %s, true)", [previous])
+            cursor.execute(f"SELECT max(id) FROM {table}")  # noqa: S608
+            return cursor.fetchone()[0] or 0
+    except OperationalError as exc:
+        if getattr(exc.__cause__, "sqlstate", None) != "55P03":  # lock_not_available
+            raise
+        return None
+
+
+def _step(cursor_pk: int, low: int, high: int) -> dict[RowKey, Delta] | None:
+    """Merge the records with ids in (low, high] and move the cursor, in one transaction.
+
+    The deltas are read first, outside it (those records are committed and
+    nothing changes them); the transaction starts with a compare-and-set of
+    the cursor, so a step that another run already merged is not merged
+    again (None), and on SQLite the write lock is held before the rows are
+    read.
+    """
+    deltas = records_deltas(RequestRecord.objects.filter(id__gt=low, id__lte=high))
+    with transaction.atomic():
+        moved = JobCursor.objects.filter(pk=cursor_pk, position=low).update(
+            position=high, updated_at=timezone.now()
+        )
+        if not moved:
+            return None
+        rollups_add(deltas)
+    return deltas
+
+
 def usage_rollup(*, time_budget: float = 120.0) -> RollupRun:
     """Roll up the records inserted since the last run (see the module's docstring).
 
-    Works in steps of :data:`STEP_IDS` records, each ending with the
-    cursor's update, and stops after the first step that ends past
-    ``time_budget`` seconds: a backlog is caught up over several runs.
+    Works in steps of :data:`STEP_IDS` ids up to the frontier, each its own
+    transaction ending with the cursor's update, and stops after the first
+    step that ends past ``time_budget`` seconds: a backlog is caught up over
+    several runs.
     """
     with job_lock(CURSOR) as taken:
         if not taken:
             return RollupRun(records_seen_up_to=0, hours=0, days=0, skipped=True)
         cursor, _ = JobCursor.objects.get_or_create(name=CURSOR)
-        newest = RequestRecord.objects.aggregate(newest=Max("id"))["newest"] or 0
-        started = time.monotonic()
-        hours_done = days_done = 0
         position = cursor.position
-        overlap = OVERLAP_IDS if connection.vendor == "postgresql" else 0
-        low = max(0, position - overlap)
-        while position < newest:
+        frontier = records_frontier()
+        if frontier is None:
+            logger.warning("usage rollup: record writers held the frontier lock; next run")
+            return RollupRun(records_seen_up_to=position, hours=0, days=0, skipped=True)
+        started = time.monotonic()
+        hours: set[dt.datetime] = set()
+        while position < frontier:
             # Ids have gaps (deleted or pruned records, a fresh sequence): step from the next one.
-            following = RequestRecord.objects.filter(id__gt=low).aggregate(first=Min("id"))["first"]
-            high = min(newest, max(position, (following or newest) - 1) + STEP_IDS)
-            hours = _touched_hours(low, high)
-            for hour in hours:
-                hour_rewrite(hour, high)
-            hours_done += len(hours)
-            days_done += len({_day(hour) for hour in hours})
-            position = low = high
-            JobCursor.objects.filter(pk=cursor.pk).update(
-                position=position, updated_at=timezone.now()
-            )
+            following = RequestRecord.objects.filter(id__gt=position).aggregate(first=Min("id"))
+            first = following["first"] or frontier
+            high = min(frontier, max(position, first - 1) + STEP_IDS)
+            deltas = _step(cursor.pk, position, high)
+            if deltas is None:
+                logger.warning("usage rollup: the cursor moved under this run; stopping")
+                position = rollup_cursor()
+                break
+            hours.update(key[1] for key in deltas if key[0] == RollupGranularity.HOUR)
+            position = high
             if time.monotonic() - started >= time_budget:
                 break  # at least one step per run, then the next run goes on
-        if hours_done:
+        days = {_day(hour) for hour in hours}
+        if hours:
             logger.info(
                 "usage rollup: %d hours, %d days, records up to id %d",
-                hours_done,
-                days_done,
+                len(hours),
+                len(days),
                 position,
             )
-        return RollupRun(records_seen_up_to=position, hours=hours_done, days=days_done)
+        return RollupRun(records_seen_up_to=position, hours=len(hours), days=len(days))
+
+
+@contextlib.contextmanager
+def rollups_snapshot() -> Iterator[None]:
+    """One view of the cursor, the rollup rows and the records for a read of all three.
+
+    Each statement sees its own snapshot otherwise: a step committing between
+    the read of the cursor and the read of the rows would be counted twice
+    (in the rows, and among the records above the cursor read). PostgreSQL:
+    a read-only, repeatable-read transaction (already inside a transaction:
+    that one's). SQLite: as it was (its write transactions take the write
+    lock when they begin, too heavy for a read); the window is the few
+    milliseconds between the reads.
+    """
+    if connection.vendor != "postgresql" or connection.in_atomic_block:
+        yield
+        return
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        yield
 
 
 def rollup_cursor() -> int:
-    """The id up to which the request log is in the rollups."""
+    """The id up to which the request log is in the rollups.
+
+    Read it in :func:`rollups_snapshot`, with the rows and the records above it.
+    """
     position = JobCursor.objects.filter(name=CURSOR).values_list("position", flat=True).first()
     return position or 0
 
 
-def _touched_hours(low: int, high: int) -> list[dt.datetime]:
-    """The hours holding records with ids in ``(low, high]``, oldest first.
+# --- rebuilding from the request log -----------------------------------------------------
 
-    Hours older than the retention cutoff are left alone (their records may
-    be partly pruned; their rollups stay as they were).
+
+@dataclass(frozen=True)
+class RebuildRun:
+    """What a rebuild did."""
+
+    days: int
+    records_seen_up_to: int
+    skipped: bool = False
+
+
+def rollups_rebuild(*, since: dt.date | None = None) -> RebuildRun:
+    """Recompute the rollups of each UTC day from ``since`` on from the request log.
+
+    Each day in one transaction that first takes the cursor's row (the
+    incremental job waits), deletes the day's hourly and daily rows and adds
+    the day's records up to the cursor back: the invariant (exactly the
+    records up to the cursor) holds after each day, so a rebuild can stop
+    anywhere and be run again. Then the usual catch-up adds the rest.
+    ``since`` defaults to the first day (of records) whose records are all
+    still kept; an earlier day is refused (ValueError): records past the
+    retention cutoff may be pruned, and their rows are all that is left.
     """
-    hours = (
-        RequestRecord.objects.filter(id__gt=low, id__lte=high)
-        .order_by()
-        .annotate(hour=TruncHour("time", tzinfo=dt.UTC))
-        .values_list("hour", flat=True)
-        .distinct()
-    )
-    cutoff = retention_cutoff()
-    return sorted(hour for hour in hours if cutoff is None or hour >= cutoff)
+    first_kept = retention_cutoff()
+    with job_lock(CURSOR) as taken:
+        if not taken:
+            return RebuildRun(days=0, records_seen_up_to=0, skipped=True)
+        cursor, _ = JobCursor.objects.get_or_create(name=CURSOR)
+        span = RequestRecord.objects.aggregate(first=Min("time"), last=Max("time"))
+        if span["first"] is None:
+            return RebuildRun(days=0, records_seen_up_to=cursor.position)
+        # The first day all of whose records are still kept.
+        whole = None if first_kept is None else _day(first_kept) + dt.timedelta(days=1)
+        if since is None:
+            day = max(_day(span["first"]), whole or _day(span["first"]))
+        else:
+            day = max(_day(span["first"]), dt.datetime.combine(since, dt.time(), tzinfo=dt.UTC))
+            if whole is not None and day < whole:
+                raise ValueError(
+                    f"records before {first_kept:%Y-%m-%d %H:%M} UTC may be pruned: "
+                    f"rebuild from {whole:%Y-%m-%d} on"
+                )
+        rebuilt = 0
+        while day <= span["last"]:
+            end = day + dt.timedelta(days=1)
+            with transaction.atomic():
+                position = JobCursor.objects.select_for_update().get(pk=cursor.pk).position
+                UsageRollup.objects.filter(
+                    Q(granularity=RollupGranularity.HOUR, bucket__gte=day, bucket__lt=end)
+                    | Q(granularity=RollupGranularity.DAY, bucket=day)
+                ).delete()
+                records = RequestRecord.objects.filter(time__gte=day, time__lt=end)
+                rollups_add(records_deltas(records.filter(id__lte=position)))
+            rebuilt += 1
+            day = end
+    caught_up = usage_rollup(time_budget=float("inf"))
+    return RebuildRun(days=rebuilt, records_seen_up_to=caught_up.records_seen_up_to)

@@ -91,7 +91,7 @@ def _soft_budget() -> float:
 
 @shared_task(name="governance.usage_rollup", ignore_result=True)
 def usage_rollup() -> int:
-    """Recompute the hourly and daily rollups touched since the last run."""
+    """Add the records inserted since the last run to the hourly and daily rollups."""
     from governance.rollups import usage_rollup as run
 
     return run(time_budget=_soft_budget()).hours

@@ -21,6 +21,25 @@ def new_tag() -> str:
     return f"t-{uuid.uuid4().hex[:12]}"
 
 
+def ledger_entry(request_id: str, moment: dt.datetime, **values: object) -> dict:
+    """A ledger entry (the drain's format) of a successful request at ``moment``."""
+    return {
+        "request_id": request_id,
+        "time": moment.timestamp(),
+        "key_id": 2,
+        "team_id": 1,
+        "customer_id": 2,
+        "provider": "openai",
+        "requested_model": "gpt-4o",
+        "served_model": "gpt-4o",
+        "status": 200,
+        "cost_micros": 777,
+        "latency_ms": 250,
+        "ttft_ms": 90,
+        **values,
+    }
+
+
 def record_tagged(tag: str, timeout: float = 20.0) -> RequestRecord:
     """The usage record of the request sent with ``x-request-id: tag``."""
     deadline = time.monotonic() + timeout
@@ -48,12 +67,18 @@ def _values(record: RequestRecord) -> dict[str, str]:
     }
 
 
-def expected_rows(granularity: str) -> dict[tuple, dict]:
-    """What the rollups must hold, from the records: per bucket, team, dimension and value."""
+def expected_rows(granularity: str, up_to_id: int | None = None) -> dict[tuple, dict]:
+    """What the rollups must hold, from the records: per bucket, team, dimension and value.
+
+    Only the records with ids up to ``up_to_id`` when given (the job's cursor).
+    """
     rows: dict[tuple, dict] = defaultdict(
         lambda: {**dict.fromkeys(SUMS, 0), "latency": Counter(), "ttft": Counter()}
     )
-    for record in RequestRecord.objects.all():
+    records = RequestRecord.objects.all()
+    if up_to_id is not None:
+        records = records.filter(id__lte=up_to_id)
+    for record in records:
         moment = record.time.astimezone(dt.UTC).replace(minute=0, second=0, microsecond=0)
         if granularity == "day":
             moment = moment.replace(hour=0)
@@ -85,8 +110,15 @@ def stored_rows(granularity: str) -> dict[tuple, dict]:
     return rows
 
 
-def assert_rollups_match_the_records() -> None:
+def assert_rollups_match_the_records(
+    *, up_to_id: int | None = None, since: dt.datetime | None = None
+) -> None:
+    """The stored rows are what the records (up to ``up_to_id``; buckets from ``since``) make."""
     for granularity in ("hour", "day"):
-        expected = expected_rows(granularity)
+        expected = expected_rows(granularity, up_to_id)
+        stored = stored_rows(granularity)
+        if since is not None:
+            expected = {key: row for key, row in expected.items() if key[0] >= since}
+            stored = {key: row for key, row in stored.items() if key[0] >= since}
         assert expected, "no records to compare"
-        assert stored_rows(granularity) == expected, granularity
+        assert stored == expected, granularity

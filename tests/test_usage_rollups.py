@@ -23,14 +23,16 @@ from governance.rollups import (
     histogram_bin,
     histogram_merge,
     histogram_percentile,
+    rollups_rebuild,
     usage_rollup,
 )
 from governance.selectors import percentile_cont
-from tests.ledger_helpers import assert_rollups_match_the_records, stored_rows
+from tests.ledger_helpers import assert_rollups_match_the_records, ledger_entry, stored_rows
 
 pytestmark = pytest.mark.django_db
 
 NOW = dt.datetime(2026, 3, 5, 12, 30, tzinfo=dt.UTC)
+DIMENSIONS = ("team", "key", "customer", "provider", "model")
 
 
 def some_records(count: int = 600, days: float = 3, seed: int = 1) -> None:
@@ -52,23 +54,8 @@ def test_a_late_record_of_an_old_hour_is_rolled_up_on_the_next_run():
     before = stored_rows("hour")
     old_hour = NOW - dt.timedelta(days=2, hours=5)
     # Inserted now (the drain after an outage), for a request made two days ago.
-    insert_records(
-        [
-            {
-                "request_id": "late-1",
-                "time": (old_hour + dt.timedelta(minutes=7)).timestamp(),
-                "key_id": 999,
-                "team_id": 1,
-                "customer_id": 2,
-                "provider": "openai",
-                "requested_model": "gpt-4o",
-                "served_model": "gpt-4o",
-                "status": 200,
-                "cost_micros": 1234,
-                "latency_ms": 321,
-            }
-        ]
-    )
+    late = ledger_entry("late-1", old_hour + dt.timedelta(minutes=7), key_id=999, cost_micros=1234)
+    insert_records([{**late, "latency_ms": 321, "ttft_ms": None}])
 
     usage_rollup()
 
@@ -77,14 +64,17 @@ def test_a_late_record_of_an_old_hour_is_rolled_up_on_the_next_run():
     assert {key[0] for key in changed} == {old_hour.replace(minute=0, second=0, microsecond=0)}
 
 
-def test_running_again_or_from_scratch_writes_the_same_rows():
+def test_running_again_rebuilding_or_starting_from_scratch_writes_the_same_rows():
     some_records()
     usage_rollup()
     first = (stored_rows("hour"), stored_rows("day"))
 
     usage_rollup()  # nothing new
     assert (stored_rows("hour"), stored_rows("day")) == first
-    JobCursor.objects.all().delete()  # as after a crash before the cursor moved
+    rollups_rebuild()
+    assert (stored_rows("hour"), stored_rows("day")) == first
+    UsageRollup.objects.all().delete()
+    JobCursor.objects.all().delete()
     usage_rollup()
 
     assert (stored_rows("hour"), stored_rows("day")) == first
@@ -119,25 +109,23 @@ def test_a_run_out_of_time_stops_at_a_step_and_the_next_run_goes_on(monkeypatch)
 
 
 @override_settings(GATEWAY_LOG_RETENTION_DAYS=1)
-def test_hours_past_the_retention_period_keep_the_rollups_they_had():
+def test_a_late_record_of_an_hour_past_the_retention_period_adds_to_its_rollups():
     some_records(count=300, days=3)
     with override_settings(GATEWAY_LOG_RETENTION_DAYS=0):
         usage_rollup()
     before = stored_rows("hour")
-    # A late record for an hour the retention has (or could have) pruned.
-    insert_records(
-        [
-            {
-                "request_id": "too-late",
-                "time": (NOW - dt.timedelta(days=2)).timestamp(),
-                "status": 200,
-            }
-        ]
-    )
+    # A late record for an hour the retention has (or could have) pruned:
+    # nothing is recomputed, so it adds to what the rows hold.
+    late = NOW - dt.timedelta(days=2)
+    insert_records([{"request_id": "too-late", "time": late.timestamp(), "status": 200}])
 
     usage_rollup()
 
-    assert stored_rows("hour") == before
+    hour = late.replace(minute=0, second=0, microsecond=0)
+    changed = {key for key, row in stored_rows("hour").items() if before.get(key) != row}
+    assert changed == {(hour, None, dimension, "") for dimension in DIMENSIONS}
+    assert stored_rows("hour")[(hour, None, "team", "")]["requests"] == 1
+    assert_rollups_match_the_records()
 
 
 def test_percentiles_from_histograms_are_within_one_percent_of_the_exact_ones():

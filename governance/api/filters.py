@@ -14,7 +14,7 @@ from django.core.exceptions import ValidationError
 from django.db.models import Q, QuerySet
 
 from governance.models import RequestRecord, UsageRollup
-from governance.rollups import rollup_cursor
+from governance.rollups import rollup_cursor, rollups_snapshot
 from governance.selectors import (
     UsagePoint,
     rollup_granularity,
@@ -117,15 +117,16 @@ def usage_points(
     answer = _rollups_for(values, group_by, rollups) if granularity else None
     if granularity is not None and answer is not None:
         dimension, rows = answer
-        points = usage_series_from_rollups(
-            rollups=rows,
-            dimension=dimension,
-            granularity=granularity,
-            bucket=bucket,
-            group_by=group_by,
-            recent=chosen.qs.filter(id__gt=rollup_cursor()),
-            percentiles=percentiles,
-        )
+        with rollups_snapshot():  # the cursor, the rows and the records above it: one view
+            points = usage_series_from_rollups(
+                rollups=rows,
+                dimension=dimension,
+                granularity=granularity,
+                bucket=bucket,
+                group_by=group_by,
+                recent=chosen.qs.filter(id__gt=rollup_cursor()),
+                percentiles=percentiles,
+            )
         return points, "rollups"
     series = usage_series(
         records=chosen.qs, bucket=bucket, group_by=group_by, percentiles=percentiles
