@@ -468,12 +468,22 @@ def rollups_snapshot() -> Iterator[None]:
     the read of the cursor and the read of the rows would be counted twice
     (in the rows, and among the records above the cursor read). PostgreSQL:
     a read-only, repeatable-read transaction (already inside a transaction:
-    that one's). SQLite: as it was (its write transactions take the write
-    lock when they begin, too heavy for a read); the window is the few
-    milliseconds between the reads.
+    that one's). SQLite: a deferred transaction of its own, begun by hand
+    (Django's begin immediately, taking the write lock, too heavy for a
+    read); in WAL mode it reads one snapshot from its first statement on,
+    and writers go on meanwhile.
     """
-    if connection.vendor != "postgresql" or connection.in_atomic_block:
+    if connection.in_atomic_block or connection.vendor not in ("postgresql", "sqlite"):
         yield
+        return
+    if connection.vendor == "sqlite":
+        with connection.cursor() as cursor:
+            cursor.execute("BEGIN DEFERRED")
+        try:
+            yield
+        finally:
+            with connection.cursor() as cursor:
+                cursor.execute("ROLLBACK")  # it only read
         return
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")

@@ -130,7 +130,6 @@ def test_a_run_that_cannot_fix_a_frontier_rolls_up_nothing_and_the_next_one_does
     assert_rollups_match_the_records()
 
 
-@postgresql_only
 def test_a_usage_read_while_the_job_runs_counts_each_record_once(monkeypatch):
     from governance.api.filters import usage_points
 
