@@ -33,6 +33,8 @@ LISTENER_BACKLOG = 100
 # Beyond this many unflushed records (the sink has been down for a while) the
 # oldest are dropped and counted, rather than growing without bound.
 MAX_BUFFERED = 200_000
+# Records per write to the sink (one INSERT's executemany, or one write of XADDs).
+FLUSH_CHUNK = 1000
 
 
 def stream_key() -> str:
@@ -104,8 +106,11 @@ def _json_adapter(field: Any) -> Any:
     """``field``'s value as the driver takes it; its default (most records) adapted once."""
     default = field.get_default()
     adapted = field.get_db_prep_save(default, connection)
+    kind = type(default)
     return lambda value: (
-        adapted if value == default else field.get_db_prep_save(value, connection)
+        adapted
+        if type(value) is kind and value == default
+        else field.get_db_prep_save(value, connection)
     )
 
 
@@ -246,21 +251,31 @@ class Ledger:
             await self.flush()
 
     async def flush(self) -> bool:
-        """Write what is buffered; on failure keep it for the next attempt."""
+        """Write what is buffered, a chunk at a time; on failure keep what is left.
+
+        Chunks keep each write short, so that after an outage a backlog of
+        many thousands of records drains within the sink's timeout, and a
+        chunk written stays written when a later one fails.
+        """
         if not self.buffer:
             return True
         batch, self.buffer = self.buffer, []
+        written = 0
         try:
-            await self.sink().write(batch)
+            while written < len(batch):
+                chunk = batch[written : written + FLUSH_CHUNK]
+                await self.sink().write(chunk)
+                written += len(chunk)
+                self._publish(chunk)
         except Exception:
             # The traceback once per outage, not at every flush interval.
             logger.warning(
                 "could not write %d usage records; will retry",
-                len(batch),
+                len(batch) - written,
                 exc_info=not self._failing,
             )
             self._failing = True
-            self.buffer[:0] = batch
+            self.buffer[:0] = batch[written:]
             overflow = len(self.buffer) - MAX_BUFFERED
             if overflow > 0:
                 del self.buffer[:overflow]
@@ -270,7 +285,6 @@ class Ledger:
         if self._failing:
             logger.warning("usage records are written again")
             self._failing = False
-        self._publish(batch)
         return True
 
     async def stop(self, attempts: int = 5) -> None:

@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from audit.services import audit_deletions
 from keys import services
+from keys.access import request_access
 from keys.models import (
     ApiToken,
     Customer,
@@ -64,7 +65,9 @@ class ServiceAdmin(admin.ModelAdmin):
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
         # Names identify objects in the configuration file; they do not change.
         fixed = tuple(self.identity_fields) if obj else ()
-        return (*fixed, *self.readonly_fields)
+        # Fields only admins may set (keys.access.ADMIN_ONLY_FIELDS), for any other staff user.
+        admin_only = tuple(sorted(request_access(request).fixed_fields(self.model)))
+        return (*fixed, *self.readonly_fields, *admin_only)
 
     def create(self, request: HttpRequest, obj: Any, form: Any) -> None:
         raise NotImplementedError

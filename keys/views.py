@@ -228,6 +228,7 @@ def key_detail(request: HttpRequest, access: Access, pk: int) -> HttpResponse:
         if call_service(form, services.virtual_key_update, key=key, **form.changes()):
             messages.success(request, f"{key.name} saved.")
             return redirect("keys:key_detail", pk=key.pk)
+        key.refresh_from_db()  # the page describes what is stored, not the refused change
     actions = [("Revoke", reverse("keys:key_revoke", args=[key.pk]), "danger")] if editable else []
     return render_form(
         request,

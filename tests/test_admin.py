@@ -125,3 +125,19 @@ def test_a_customer_created_in_the_admin_keeps_its_cache_and_policy_fields(admin
     customer = Customer.objects.get(name="globex")
     assert customer.max_concurrent_requests == 5
     assert customer.cache_shared_across_teams is True
+
+
+def test_a_staff_user_who_is_not_an_admin_cannot_set_admin_only_fields(client):
+    from django.contrib.auth.models import Permission
+
+    user = get_user_model().objects.create_user("staff", password="pw-for-tests-1", is_staff=True)
+    user.user_permissions.set(Permission.objects.filter(codename__endswith="_virtualkey"))
+    client.force_login(user)
+    team = Team.objects.create(name="ops")
+    page = client.get("/admin/keys/virtualkey/add/").content.decode()
+    assert 'name="store_content"' not in page
+    client.post(
+        "/admin/keys/virtualkey/add/",
+        {"name": "ops-bot", "team": team.pk, "metadata": "{}", "store_content": "on"},
+    )
+    assert VirtualKey.objects.get(name="ops-bot").store_content == "inherit"

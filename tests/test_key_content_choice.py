@@ -254,3 +254,36 @@ def test_the_configuration_file_refuses_an_unknown_choice():
     }
     with pytest.raises(ConfigError, match=r"store_content: 'sometimes' is not one of inherit"):
         apply_config(document)
+
+
+@pytest.mark.django_db
+def test_a_refused_edit_shows_the_keys_stored_choice_not_the_refused_one(console, who):
+    # Moving the key into a team that has a key of the same name is refused
+    # by the service, after the form itself was valid.
+    services.virtual_key_create(name=console.key.name, team=console.other_team)
+    url = reverse("keys:key_detail", args=[console.key.pk])
+    refused = who.admin.post(
+        url, {"name": console.key.name, "team": console.other_team.pk, "store_content": "on"}
+    )
+    assert refused.status_code == 400
+    page = refused.content.decode()
+    assert "inherits: off (team)" in page
+    assert "on (this key" not in page
+    console.key.refresh_from_db()
+    assert (console.key.team_id, console.key.store_content) == (console.team.pk, "inherit")
+
+
+@pytest.mark.django_db
+def test_a_manager_creating_a_key_may_send_the_default_choice_but_no_other():
+    world = ApiWorld()
+    manager = world.client("manager")
+    body = {"name": "etl", "team": world.team.pk}
+    sent_default = manager.post(
+        "/api/v1/virtual-keys/", {**body, "store_content": "inherit"}, format="json"
+    )
+    assert sent_default.status_code == 201, sent_default.content
+    refused = manager.post(
+        "/api/v1/virtual-keys/", {**body, "name": "etl-2", "store_content": "on"}, format="json"
+    )
+    assert refused.status_code == 400
+    assert error_of(refused)["fields"]["store_content"] == ["Only admins may set this field."]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.core.exceptions import FieldDoesNotExist
 from django.db import models
 from rest_framework import serializers
 
@@ -96,15 +97,22 @@ class ApiModelSerializer(serializers.ModelSerializer):
         return values
 
     def _unchanged(self, name: str, value: Any) -> bool:
+        """Whether ``value`` is what the object has (on creation: the field's default)."""
         field = self.fields.get(name)
-        if self.instance is None or field is None or field.write_only:
+        if field is None or field.write_only:
             return False
         try:
-            current = field.get_attribute(self.instance)
+            if self.instance is None:
+                model_field = self.Meta.model._meta.get_field(field.source)
+                if not model_field.has_default():
+                    return False
+                current = model_field.get_default()
+            else:
+                current = field.get_attribute(self.instance)
             # (A relation reads as an object holding its id, which may be None.)
             shown = None if current is None else field.to_representation(current)
             if value is None or shown is None:
                 return value is None and shown is None
             return field.to_representation(field.to_internal_value(value)) == shown
-        except (serializers.ValidationError, TypeError, ValueError):
+        except (serializers.ValidationError, TypeError, ValueError, FieldDoesNotExist):
             return False
