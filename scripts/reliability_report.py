@@ -151,11 +151,16 @@ connect. Resolutions are kept for 300 s and kept-alive connections are
 reused, so the hot path gains no DNS query; the check itself runs at each
 new connection, so allowing or refusing private networks applies at once. Providers
 with `allow_private_network` are exempt by host name (the set is refreshed
-with each configuration snapshot). Limits: literal addresses are not
-resolved and so not checked again (they cannot change, and were checked
-when saved; providers saved before the save-time check existed keep working
-until next changed); turning `allow_private_network` off applies to new
-resolutions, i.e. within the DNS cache lifetime.
+with each configuration snapshot). A literal address in a base URL is
+checked the same way at each new connection, against the provider's
+permission as it is then: a permission taken back in the database, or a row
+saved before the save-time check existed, no longer reaches a private
+address (502 `upstream_error`, the warning in the log). When a snapshot
+takes the permission away from a host, the upstream pool's kept-alive
+connections to it are closed (one busy with a request when its answer
+ends), so the next request opens a new connection and is checked: turning
+`allow_private_network` off applies with the next snapshot. The exemption
+is by host: two providers on the same private host share it.
 
 ### Refused requests in the usage ledger
 
