@@ -42,6 +42,15 @@ def validate_chat(payload: dict[str, Any]) -> tuple[str, bool]:
                 param=f"{where}.tool_call_id",
             )
     _validate_functions(payload.get("tools"), "tools")
+    validate_stop(payload)
+    stream = payload.get("stream", False)
+    if not isinstance(stream, bool) and stream is not None:
+        raise bad_request("'stream' must be a boolean.", param="stream")
+    return model, bool(stream)
+
+
+def validate_stop(payload: dict[str, Any]) -> None:
+    """``stop``: absent, a string or an array of strings (adapters copy it)."""
     stop = payload.get("stop")
     if not (
         stop is None
@@ -49,10 +58,6 @@ def validate_chat(payload: dict[str, Any]) -> tuple[str, bool]:
         or (isinstance(stop, list) and all(isinstance(item, str) for item in stop))
     ):
         raise bad_request("'stop' must be a string or an array of strings.", param="stop")
-    stream = payload.get("stream", False)
-    if not isinstance(stream, bool) and stream is not None:
-        raise bad_request("'stream' must be a boolean.", param="stream")
-    return model, bool(stream)
 
 
 def _validate_content(content: Any, param: str) -> None:

@@ -21,7 +21,12 @@ import orjson
 from proxy import guarding
 from proxy.chat import ChatConsumer
 from proxy.errors import GatewayError, bad_request
-from proxy.openai_api import openai_passthrough, wants_usage, with_usage_requested
+from proxy.openai_api import (
+    openai_passthrough,
+    validate_stop,
+    wants_usage,
+    with_usage_requested,
+)
 from proxy.providers.base import ProviderAdapter, Target, UpstreamRequest
 from proxy.providers.canonical import unsupported
 from proxy.translation import (
@@ -173,6 +178,7 @@ def validate_completion(payload: dict[str, Any]) -> tuple[str, bool]:
             "or of token-id arrays.",
             param="prompt",
         )
+    validate_stop(payload)
     return model, _stream(payload)
 
 

@@ -25,7 +25,7 @@ logger = logging.getLogger(__name__)
 # What reading a provider's answer of an unexpected shape raises: a field of
 # another type than the adapter expects (a list where a string is, a number
 # past 64 bits to re-encode).
-_SHAPE_ERRORS = (TypeError, ValueError, KeyError, IndexError, AttributeError, OverflowError)
+SHAPE_ERRORS = (TypeError, ValueError, KeyError, IndexError, AttributeError, OverflowError)
 
 
 @contextmanager
@@ -37,7 +37,7 @@ def reading_answer(provider: str) -> Iterator[None]:
         yield
     except GatewayError:
         raise
-    except _SHAPE_ERRORS as exc:
+    except SHAPE_ERRORS as exc:
         logger.warning("could not read an answer of %s: %s: %s", provider, type(exc).__name__, exc)
         raise invalid_answer("a field of an unexpected type") from None
 
