@@ -438,7 +438,10 @@ def _report(request):
         funcargs.get("fuzzed") or funcargs.get("fuzzed_across") or funcargs.get("fuzzed_translated")
     )
     name = request.node.originalname
-    if server is None or name == "test_deeply_nested_and_huge_bodies":
+    if server is None or name in (
+        "test_deeply_nested_and_huge_bodies",
+        "test_a_field_no_translation_expects_is_a_400_for_every_provider",
+    ):
         return
     no_unhandled_errors(server)
     described = name.removeprefix("test_").removesuffix("_translated").replace("_", " ")
@@ -452,3 +455,31 @@ def _report(request):
         client_saw=statuses_text(server.seen) + "; no 500, no hang, errors in the envelope",
         lost="nothing",
     )
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        # The legacy completion's stop is copied into the chat request.
+        ("/v1/completions", {"prompt": "hi", "stop": 5}),
+        # A tool_choice naming its function by a string, not an object.
+        (
+            "/v1/chat/completions",
+            {
+                "messages": [{"role": "user", "content": "hi"}],
+                "tools": [TOOL],
+                "tool_choice": {"type": "function", "function": "f"},
+            },
+        ),
+    ],
+)
+def test_a_field_no_translation_expects_is_a_400_for_every_provider(
+    fuzzed_translated, path, body
+):
+    response = fuzzed_translated.client.post(
+        path,
+        json={**body, "model": "translated", "max_tokens": 4},
+        headers={"authorization": f"Bearer {fuzzed_translated.key}"},
+    )
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["code"] != "gateway_error"
