@@ -473,9 +473,7 @@ def _report(request):
         ),
     ],
 )
-def test_a_field_no_translation_expects_is_a_400_for_every_provider(
-    fuzzed_translated, path, body
-):
+def test_a_field_no_translation_expects_is_a_400_for_every_provider(fuzzed_translated, path, body):
     response = fuzzed_translated.client.post(
         path,
         json={**body, "model": "translated", "max_tokens": 4},
