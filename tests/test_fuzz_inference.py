@@ -10,28 +10,20 @@ reliability`` runs many more).
 from __future__ import annotations
 
 import json
-import os
 from collections import Counter
 
 import httpx
 import orjson
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from keys import selectors, services
 from proxy.mock_provider import bedrock as mock_bedrock
 from tests.conftest import gateway_env
+from tests.fuzz_helpers import CATCH_ALL, EXAMPLES, FUZZ, UPSTREAM_STATUSES
 from tests.processes import GatewayProcess
 from tests.reliability_report import add_row, statuses_text
-
-EXAMPLES = int(os.environ.get("GATEWAY_FUZZ_EXAMPLES", "40"))
-FUZZ = settings(
-    max_examples=EXAMPLES,
-    deadline=None,
-    derandomize=True,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
 
 OPENAI_PATHS = ["/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses"]
 ANTHROPIC_PATHS = ["/anthropic/v1/messages", "/anthropic/v1/messages/count_tokens"]
@@ -55,10 +47,6 @@ VALID = {
         "messages": [{"role": "user", "content": "hi"}],
     },
 }
-# Upstream failures are the provider's answer relayed (the mock refuses some
-# of what it gets); the gateway's own catch-all (`gateway_error`) is not.
-UPSTREAM_STATUSES = {502, 503, 504}
-CATCH_ALL = "the gateway could not complete the request"
 
 scalars = (
     st.none()

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import struct
 import threading
 import time
@@ -34,29 +33,20 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from keys import selectors, services
 from proxy.mock_provider import bedrock as mock_bedrock
 from tests.conftest import gateway_env
+from tests.fuzz_helpers import CATCH_ALL, EXAMPLES, FUZZ, UPSTREAM_STATUSES
 from tests.ledger_helpers import new_tag
 from tests.processes import GatewayProcess
 from tests.reliability_report import add_row, statuses_text
 
-EXAMPLES = int(os.environ.get("GATEWAY_FUZZ_EXAMPLES", "40"))
-FUZZ = settings(
-    max_examples=EXAMPLES,
-    deadline=None,
-    derandomize=True,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
 # How long a request may take at most: the providers' read timeout is 1 s,
 # and a truncated answer declaring more bytes than it sends waits that long.
 SLOWEST = 10.0
-# The gateway's own errors for a provider's answer it could not use.
-UPSTREAM_STATUSES = {502, 503, 504}
-CATCH_ALL = "the gateway could not complete the request"
 
 # kind: (the mock's base URL path, options, provider model, key).
 PROVIDERS: dict[str, tuple[str, dict[str, str], str, str]] = {
