@@ -48,7 +48,17 @@ bench: install
 # bad-input and security suites in embedded mode, and in cluster mode too
 # with RELIABILITY_DATABASE_URL (PostgreSQL) and RELIABILITY_REDIS_URL set;
 # the page is written from what they measured. Options through
-# RELIABILITY_ARGS, e.g. "--examples 1000" or "--soak 600" (the soak).
+# RELIABILITY_ARGS, e.g. "--examples 1000", "--soak 600" (the soak) or "--atheris 60"
+# (the atheris harnesses, `make fuzz`, 60 s each).
 .PHONY: reliability
 reliability: install
 	$(BIN)/python scripts/reliability.py $(RELIABILITY_ARGS)
+
+# The atheris harnesses of tests/fuzz/ (the SSE parser, Bedrock's event-stream
+# decoder, the request readers, the guardrail scanners), each for
+# FUZZ_SECONDS (60). atheris is installed here, not by `make install`.
+FUZZ_SECONDS ?= 60
+.PHONY: fuzz
+fuzz: install
+	$(BIN)/python -c "import atheris" 2>/dev/null || $(BIN)/python -m pip install --quiet atheris==3.0.0
+	$(BIN)/python scripts/fuzz.py --seconds $(FUZZ_SECONDS) $(FUZZ_ARGS)

@@ -14,7 +14,8 @@ subdomains, and the addresses a host name resolves to at that moment. A name
 that does not resolve then is accepted.
 
 When a connection is opened (:func:`connect_targets`, from the upstream
-client, ``proxy.upstream``): the addresses a host name resolves to *now*, the
+client, ``proxy.upstream``): a literal address against the provider's
+permission as it is *now*, and the addresses a host name resolves to now, the
 ones the connection will use, so that a record changed after the save (DNS
 rebinding: public when saved, 127.0.0.1 later) cannot reach a private
 address. Checking the addresses actually connected to, rather than
@@ -107,11 +108,18 @@ class PrivateAddressRefused(OSError):
     """A provider host that resolves only to non-public addresses."""
 
 
-def allow_private_hosts(hosts: Iterable[str]) -> None:
+def allow_private_hosts(hosts: Iterable[str]) -> frozenset[str]:
     """The host names that may resolve to private addresses (providers with
-    ``allow_private_network``), replacing the previous set."""
+    ``allow_private_network``), replacing the previous set. Returns the hosts
+    no longer allowed, whose kept-alive connections must not be reused."""
     global _private_allowed
-    _private_allowed = frozenset(host.lower().rstrip(".") for host in hosts)
+    previous = _private_allowed
+    _private_allowed = frozenset(normal_host(host) for host in hosts)
+    return previous - _private_allowed
+
+
+def normal_host(host: str) -> str:
+    return host.lower().rstrip(".")
 
 
 def host_of(url: str) -> str:
@@ -126,13 +134,13 @@ def connect_addresses(host: str, addresses: Iterable[str]) -> list[str]:
     of them for a host allowed into private networks, else the public ones.
     Raises :class:`PrivateAddressRefused` when none is left."""
     found = list(addresses)
-    if host.lower().rstrip(".") in _private_allowed:
+    if normal_host(host) in _private_allowed:
         return found
     public = [a for a in found if _kind(ipaddress.ip_address(a.split("%", 1)[0])) is None]
     if not public and found:
+        named = f"'{host}' is" if found == [host] else f"'{host}' resolves to {found[0]},"
         raise PrivateAddressRefused(
-            f"'{host}' resolves to {found[0]}, a non-public address, and its provider does not "
-            "allow private networks"
+            f"{named} a non-public address, and its provider does not allow private networks"
         )
     return public
 
@@ -144,28 +152,40 @@ _resolved: dict[tuple[str, int], tuple[float, list[str]]] = {}
 async def connect_targets(host: str, port: int) -> list[str]:
     """The addresses a connection to ``host`` may use, in the resolver's order:
     :func:`connect_addresses` of what it resolves to. A literal address is
-    used as it is (it was checked when its provider was saved). The answer
-    is kept for :data:`RESOLVE_TTL` seconds; the check runs at every new
-    connection, so allowing or refusing private networks applies at once."""
+    its own only address and is checked the same way, against the provider's
+    current permission: the save-time check is not enough, since the
+    permission may be taken back in the database, or the row may predate
+    the check. The answer is kept for :data:`RESOLVE_TTL` seconds; the check
+    runs at every new connection, so allowing or refusing private networks
+    applies at once."""
+    if _is_literal(host):
+        addresses = [host]
+    else:
+        addresses = await _resolved_addresses(host, port)
+    try:
+        return connect_addresses(host, addresses)
+    except PrivateAddressRefused:
+        logger.warning("refused to connect to %s: it is a non-public address", host)
+        raise
+
+
+def _is_literal(host: str) -> bool:
     try:
         ipaddress.ip_address(host.split("%", 1)[0])
     except ValueError:
-        pass
-    else:
-        return [host]
+        return False
+    return True
+
+
+async def _resolved_addresses(host: str, port: int) -> list[str]:
     loop = asyncio.get_running_loop()
     now = loop.time()
     cached = _resolved.get((host, port))
     if cached is not None and cached[0] > now:
-        addresses = cached[1]
-    else:
-        found = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        addresses = list(dict.fromkeys(str(info[4][0]) for info in found))
-        if len(_resolved) >= 1024:  # only providers' hosts come here; a bound all the same
-            _resolved.clear()
-        _resolved[(host, port)] = (now + RESOLVE_TTL, addresses)
-    try:
-        return connect_addresses(host, addresses)
-    except PrivateAddressRefused:
-        logger.warning("refused to connect to %s: it resolves to a non-public address", host)
-        raise
+        return cached[1]
+    found = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    addresses = list(dict.fromkeys(str(info[4][0]) for info in found))
+    if len(_resolved) >= 1024:  # only providers' hosts come here; a bound all the same
+        _resolved.clear()
+    _resolved[(host, port)] = (now + RESOLVE_TTL, addresses)
+    return addresses

@@ -181,6 +181,10 @@ def limit_headers(
     return headers
 
 
+# The largest token count a usage record holds (PositiveIntegerField).
+MAX_TOKENS = 2**31 - 1
+
+
 def final_usage(
     reported: Usage | None,
     delta_events: int,
@@ -206,6 +210,16 @@ def final_usage(
             input_tokens=estimated_input if delta_events else 0,
             output_tokens=delta_events,
             estimated=delta_events > 0,
+        )
+    if max(usage.input_tokens, usage.output_tokens, usage.cached_tokens) > MAX_TOKENS:
+        # A provider's count past what a record can hold (its counts are
+        # 32-bit columns) is not believable; kept at the bound, the record is
+        # still written and the cost is still bounded by the reservation.
+        usage = Usage(
+            input_tokens=min(usage.input_tokens, MAX_TOKENS),
+            output_tokens=min(usage.output_tokens, MAX_TOKENS),
+            cached_tokens=min(usage.cached_tokens, MAX_TOKENS),
+            estimated=usage.estimated,
         )
     cost = price.cost(usage.input_tokens, usage.output_tokens, usage.cached_tokens)
     if ticket is not None:

@@ -11,6 +11,7 @@ the canonical shapes otherwise.
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -28,8 +29,10 @@ from proxy.metrics import metrics
 from proxy.providers.base import ProviderAdapter, Target, UpstreamRequest
 from proxy.snapshot import KeyEntry, ProviderKeyEntry, RouteEntry, Snapshot, store
 from proxy.streaming import Exchange, forward
-from proxy.translation import Answer
+from proxy.translation import SHAPE_ERRORS, Answer
 from proxy.usage import Usage
+
+logger = logging.getLogger(__name__)
 
 
 def parse_json_object(body: bytes) -> dict[str, Any]:
@@ -135,9 +138,23 @@ class ChatConsumer(InferenceConsumer):
                 where, self.native_payload(payload, stream), stream=stream
             )
             return self.with_client_headers(request), self.passthrough(payload)
-        if self._canonical is None:
-            self._canonical = self.canonical(payload, stream)
-        request = adapter.chat_request(where, self._canonical, stream=stream)
+        try:
+            if self._canonical is None:
+                self._canonical = self.canonical(payload, stream)
+            request = adapter.chat_request(where, self._canonical, stream=stream)
+        except SHAPE_ERRORS as exc:
+            # The validators and translators refuse what they know to be wrong
+            # with its field named; this is for a type none of them foresaw.
+            logger.warning(
+                "could not translate a request for %s: %s: %s",
+                adapter.kind,
+                type(exc).__name__,
+                exc,
+            )
+            raise bad_request(
+                f"the request could not be translated for {adapter.kind} providers: "
+                "a field has a type it cannot have"
+            ) from None
         return request, self.translation(adapter, where.model, payload)
 
     async def address(self, body: bytes) -> Addressed:

@@ -218,6 +218,7 @@ def json_view(text: str) -> str:
 JSON_LEXEME = re.compile(r'\\[\s\S]?|"')
 # What a redaction outside a string may replace: one number, nothing around it.
 JSON_NUMBER = re.compile(r"[-+.\deE]+")
+NUMBER_CHARACTERS = frozenset("-+.0123456789eE")
 # Outside any string, no escape pending: where a JSON text starts.
 OUTSIDE = (False, False)
 
@@ -264,6 +265,13 @@ def json_findings(
                     if match.start() < end < match.end():
                         end = match.end()
             inside = string_state(text, base, max(start, base), state)[0]
+            if not inside:
+                # The whole number, its sign and exponent too: a placeholder
+                # for part of one would leave a "-" or digits beside a string.
+                while start > 0 and view[start - 1] in NUMBER_CHARACTERS:
+                    start -= 1
+                while end < len(view) and view[end] in NUMBER_CHARACTERS:
+                    end += 1
             placeholder = finding.placeholder if inside else f'"{finding.placeholder}"'
             action = REDACT
             if '"' in view[start:end] or (

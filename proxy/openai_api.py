@@ -33,17 +33,53 @@ def validate_chat(payload: dict[str, Any]) -> tuple[str, bool]:
             raise bad_request(
                 f"messages[{index}] must be an object with a 'role'.", param=f"messages[{index}]"
             )
-        _validate_functions(message.get("tool_calls"), f"messages[{index}].tool_calls")
+        where = f"messages[{index}]"
+        _validate_functions(message.get("tool_calls"), f"{where}.tool_calls", calls=True)
+        _validate_content(message.get("content"), f"{where}.content")
+        if message["role"] == "tool" and not isinstance(message.get("tool_call_id"), str):
+            raise bad_request(
+                f"{where}.tool_call_id is required for a tool message and must be a string.",
+                param=f"{where}.tool_call_id",
+            )
     _validate_functions(payload.get("tools"), "tools")
+    validate_stop(payload)
     stream = payload.get("stream", False)
     if not isinstance(stream, bool) and stream is not None:
         raise bad_request("'stream' must be a boolean.", param="stream")
     return model, bool(stream)
 
 
-def _validate_functions(items: Any, param: str) -> None:
+def validate_stop(payload: dict[str, Any]) -> None:
+    """``stop``: absent, a string or an array of strings (adapters copy it)."""
+    stop = payload.get("stop")
+    if not (
+        stop is None
+        or isinstance(stop, str)
+        or (isinstance(stop, list) and all(isinstance(item, str) for item in stop))
+    ):
+        raise bad_request("'stop' must be a string or an array of strings.", param="stop")
+
+
+def _validate_content(content: Any, param: str) -> None:
+    """A message's ``content``: a string, null, or an array of parts, each an
+    object with a ``type`` (a text part's ``text`` a string), as OpenAI
+    requires; adapters translating parts then meet no other shape."""
+    if content is None or isinstance(content, str):
+        return
+    if not isinstance(content, list):
+        raise bad_request(f"'{param}' must be a string or an array of parts.", param=param)
+    for index, part in enumerate(content):
+        where = f"{param}[{index}]"
+        if not isinstance(part, dict) or not isinstance(part.get("type"), str):
+            raise bad_request(f"{where} must be an object with a 'type'.", param=where)
+        if part["type"] == "text" and not isinstance(part.get("text"), str):
+            raise bad_request(f"{where}.text must be a string.", param=f"{where}.text")
+
+
+def _validate_functions(items: Any, param: str, *, calls: bool = False) -> None:
     """``tools`` and an assistant's ``tool_calls``: arrays of objects whose
-    ``function``, when they have one, is an object with a name. Checked here
+    ``function``, when they have one, is an object with a name (and a call's
+    ``id``, when it has one, a string). Checked here
     once, so that no adapter translating them meets a string where it reads
     a field (OpenAI refuses the same with a 400)."""
     if items is None:
@@ -54,6 +90,8 @@ def _validate_functions(items: Any, param: str) -> None:
         where = f"{param}[{index}]"
         if not isinstance(item, dict):
             raise bad_request(f"{where} must be an object.", param=where)
+        if calls and "id" in item and not isinstance(item["id"], str):
+            raise bad_request(f"{where}.id must be a string.", param=f"{where}.id")
         function = item.get("function")
         if (function is not None or item.get("type") == "function") and not (
             isinstance(function, dict) and isinstance(function.get("name"), str)

@@ -20,8 +20,13 @@ import orjson
 
 from proxy import guarding
 from proxy.chat import ChatConsumer
-from proxy.errors import bad_request
-from proxy.openai_api import openai_passthrough, wants_usage, with_usage_requested
+from proxy.errors import GatewayError, bad_request
+from proxy.openai_api import (
+    openai_passthrough,
+    validate_stop,
+    wants_usage,
+    with_usage_requested,
+)
 from proxy.providers.base import ProviderAdapter, Target, UpstreamRequest
 from proxy.providers.canonical import unsupported
 from proxy.translation import (
@@ -173,7 +178,17 @@ def validate_completion(payload: dict[str, Any]) -> tuple[str, bool]:
             "or of token-id arrays.",
             param="prompt",
         )
+    validate_stop(payload)
     return model, _stream(payload)
+
+
+def _not_translatable(what: str, param: str | None = None) -> GatewayError:
+    return GatewayError(
+        400,
+        f"{what} is not supported by providers that are not OpenAI-compatible",
+        code="unsupported_parameter",
+        param=param,
+    )
 
 
 def completion_as_chat(payload: dict[str, Any], stream: bool) -> dict[str, Any]:
@@ -181,10 +196,10 @@ def completion_as_chat(payload: dict[str, Any], stream: bool) -> dict[str, Any]:
     prompt = payload["prompt"]
     if isinstance(prompt, list):
         if len(prompt) != 1 or not isinstance(prompt[0], str):
-            raise unsupported("A batch or token prompt", "this provider's", param="prompt")
+            raise _not_translatable("A batch or token prompt", param="prompt")
         prompt = prompt[0]
     if payload.get("echo") or payload.get("suffix") or payload.get("best_of", 1) != 1:
-        raise unsupported("echo, suffix and best_of", "this provider's")
+        raise _not_translatable("echo, suffix and best_of")
     chat: dict[str, Any] = {
         "model": payload["model"],
         "messages": [{"role": "user", "content": prompt}],

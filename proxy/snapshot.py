@@ -39,6 +39,7 @@ from governance.enforcement import (
 from governance.guardrails import Guardrails, PolicyRow, resolve
 from keys import addresses, selectors
 from keys.models import StoreContent, keeps_content
+from proxy import upstream
 from proxy.metrics import metrics
 from proxy.providers import REGISTRY, ProviderAdapter
 from proxy.providers.base import Target
@@ -360,11 +361,14 @@ class SnapshotStore:
         """Rebuild from the database (runs in a worker thread)."""
         rows = await database_sync_to_async(_all_rows)()
         snapshot = build_snapshot(rows)
-        addresses.allow_private_hosts(
+        withdrawn = addresses.allow_private_hosts(
             addresses.host_of(row["base_url"])
             for row in rows["providers"]
             if row.get("allow_private_network")
         )
+        if withdrawn:
+            # A kept-alive connection skips the connect-time address check.
+            upstream.close_idle_to(withdrawn)
         self.current = snapshot
         self.loaded = True
         self._unknown_until.clear()

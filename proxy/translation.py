@@ -9,14 +9,37 @@ its client's format.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, Protocol
 
 import orjson
 
 from proxy.errors import GatewayError
 from proxy.providers.base import ProviderAdapter, StreamDecoder
+from proxy.providers.canonical import invalid_answer
 from proxy.usage import Usage, usage_from_openai
+
+logger = logging.getLogger(__name__)
+# What reading a provider's answer of an unexpected shape raises: a field of
+# another type than the adapter expects (a list where a string is, a number
+# past 64 bits to re-encode).
+SHAPE_ERRORS = (TypeError, ValueError, KeyError, IndexError, AttributeError, OverflowError)
+
+
+@contextmanager
+def reading_answer(provider: str) -> Iterator[None]:
+    """Turn a provider answer the adapter could not read into a 502
+    ``upstream_invalid_response``: the answer is the provider's fault, and the
+    adapters' readers cannot foresee every wrong type in every field."""
+    try:
+        yield
+    except GatewayError:
+        raise
+    except SHAPE_ERRORS as exc:
+        logger.warning("could not read an answer of %s: %s: %s", provider, type(exc).__name__, exc)
+        raise invalid_answer("a field of an unexpected type") from None
 
 
 class StreamRelay(Protocol):
@@ -82,7 +105,9 @@ class Passthrough:
         self._scanner = scanner
 
     def complete(self, raw: bytes) -> tuple[bytes, Usage | None]:
-        return raw, self._usage_of(parse_json(raw))
+        data = parse_json(raw)
+        with reading_answer("a provider"):
+            return raw, self._usage_of(data)
 
     def stream(self) -> StreamRelay:
         return self._scanner()
@@ -107,11 +132,15 @@ class Translation:
         self._encoder = encoder
 
     def complete(self, raw: bytes) -> tuple[bytes, Usage | None]:
-        canonical = self.adapter.chat_response(parse_json(raw), model=self.model)
-        return self._encode_response(canonical), usage_from_openai(canonical)
+        data = parse_json(raw)
+        with reading_answer(self.adapter.kind):
+            canonical = self.adapter.chat_response(data, model=self.model)
+            return self._encode_response(canonical), usage_from_openai(canonical)
 
     def stream(self) -> StreamRelay:
-        return TranslatedStream(self.adapter.stream_decoder(model=self.model), self._encoder())
+        return TranslatedStream(
+            self.adapter.stream_decoder(model=self.model), self._encoder(), self.adapter.kind
+        )
 
 
 class RelayWrapper:
@@ -132,9 +161,10 @@ class RelayWrapper:
 class TranslatedStream:
     """A provider's stream decoded to canonical chunks and re-encoded for the client."""
 
-    def __init__(self, decoder: StreamDecoder, encoder: ChunkEncoder) -> None:
+    def __init__(self, decoder: StreamDecoder, encoder: ChunkEncoder, provider: str) -> None:
         self.decoder = decoder
         self.encoder = encoder
+        self.provider = provider
 
     @property
     def usage(self) -> Usage | None:
@@ -145,11 +175,13 @@ class TranslatedStream:
         return self.encoder.delta_events
 
     def feed(self, chunk: bytes) -> bytes:
-        chunks = self.decoder.feed(chunk)
-        return self.encoder.encode(chunks) if chunks else b""
+        with reading_answer(self.provider):
+            chunks = self.decoder.feed(chunk)
+            return self.encoder.encode(chunks) if chunks else b""
 
     def flush(self) -> bytes:
-        return self.encoder.encode(self.decoder.finish()) + self.encoder.finish()
+        with reading_answer(self.provider):
+            return self.encoder.encode(self.decoder.finish()) + self.encoder.finish()
 
 
 def openai_usage_chunk(chunk: dict[str, Any]) -> bool:

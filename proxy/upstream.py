@@ -45,7 +45,7 @@ from urllib.parse import quote, urlsplit
 import httptools
 
 from gateway_project.fast_settings import settings
-from keys.addresses import connect_targets
+from keys.addresses import connect_targets, normal_host
 
 if TYPE_CHECKING:
     from proxy.timeouts import Timeouts
@@ -497,6 +497,8 @@ class Pool:
         self._count = 0
         self._waiters: deque[asyncio.Future[None]] = deque()
         self._sweeper: asyncio.TimerHandle | None = None
+        # Hosts whose connections are not kept (see close_idle_to).
+        self._withdrawn: frozenset[str] = frozenset()
         self.closed = False
 
     @property
@@ -618,7 +620,11 @@ class Pool:
 
     def put_back(self, connection: Connection) -> None:
         """``connection`` finished an exchange cleanly: keep it for the next one."""
-        if self.closed or connection.closed:
+        if (
+            self.closed
+            or connection.closed
+            or (self._withdrawn and normal_host(connection.key[1]) in self._withdrawn)
+        ):
             connection.close()
             return
         connection.idle_since = self.loop.time()
@@ -640,6 +646,17 @@ class Pool:
             if not waiter.done():
                 waiter.set_result(None)
                 return
+
+    def close_idle_to(self, hosts: frozenset[str]) -> None:
+        """Close the idle connections to ``hosts`` (normalised names), and
+        those in use when their answer ends: the next request to them opens a
+        connection, and its address is checked."""
+        self._withdrawn = hosts
+        for key, idle in self._idle.items():
+            if normal_host(key[1]) in hosts:
+                for connection in idle:
+                    connection.close()
+                idle.clear()
 
     def _sweep(self) -> None:
         self._sweeper = None
@@ -699,6 +716,12 @@ async def request(
 ) -> Response:
     """Send a request on the process's pool; the answer once its headers are in."""
     return await pool().request(method, url, headers, body, timeouts)
+
+
+def close_idle_to(hosts: frozenset[str]) -> None:
+    """Close the process pool's idle connections to ``hosts``, if it has any."""
+    if _pool is not None and not _pool.closed:
+        _pool.close_idle_to(hosts)
 
 
 async def close() -> None:

@@ -2,6 +2,7 @@
 soak, by flag), then docs/reliability.md written from what they measured.
 
     .venv/bin/python scripts/reliability.py [--examples N] [--soak SECONDS] [--rate N]
+                                            [--atheris SECONDS]
 
 Each suite runs in embedded mode (SQLite in ``var/``, no Redis) and, when
 ``RELIABILITY_DATABASE_URL`` (PostgreSQL) and ``RELIABILITY_REDIS_URL`` are
@@ -9,7 +10,9 @@ set, in cluster mode too; tests that need the other mode skip. The tests
 append their rows to a JSON-lines file (``tests.reliability_report``), the
 suite's older fault tests are turned into rows by ``tests.reliability_plugin``,
 and the gateway logs of the run are searched for the secrets the tests used.
-The exit status is 1 when a test failed; the page is written either way,
+``--atheris SECONDS`` runs the atheris harnesses too (``scripts/fuzz.py``,
+each that long; atheris must be installed: ``make fuzz`` does it). The exit
+status is 1 when a test failed; the page is written either way,
 with the failures in it.
 """
 
@@ -49,6 +52,7 @@ SUITES = [
     # bad input
     "tests/test_bad_input.py",
     "tests/test_fuzz_inference.py",
+    "tests/test_fuzz_upstream_answers.py",
     "tests/test_api_schema.py",
     # security
     "tests/test_authentication.py",
@@ -119,6 +123,13 @@ def main() -> int:
         "--examples", type=int, default=300, help="hypothesis examples per fuzz test"
     )
     parser.add_argument("--soak", type=float, default=0, help="soak seconds (0: no soak)")
+    parser.add_argument(
+        "--atheris",
+        type=int,
+        default=0,
+        metavar="SECONDS",
+        help="run each atheris harness (scripts/fuzz.py) this long (0: not run)",
+    )
     parser.add_argument("--rate", type=int, default=1000, help="soak requests a second")
     parser.add_argument(
         "--soak-only",
@@ -156,6 +167,14 @@ def main() -> int:
         if (args.soak_only and not soak) or run_pass(mode, env, rows, args, soak=soak) == 0:
             continue
         failed.append(mode)
+    if args.atheris and not args.soak_only:
+        fuzzed = subprocess.call(  # noqa: S603
+            [sys.executable, str(ROOT / "scripts" / "fuzz.py"), "--seconds", str(args.atheris)],
+            cwd=ROOT,
+            env={**os.environ, "GATEWAY_RELIABILITY_REPORT": str(rows)},
+        )
+        if fuzzed:
+            failed.append("atheris" if fuzzed == 1 else "atheris (not installed)")
     searched, found = secrets_in_logs(started)
     from tests.reliability_report import add_row
 

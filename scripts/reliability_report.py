@@ -151,11 +151,16 @@ connect. Resolutions are kept for 300 s and kept-alive connections are
 reused, so the hot path gains no DNS query; the check itself runs at each
 new connection, so allowing or refusing private networks applies at once. Providers
 with `allow_private_network` are exempt by host name (the set is refreshed
-with each configuration snapshot). Limits: literal addresses are not
-resolved and so not checked again (they cannot change, and were checked
-when saved; providers saved before the save-time check existed keep working
-until next changed); turning `allow_private_network` off applies to new
-resolutions, i.e. within the DNS cache lifetime.
+with each configuration snapshot). A literal address in a base URL is
+checked the same way at each new connection, against the provider's
+permission as it is then: a permission taken back in the database, or a row
+saved before the save-time check existed, no longer reaches a private
+address (502 `upstream_error`, the warning in the log). When a snapshot
+takes the permission away from a host, the upstream pool's kept-alive
+connections to it are closed (one busy with a request when its answer
+ends), so the next request opens a new connection and is checked: turning
+`allow_private_network` off applies with the next snapshot. The exemption
+is by host: two providers on the same private host share it.
 
 ### Refused requests in the usage ledger
 
@@ -200,11 +205,73 @@ reconnects (its periodic drain fails meanwhile and runs again), and every
 record is stored exactly once (batches are acknowledged after their
 transaction; the request id is unique).
 
+### Fuzzing translations and provider answers
+
+The request grid (`tests/test_fuzz_inference.py`: a wrong value of each kind
+in every array element and in each field of the blocks, parts, tools and tool
+calls that translation reads, 1,207 requests) goes to an OpenAI provider
+(passed through), an Anthropic one, and a Gemini, a Bedrock (Converse, signed
+with SigV4) and a Cohere one (translated), through both front doors and the
+legacy completions, embeddings and Responses endpoints. Each answer is a 2xx
+or a 400 in the client's envelope; none is a 5xx of the gateway's own. Chat
+requests are checked before any translation: a message's `content` is a
+string, null or an array of parts each with a `type` (a text part's `text` a
+string), a tool message has a string `tool_call_id`, a tool call's `id` is a
+string, `stop` is a string or an array of strings (legacy completions too),
+as OpenAI requires. What no check foresaw and a translator cannot read is
+refused with 400 `invalid_request` ("could not be translated for <kind>
+providers", a warning in the log naming the exception) rather than the
+catch-all. Requests that a translation sends on and the provider refuses
+(Bedrock's "a conversation must start with a user message", Gemini's five stop
+sequences at most) come back as the provider's 400.
+
+Provider answers (`tests/test_fuzz_upstream_answers.py`): a provider of the
+test's own on a real socket first relays the mock provider's real answers
+(OpenAI, Anthropic, Gemini, Bedrock, Cohere; JSON, SSE, Bedrock's event
+stream), then serves them broken, chosen by hypothesis: truncated, a field of
+a wrong type (null, booleans, negative, 2**40, 2**70, 1e300, strings, arrays,
+objects), a key dropped, a 1 MB string, 100,000-element arrays, invalid
+UTF-8, SSE events dropped, repeated, replaced by malformed lines or with
+other line endings, event-stream messages with a flipped byte (checksum
+wrong), a recomputed checksum over broken JSON, a length prefix out of
+bounds, an unknown header type; a body shorter than its declared length, an
+odd status (201, 204, 299, 404, 999...), a wrong content type, or an answer
+that is not HTTP. Both front doors, streamed and not. A translated answer
+reaches the client complete (a whole completion or message; a stream whose
+every `data:` is JSON and which ends with `[DONE]`, `message_stop` or an
+error event) or as an error in its envelope (502 `upstream_invalid_response`
+for an answer the adapter cannot read); a passed-through answer is relayed as
+the provider sent it (the gateway reads only its usage). No request took more
+than 0.6 s (the providers' read timeout is 1 s), no Traceback in the
+gateway's log, and every request has its usage record. Token counts past what
+a record holds (2**31 - 1, the columns' bound) are kept at that bound, so the
+record is still written (PostgreSQL would refuse the number) and the cost stays
+bounded by the reservation.
+
+### atheris
+
+`make fuzz` (`scripts/fuzz.py`; atheris is installed by that target, not by
+`make install`: atheris 3.0.0 ships a wheel for Python 3.11 on x86-64 Linux
+with libFuzzer inside, no compiler needed) runs each harness of `tests/fuzz/`
+for `FUZZ_SECONDS` (60) from a corpus in `var/fuzz/` seeded with well-formed
+inputs; a failing input is saved beside it. `make reliability
+RELIABILITY_ARGS="--atheris 60"` adds a row per harness. The harnesses: the
+SSE parser (bytes cut anywhere give the same events as in one piece), Bedrock's
+event-stream decoder (messages or `EventStreamError`, and the same when cut),
+the request readers (every front door's validation, then each provider's
+translation: only `GatewayError`s), and the guardrail scanners (findings in
+order and inside the text; a JSON text whose findings all redact stays
+JSON). They found three faults, fixed with tests: a negative card number in
+tool-call arguments redacted to `-"[CARD_NUMBER]"` (now the whole number is
+replaced), a legacy completion's `stop` of a wrong type reaching the Anthropic
+translation (a TypeError), and Gemini's translation reading a `file` or
+`input_audio` part that is not an object.
+
 ### Not covered here
 
 The role matrix (every role against every page and endpoint) is the console
 and API permission suites' (`tests/test_api_permissions.py`,
-`tests/test_console_pages.py`). Fuzzing uses hypothesis only (no atheris).
+`tests/test_console_pages.py`).
 """
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import openai
+import orjson
 import pytest
 
 
@@ -74,6 +75,39 @@ def test_it_refuses_an_array_element_of_the_wrong_type(demo, path, body, param):
     headers = {"authorization": f"Bearer {demo.key}"}
     response = demo.gateway.client.post(path, json=payload, headers=headers)
     error = assert_openai_error(response, 400, "invalid_request")
+    assert error["param"] == param
+    assert demo.mock.request_count() == 0
+
+
+HI = {"role": "user", "content": "hi"}
+CALL = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+PART = "messages[0].content[0]"
+
+
+@pytest.mark.parametrize(
+    ("messages", "extra", "param"),
+    [
+        ([{"role": "user", "content": [{"type": "text", "text": None}]}], {}, PART + ".text"),
+        ([{"role": "user", "content": [{"text": "hi"}]}], {}, "messages[0].content[0]"),
+        ([{"role": "user", "content": ["hi"]}], {}, "messages[0].content[0]"),
+        ([{"role": "user", "content": 7}], {}, "messages[0].content"),
+        ([{"role": "tool", "content": "ok"}], {}, "messages[0].tool_call_id"),
+        (
+            [{"role": "assistant", "tool_calls": [{**CALL, "id": 1}]}, HI],
+            {},
+            "messages[0].tool_calls[0].id",
+        ),
+        ([HI], {"stop": [None]}, "stop"),
+        ([HI], {"stop": 3}, "stop"),
+    ],
+)  # fmt: skip
+def test_it_refuses_a_message_part_a_tool_call_or_a_stop_of_the_wrong_shape(
+    demo, messages, extra, param
+):
+    """Refused before any provider is asked, so that no translation sends on
+    what the provider would refuse in its own words (or misread)."""
+    body = {"model": "gpt-4o-mini", "messages": messages, **extra}
+    error = assert_openai_error(post(demo, orjson.dumps(body)), 400, "invalid_request")
     assert error["param"] == param
     assert demo.mock.request_count() == 0
 

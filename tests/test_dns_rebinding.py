@@ -79,3 +79,30 @@ def test_only_public_addresses_of_a_name_are_connected_to():
     assert connect_addresses("api.example.com", ["93.184.216.34", "10.0.0.1"]) == ["93.184.216.34"]
     with pytest.raises(PrivateAddressRefused):
         connect_addresses("api.example.com", ["127.0.0.1", "::1", "169.254.169.254"])
+
+
+def take_back_private_network(demo) -> None:
+    """The permission of the demo provider (a literal 127.0.0.1 base URL) taken
+    back in the database, as an admin's direct edit or a row saved before the
+    save-time check existed would leave it."""
+    Provider.objects.filter(pk=demo.provider.pk).update(allow_private_network=False)
+    services.config_revision_bump()
+    demo.sync()
+
+
+def test_a_literal_private_address_is_refused_once_its_permission_is_taken_back(demo):
+    assert chat(demo).status_code == 200  # saved with the permission: served
+    assert demo.mock.request_count() == 1
+    take_back_private_network(demo)
+    responses = [chat(demo) for _ in range(3)]
+    assert [r.status_code for r in responses] == [502] * 3, responses[0].text
+    error = responses[0].json()["error"]
+    assert error["type"] == "upstream_error"
+    assert demo.mock.request_count() == 1  # nothing more reached the address
+    add_row(
+        "Security",
+        "a provider's literal 127.0.0.1 base URL after its `allow_private_network` was taken back",
+        requests=len(responses),
+        client_saw="502 `upstream_error`; the connection is refused at connect time",
+        lost="nothing; the private address is not connected to again",
+    )

@@ -10,27 +10,20 @@ reliability`` runs many more).
 from __future__ import annotations
 
 import json
-import os
 from collections import Counter
 
 import httpx
 import orjson
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
-from keys import selectors
+from keys import selectors, services
+from proxy.mock_provider import bedrock as mock_bedrock
 from tests.conftest import gateway_env
+from tests.fuzz_helpers import CATCH_ALL, EXAMPLES, FUZZ, UPSTREAM_STATUSES
 from tests.processes import GatewayProcess
 from tests.reliability_report import add_row, statuses_text
-
-EXAMPLES = int(os.environ.get("GATEWAY_FUZZ_EXAMPLES", "40"))
-FUZZ = settings(
-    max_examples=EXAMPLES,
-    deadline=None,
-    derandomize=True,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
 
 OPENAI_PATHS = ["/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses"]
 ANTHROPIC_PATHS = ["/anthropic/v1/messages", "/anthropic/v1/messages/count_tokens"]
@@ -54,10 +47,6 @@ VALID = {
         "messages": [{"role": "user", "content": "hi"}],
     },
 }
-# Upstream failures are the provider's answer relayed (the mock refuses some
-# of what it gets); the gateway's own catch-all (`gateway_error`) is not.
-UPSTREAM_STATUSES = {502, 503, 504}
-CATCH_ALL = "the gateway could not complete the request"
 
 scalars = (
     st.none()
@@ -303,6 +292,55 @@ def test_every_array_element_and_nested_field_with_each_kind_of_wrong_value(fuzz
             check(fuzzed_across, path, encode({**body, "model": model}))
 
 
+# The providers whose wire formats both front doors are translated into:
+# (kind, the mock's base URL path, options, provider model, key).
+TRANSLATED = {
+    "gemini": ("gemini", "/v1beta", {}, "gemini-2.5-flash", "AIza-mock-0001"),
+    "bedrock": (
+        "bedrock",
+        "/bedrock",
+        {"region": "us-east-1"},
+        "anthropic.claude-3-5-sonnet-20240620-v1:0",
+        f"{mock_bedrock.ACCESS_KEY_ID}:{mock_bedrock.SECRET_ACCESS_KEY}",
+    ),
+    "cohere": ("cohere", "", {}, "command-a-03-2025", "cohere-key-0001"),
+}
+
+
+@pytest.fixture(params=sorted(TRANSLATED))
+def fuzzed_translated(request, demo):
+    """A gateway with one more provider, of a wire format neither front door
+    speaks (every request is translated), routed as ``translated``."""
+    kind, prefix, options, provider_model, secret = TRANSLATED[request.param]
+    provider = services.provider_create(
+        name=request.param,
+        kind=kind,
+        base_url=f"{demo.mock.url}{prefix}",
+        allow_private_network=True,
+        options=options,
+    )
+    services.provider_key_create(provider=provider, name="primary", secret=secret)
+    services.model_route_create(name="translated", provider=provider, provider_model=provider_model)
+    demo.sync()
+    server = GatewayProcess(gateway_env(LOG_LEVEL="WARNING"))
+    server.wait_for_revision(selectors.config_revision())
+    server.seen = Counter()
+    server.key = demo.key
+    server.provider = request.param
+    yield server
+    server.close()
+
+
+@pytest.mark.timeout(900)
+def test_every_array_element_and_nested_field_with_each_kind_of_wrong_value_translated(
+    fuzzed_translated,
+):
+    """The same grid, sent to a Gemini, a Bedrock (Converse, signed) and a
+    Cohere provider: every request is translated, streamed or not."""
+    for path, body in nested_cases():
+        check(fuzzed_translated, path, encode({**body, "model": "translated"}))
+
+
 @FUZZ
 @given(
     path=st.sampled_from(["/v1/chat/completions", "/anthropic/v1/messages"]),
@@ -384,16 +422,50 @@ def test_deeply_nested_and_huge_bodies(demo, fuzzed):
 def _report(request):
     yield
     funcargs = request.node.funcargs
-    server = funcargs.get("fuzzed") or funcargs.get("fuzzed_across")
+    server = (
+        funcargs.get("fuzzed") or funcargs.get("fuzzed_across") or funcargs.get("fuzzed_translated")
+    )
     name = request.node.originalname
-    if server is None or name == "test_deeply_nested_and_huge_bodies":
+    if server is None or name in (
+        "test_deeply_nested_and_huge_bodies",
+        "test_a_field_no_translation_expects_is_a_400_for_every_provider",
+    ):
         return
     no_unhandled_errors(server)
+    described = name.removeprefix("test_").removesuffix("_translated").replace("_", " ")
+    if "fuzzed_translated" in funcargs:
+        described += f", translated for a {server.provider.capitalize()} provider"
     add_row(
         "Bad input",
-        f"fuzz: {name.removeprefix('test_').replace('_', ' ')}"
+        f"fuzz: {described}"
         + ("" if name.startswith("test_every_") else f" (hypothesis, {EXAMPLES} examples)"),
         requests=sum(server.seen.values()),
         client_saw=statuses_text(server.seen) + "; no 500, no hang, errors in the envelope",
         lost="nothing",
     )
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        # The legacy completion's stop is copied into the chat request.
+        ("/v1/completions", {"prompt": "hi", "stop": 5}),
+        # A tool_choice naming its function by a string, not an object.
+        (
+            "/v1/chat/completions",
+            {
+                "messages": [{"role": "user", "content": "hi"}],
+                "tools": [TOOL],
+                "tool_choice": {"type": "function", "function": "f"},
+            },
+        ),
+    ],
+)
+def test_a_field_no_translation_expects_is_a_400_for_every_provider(fuzzed_translated, path, body):
+    response = fuzzed_translated.client.post(
+        path,
+        json={**body, "model": "translated", "max_tokens": 4},
+        headers={"authorization": f"Bearer {fuzzed_translated.key}"},
+    )
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["code"] != "gateway_error"

@@ -222,3 +222,13 @@ def test_a_card_number_given_as_a_json_number_becomes_a_quoted_placeholder(claud
     expected = {"card": "[CARD_NUMBER]", "count": 2}
     assert json.loads(openai_call(claude, "gpt-4o-mini").function.arguments) == expected
     assert anthropic_call(claude, "claude-sonnet").input == expected
+
+
+def test_a_negative_card_number_is_replaced_whole_sign_included(claude):
+    # Found by the atheris harness tests/fuzz/fuzz_guardrail_scanner.py: the
+    # placeholder replaced the digits only, leaving `-"[CARD_NUMBER]"`.
+    response_policy(claude, "redact")
+    tool_answer(claude, {"card": -4111111111111111, "count": 2})
+    expected = {"card": "[CARD_NUMBER]", "count": 2}
+    assert json.loads(openai_call(claude, "gpt-4o-mini").function.arguments) == expected
+    assert anthropic_call(claude, "claude-sonnet").input == expected

@@ -69,6 +69,18 @@ class Server:
         self._server.close()
 
 
+@pytest.fixture(autouse=True)
+def loopback_allowed() -> Iterator[None]:
+    """The test servers' loopback addresses may be connected to, as for a
+    provider allowed into private networks."""
+    from keys import addresses
+
+    before = addresses._private_allowed
+    addresses.allow_private_hosts(["localhost", "127.0.0.1", "::1"])
+    yield
+    addresses._private_allowed = before
+
+
 def run(test: Callable[[], Awaitable[None]]) -> None:
     uvloop.run(asyncio.wait_for(test(), timeout=30))
 
@@ -451,18 +463,7 @@ def certificate(tmp_path_factory) -> tuple[Path, Path]:
     return cert, key
 
 
-@pytest.fixture
-def localhost_allowed() -> Iterator[None]:
-    """``localhost`` may be connected to, as for a provider allowed into private networks."""
-    from keys import addresses
-
-    before = addresses._private_allowed
-    addresses.allow_private_hosts(["localhost"])
-    yield
-    addresses._private_allowed = before
-
-
-def test_https_checks_the_certificate_against_the_name(certificate, localhost_allowed) -> None:
+def test_https_checks_the_certificate_against_the_name(certificate) -> None:
     cert, key = certificate
 
     async def test() -> None:

@@ -260,14 +260,16 @@ def _part(item: dict[str, Any]) -> dict[str, Any] | None:
             raise bad_request("an image_url part needs a url", param="messages")
         return _media_part(url)
     if kind == "input_audio":
-        audio = item.get("input_audio") or {}
-        mime = AUDIO_TYPES.get(audio.get("format"))
+        audio = item.get("input_audio")
+        audio = audio if isinstance(audio, dict) else {}
+        fmt = audio.get("format")
+        mime = AUDIO_TYPES.get(fmt) if isinstance(fmt, str) else None
         if mime is None or not isinstance(audio.get("data"), str):
             raise bad_request("input_audio needs base64 data and a wav or mp3 format")
         return {"inlineData": {"mimeType": mime, "data": audio["data"]}}
     if kind == "file":
-        file = item.get("file") or {}
-        if isinstance(file.get("file_data"), str):
+        file = item.get("file")
+        if isinstance(file, dict) and isinstance(file.get("file_data"), str):
             return _media_part(file["file_data"])
         raise unsupported("files by file_id", KIND, "messages")
     raise unsupported(f"content parts of type {kind!r}", KIND, "messages")
