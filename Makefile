@@ -52,6 +52,7 @@ bench: install
 # (the atheris harnesses, `make fuzz`, 60 s each).
 .PHONY: reliability
 reliability: install
+	case "$(RELIABILITY_ARGS)" in *--atheris*) $(MAKE) --no-print-directory atheris;; esac
 	$(BIN)/python scripts/reliability.py $(RELIABILITY_ARGS)
 
 # The atheris harnesses of tests/fuzz/ (the SSE parser, Bedrock's event-stream
@@ -59,6 +60,9 @@ reliability: install
 # FUZZ_SECONDS (60). atheris is installed here, not by `make install`.
 FUZZ_SECONDS ?= 60
 .PHONY: fuzz
-fuzz: install
-	$(BIN)/python -c "import atheris" 2>/dev/null || $(BIN)/python -m pip install --quiet atheris==3.0.0
+fuzz: install atheris
 	$(BIN)/python scripts/fuzz.py --seconds $(FUZZ_SECONDS) $(FUZZ_ARGS)
+
+.PHONY: atheris
+atheris: install
+	$(BIN)/python -c "import atheris" 2>/dev/null || $(BIN)/python -m pip install --quiet atheris==3.0.0
