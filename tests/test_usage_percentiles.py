@@ -1,0 +1,194 @@
+"""Usage reads' percentiles from stored histograms, and ranges of hours read from daily rows.
+
+The percentiles of a point are defined as ``percentile_cont`` over its bins'
+values, each bin repeated as many times as it counts; that is computed
+here by expanding the bins, independently of the read path's running sums.
+A range that starts or ends off midnight reads the daily rows of the whole
+days inside it: checked by removing the hourly rows of those days and
+spoiling the daily rows of the days at its ends before reading.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+
+import pytest
+
+from governance.api.filters import usage_points
+from governance.generator import Shape, generate
+from governance.models import RequestRecord, UsageRollup
+from governance.rollups import (
+    BIN_COUNT,
+    bin_value,
+    histogram_bin,
+    histogram_merge,
+    histogram_percentile,
+    stored_histograms_percentiles,
+    usage_rollup,
+)
+from governance.selectors import USAGE_GROUPS, percentile_cont
+
+FRACTIONS = (0.0, 0.25, 0.5, 0.9, 0.95, 0.99, 1.0)
+NOW = dt.datetime(2026, 3, 5, 12, 30, tzinfo=dt.UTC)
+
+
+def random_histogram(rng: random.Random) -> dict[str, int]:
+    """A histogram as a row stores it: a few hundred requests around some latency."""
+    centre = rng.choice((20, 300, 2_000, 40_000))
+    bins = [histogram_bin(max(0, int(rng.lognormvariate(0, 0.8) * centre))) for _ in range(300)]
+    stored = histogram_merge({index: 1} for index in bins)
+    return {str(index): stored[index] for index in sorted(stored, key=lambda _: rng.random())}
+
+
+def expanded_percentile(histograms: list[dict[str, int]], fraction: float) -> float | None:
+    values = sorted(
+        bin_value(int(index)) for stored in histograms for index, count in stored.items()
+        for _ in range(count)
+    )
+    return percentile_cont(values, fraction)
+
+
+@pytest.mark.parametrize("merged", [1, 2, 7], ids=["one row", "two rows", "seven rows"])
+def test_percentiles_of_stored_histograms_are_percentile_cont_over_their_bins(merged):
+    rng = random.Random(merged)
+    for _ in range(20):
+        histograms = [random_histogram(rng) for _ in range(merged)]
+
+        answers = stored_histograms_percentiles(histograms, FRACTIONS)
+
+        expected = [expanded_percentile(histograms, fraction) for fraction in FRACTIONS]
+        assert answers == expected
+        merged_bins = histogram_merge(histograms)
+        assert [histogram_percentile(merged_bins, f) for f in FRACTIONS] == expected
+
+
+def test_a_histogram_with_one_value_or_none_has_that_value_or_no_percentile():
+    assert stored_histograms_percentiles([{}], FRACTIONS) == [None] * len(FRACTIONS)
+    assert stored_histograms_percentiles([{}, {}], (0.5,)) == [None]
+    assert stored_histograms_percentiles([{"7": 3}], (0.5, 0.99)) == [7.0, 7.0]
+    top = str(BIN_COUNT - 1)  # over an hour: the last bin
+    assert stored_histograms_percentiles([{top: 1}, {"0": 1}], (0.0, 1.0)) == [
+        0.0,
+        bin_value(BIN_COUNT - 1),
+    ]
+
+
+def some_records() -> None:
+    generate(Shape(count=1500, days=3, keys=6, teams=3, customers=2, until=NOW, seed=8))
+    usage_rollup()
+
+
+def at(day: int, hour: int) -> dt.datetime:
+    return dt.datetime(2026, 3, day, hour, tzinfo=dt.UTC)
+
+
+def expected_points(since: dt.datetime, until: dt.datetime, bucket, group_by) -> dict:
+    """Per point: the sums and percentile_cont over the records' bins, from the records."""
+    points: dict[tuple, list[RequestRecord]] = {}
+    for record in RequestRecord.objects.filter(time__gte=since, time__lt=until):
+        moment = record.time.astimezone(dt.UTC).replace(minute=0, second=0, microsecond=0)
+        moment = None if bucket is None else moment.replace(hour=0)
+        if group_by is None:
+            group = None
+        elif group_by == "model":
+            group = record.served_model or record.requested_model
+        else:
+            group = getattr(record, USAGE_GROUPS[group_by])
+        points.setdefault((moment, group), []).append(record)
+    expected = {}
+    for point, records in points.items():
+        latency = [{str(histogram_bin(r.latency_ms)): 1} for r in records]
+        ttft = [{str(histogram_bin(r.ttft_ms)): 1} for r in records if r.ttft_ms is not None]
+        expected[point] = (
+            len(records),
+            sum(r.status >= 400 for r in records),
+            sum(r.cost_micros for r in records),
+            sum(r.input_tokens for r in records),
+            expanded_percentile(latency, 0.5),
+            expanded_percentile(latency, 0.99),
+            expanded_percentile(ttft, 0.95),
+        )
+    return expected
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("since", "until", "whole_days"),
+    [
+        (at(2, 13), at(5, 12), [at(3, 0), at(4, 0)]),
+        (at(2, 13), at(4, 0), [at(3, 0)]),
+        (at(3, 0), at(5, 7), [at(3, 0), at(4, 0)]),
+        (at(3, 2), at(3, 20), []),
+    ],
+    ids=["both ends off midnight", "ends at midnight", "starts at midnight", "within a day"],
+)
+@pytest.mark.parametrize(
+    ("bucket", "group_by"), [("day", None), ("day", "key"), (None, "model"), ("day", "team")]
+)
+@pytest.mark.parametrize("percentiles", [True, False], ids=["percentiles", "sums only"])
+def test_a_range_of_hours_reads_the_whole_days_inside_it_from_daily_rows(
+    since, until, whole_days, bucket, group_by, percentiles
+):
+    some_records()
+    expected = expected_points(since, until, bucket, group_by)
+    assert expected
+    # What must not be read: the whole days' hours (gone) and the days at the
+    # ends (counting a thousand requests more each).
+    UsageRollup.objects.filter(granularity="hour", bucket__date__in=whole_days).delete()
+    spoilt = UsageRollup.objects.filter(granularity="day").exclude(bucket__in=whole_days)
+    for row in spoilt:
+        row.requests += 1000
+        row.latency_histogram = {**row.latency_histogram, "500": 1000}
+        row.save()
+
+    points, source = usage_points(
+        data={"since": since.isoformat(), "until": until.isoformat()},
+        records=RequestRecord.objects.all(),
+        rollups=UsageRollup.objects.all(),
+        bucket=bucket,
+        group_by=group_by,
+        percentiles=percentiles,
+    )
+
+    assert source == "rollups"
+    answers = {
+        (p.bucket, p.group): (
+            p.requests,
+            p.errors,
+            p.cost_micros,
+            p.input_tokens,
+            p.latency_p50_ms,
+            p.latency_p99_ms,
+            p.ttft_p95_ms,
+        )
+        for p in points
+    }
+    if not percentiles:
+        expected = {point: (*sums[:4], None, None, None) for point, sums in expected.items()}
+    assert answers == expected
+
+
+@pytest.mark.django_db
+def test_percentiles_of_a_read_from_rollups_are_within_one_percent_of_the_exact_ones():
+    some_records()
+    since, until = at(2, 13), at(5, 12)
+
+    points, _ = usage_points(
+        data={"since": since.isoformat(), "until": until.isoformat()},
+        records=RequestRecord.objects.all(),
+        rollups=UsageRollup.objects.all(),
+        bucket=None,
+        group_by="team",
+    )
+
+    assert len(points) == 3
+    for point in points:
+        latencies = sorted(
+            RequestRecord.objects.filter(
+                time__gte=since, time__lt=until, team_id=point.group
+            ).values_list("latency_ms", flat=True)
+        )
+        for name, fraction in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99)):
+            exact = percentile_cont(latencies, fraction)
+            assert getattr(point, f"latency_{name}_ms") == pytest.approx(exact, rel=0.01)
