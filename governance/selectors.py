@@ -277,7 +277,9 @@ def rollup_granularity(
     """Which rollups answer a series over ``[since, until)``, or None if none can.
 
     Rollups hold whole hours: the range must start and end on the hour.
-    Daily rows serve days and totals over whole days; hourly rows the rest.
+    Daily rows serve days and totals over whole days; hourly rows the rest
+    (which, given the range, read daily rows for the whole days inside it:
+    :func:`usage_series_from_rollups`).
     """
 
     def aligned(moment: dt.datetime | None, unit: str) -> bool:

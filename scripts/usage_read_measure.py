@@ -13,7 +13,7 @@ once without; the best of ``--runs`` is printed in milliseconds, and the
 two answers must have the same points and sums. The range ends at the
 newest rolled-up hour; ``--days`` whole UTC days end at the midnight
 before it. "from hourly rows" ranges start and end on an hour that is not
-midnight (the last ``--days`` × 24 hours).
+midnight (the last ``--days`` times 24 hours).
 """
 
 from __future__ import annotations

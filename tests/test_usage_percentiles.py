@@ -43,7 +43,9 @@ def random_histogram(rng: random.Random) -> dict[str, int]:
 
 def expanded_percentile(histograms: list[dict[str, int]], fraction: float) -> float | None:
     values = sorted(
-        bin_value(int(index)) for stored in histograms for index, count in stored.items()
+        bin_value(int(index))
+        for stored in histograms
+        for index, count in stored.items()
         for _ in range(count)
     )
     return percentile_cont(values, fraction)
