@@ -27,7 +27,8 @@ from governance.rollups import (
     stored_histograms_percentiles,
     usage_rollup,
 )
-from governance.selectors import USAGE_GROUPS, percentile_cont
+from governance.selectors import percentile_cont
+from tests.ledger_helpers import records_by_point
 
 FRACTIONS = (0.0, 0.25, 0.5, 0.9, 0.95, 0.99, 1.0)
 NOW = dt.datetime(2026, 3, 5, 12, 30, tzinfo=dt.UTC)
@@ -87,17 +88,8 @@ def at(day: int, hour: int) -> dt.datetime:
 
 def expected_points(since: dt.datetime, until: dt.datetime, bucket, group_by) -> dict:
     """Per point: the sums and percentile_cont over the records' bins, from the records."""
-    points: dict[tuple, list[RequestRecord]] = {}
-    for record in RequestRecord.objects.filter(time__gte=since, time__lt=until):
-        moment = record.time.astimezone(dt.UTC).replace(minute=0, second=0, microsecond=0)
-        moment = None if bucket is None else moment.replace(hour=0)
-        if group_by is None:
-            group = None
-        elif group_by == "model":
-            group = record.served_model or record.requested_model
-        else:
-            group = getattr(record, USAGE_GROUPS[group_by])
-        points.setdefault((moment, group), []).append(record)
+    records = RequestRecord.objects.filter(time__gte=since, time__lt=until)
+    points = records_by_point(records, bucket, group_by)
     expected = {}
     for point, records in points.items():
         latency = [{str(histogram_bin(r.latency_ms)): 1} for r in records]
