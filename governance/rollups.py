@@ -15,7 +15,10 @@ bins 2% wide (:data:`BOUNDS`). A percentile read from a merged histogram is
 the bins' midpoints interpolated as ``percentile_cont`` does, within 1% of
 the exact value. Exact per-row percentiles would not add up across teams or
 hours; these do, so a day is the merge of its 24 hours and the whole
-gateway's p95 the merge of every team's rows.
+gateway's p95 the merge of every team's rows. A row stores a histogram as a
+JSON array, the first bin used and then the count of every bin up to the
+last one used (:data:`Packed`): shorter than an object of bins and counts,
+and read with slices rather than a loop per bin (docs/ledger.md).
 
 **Up to the cursor, exactly.** The rollups hold exactly the records with ids
 up to the job's cursor (a :class:`~governance.models.JobCursor`), each once;
@@ -56,6 +59,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from itertools import accumulate
+from operator import add
 from typing import Any
 
 import orjson
@@ -133,65 +137,78 @@ def bin_value(index: int) -> float:
 
 
 Histogram = dict[int, int]
+# A histogram as a row stores it: the first bin used, then the count of each
+# bin from it to the last bin used (zeros between); ``[]`` when empty.
+Packed = list[int]
 
 
-def histogram_merge(histograms: Iterable[dict[Any, int]]) -> Histogram:
-    """Counts added bin by bin (keys may be ints or the strings JSON stores)."""
+def histogram_pack(histogram: Histogram) -> Packed:
+    """A histogram (counts by bin) in the stored form, :data:`Packed`."""
+    used = [index for index, count in histogram.items() if count]
+    if not used:
+        return []
+    first, last = min(used), max(used)
+    return [first, *(histogram.get(index, 0) for index in range(first, last + 1))]
+
+
+def histogram_unpack(stored: Packed | dict[str, int]) -> Histogram:
+    """The counts by bin of a stored histogram (bins counting nothing left out).
+
+    Also of the object of bins and counts rows held before (migration 0007),
+    which a worker not yet upgraded may still write during a rolling upgrade.
+    """
+    if isinstance(stored, dict):
+        return {int(index): count for index, count in stored.items() if count}
+    if not stored:
+        return {}
+    first = stored[0]
+    return {first + offset: count for offset, count in enumerate(stored[1:]) if count}
+
+
+def histogram_stored(stored: Packed | dict[str, int]) -> Packed:
+    """A stored histogram as :data:`Packed` (rows of the earlier form converted)."""
+    return stored if isinstance(stored, list) else histogram_pack(histogram_unpack(stored))
+
+
+def histogram_merge(histograms: Iterable[Packed | dict[Any, int]]) -> Histogram:
+    """Counts added bin by bin, of stored histograms or of counts by bin."""
     merged: Histogram = {}
     for histogram in histograms:
-        for index, count in histogram.items():
+        counts = histogram_unpack(histogram) if isinstance(histogram, list) else histogram
+        for index, count in counts.items():
             merged[int(index)] = merged.get(int(index), 0) + count
     return merged
 
 
 def histogram_percentile(histogram: Histogram, fraction: float) -> float | None:
     """The ``fraction`` percentile, interpolated between ranks like ``percentile_cont``."""
-    counts = [0] * BIN_COUNT
-    for index, count in histogram.items():
-        counts[index] += count
-    return histogram_percentiles(counts, (fraction,))[0]
+    return stored_histograms_percentiles([histogram_pack(histogram)], (fraction,))[0]
 
 
-# Every bin, and each bin's key as JSON stores it (reading rows skips int()).
 BIN_COUNT = EXACT_BELOW + len(BOUNDS)
-_BIN_OF_KEY = {str(index): index for index in range(BIN_COUNT)}
 _BIN_VALUES = tuple(bin_value(index) for index in range(BIN_COUNT))
 
 
-def histogram_counts() -> list[int]:
-    """An empty histogram as one count per bin (what :func:`histogram_add_stored` adds to)."""
-    return [0] * BIN_COUNT
-
-
-def histogram_add_stored(counts: list[int], stored: dict[str, int]) -> None:
-    """Add a histogram as a row stores it (``{"bin": count}``, decoded) to ``counts``."""
-    for key, count in stored.items():
-        counts[_BIN_OF_KEY[key]] += count
-
-
-def histogram_percentiles(counts: list[int], fractions: Iterable[float]) -> list[float | None]:
-    """Each ``fraction`` percentile of one count per bin, as :func:`histogram_percentile`."""
-    return _percentiles(list(accumulate(counts)), _BIN_VALUES.__getitem__, fractions)
-
-
 def stored_histograms_percentiles(
-    histograms: list[dict[str, int]], fractions: Iterable[float]
+    histograms: list[Packed], fractions: Iterable[float]
 ) -> list[float | None]:
-    """Each ``fraction`` percentile of the merge of histograms as rows store them.
+    """Each ``fraction`` percentile of the merge of stored histograms.
 
-    A single histogram (a point that is one row, e.g. a key's day) is not
-    merged: its bins sorted and summed by C-level calls, no Python loop per
-    bin; several are added into one count per bin.
+    Everything per bin is done by C-level calls (slices, ``map``,
+    ``accumulate``), no Python loop per bin: a month split by key reads
+    thousands of rows. One histogram (a point that is one row, e.g. a key's
+    day) is read as it is; several are added into one count per bin.
     """
-    if len(histograms) == 1:
-        stored = histograms[0]
-        keys = sorted(stored, key=_BIN_OF_KEY.__getitem__)
-        running = list(accumulate(map(stored.__getitem__, keys)))
-        return _percentiles(running, lambda rank: _BIN_VALUES[_BIN_OF_KEY[keys[rank]]], fractions)
-    counts = histogram_counts()
-    for stored in histograms:
-        histogram_add_stored(counts, stored)
-    return histogram_percentiles(counts, fractions)
+    used = [histogram for histogram in histograms if histogram]
+    if len(used) == 1:
+        first = used[0][0]
+        running = list(accumulate(used[0][1:]))
+        return _percentiles(running, lambda offset: _BIN_VALUES[first + offset], fractions)
+    counts = [0] * BIN_COUNT
+    for histogram in used:
+        first, end = histogram[0], histogram[0] + len(histogram) - 1
+        counts[first:end] = map(add, counts[first:end], histogram[1:])
+    return _percentiles(list(accumulate(counts)), _BIN_VALUES.__getitem__, fractions)
 
 
 def _percentiles(
@@ -199,8 +216,9 @@ def _percentiles(
 ) -> list[float | None]:
     """Percentiles from the running sum of bin counts and each bin's value.
 
-    A binary search per rank: reads of thousands of rollup rows ask for six
-    percentiles of each point.
+    A binary search per rank finds the bins holding the values of the two
+    (0-based) ranks around the fraction: the first whose running sum passes
+    the rank.
     """
     total = running[-1] if running else 0
     if not total:
@@ -210,16 +228,10 @@ def _percentiles(
         position = fraction * (total - 1)
         low_rank = int(position)
         high_rank = min(low_rank + 1, total - 1)
-        # The bins holding the values of these (0-based) ranks: the first whose
-        # running sum passes the rank.
         low = value_at(bisect.bisect_right(running, low_rank))
         high = value_at(bisect.bisect_right(running, high_rank))
         answers.append(low + (high - low) * (position - low_rank))
     return answers
-
-
-def _stored(histogram: Histogram) -> dict[str, int]:
-    return {str(index): histogram[index] for index in sorted(histogram)}
 
 
 # --- aggregating records ------------------------------------------------------------
@@ -311,12 +323,12 @@ COLUMNS = ("granularity", "bucket", "team_id", "dimension", "value", *COUNTS)
 HISTOGRAMS = ("latency_histogram", "ttft_histogram")
 
 
-def _histogram_text(stored: dict[str, int] | None, added: Counter[int]) -> str:
-    """A stored histogram plus new counts, as the JSON text stored (bins in order)."""
+def _histogram_text(stored: Packed | dict[str, int] | None, added: Counter[int]) -> str:
+    """A stored histogram plus new counts, as the JSON text stored (:data:`Packed`)."""
     merged = dict(added)
-    for index, count in (stored or {}).items():
-        merged[int(index)] = merged.get(int(index), 0) + count
-    return orjson.dumps({str(index): merged[index] for index in sorted(merged)}).decode()
+    for index, count in histogram_unpack(stored or []).items():
+        merged[index] = merged.get(index, 0) + count
+    return orjson.dumps(histogram_pack(merged)).decode()
 
 
 def rollups_add(deltas: dict[RowKey, Delta]) -> None:

@@ -379,9 +379,9 @@ def _rollup_series_merged_here(
 
     The histograms come as the database's JSON text, decoded by orjson: the
     JSON field's own decoding (the standard library's, row by row) and
-    merging dictionaries were most of a month's read (docs/ledger.md).
+    merging bin by bin were most of a month's read (docs/ledger.md).
     """
-    from governance.rollups import histogram_bin, stored_histograms_percentiles
+    from governance.rollups import histogram_bin, histogram_stored, stored_histograms_percentiles
 
     sums = ROLLUP_SUMS
     width = len(sums)
@@ -416,8 +416,11 @@ def _rollup_series_merged_here(
         total = point(moment, group)
         for index in range(width):
             total[index] += row[3 + index]
-        total[width].append(decode(row[-2]))
-        total[width + 1].append(decode(row[-1]))
+        latency, ttft = decode(row[-2]), decode(row[-1])
+        if type(latency) is not list or type(ttft) is not list:  # a row of the earlier form
+            latency, ttft = histogram_stored(latency), histogram_stored(ttft)
+        total[width].append(latency)
+        total[width + 1].append(ttft)
     for record in recent.order_by().defer("content"):
         moment = record.time.astimezone(dt.UTC).replace(minute=0, second=0, microsecond=0)
         if bucket is None:
@@ -435,9 +438,9 @@ def _rollup_series_merged_here(
         total[1] += record.status >= 400
         for index, name in enumerate(sums[2:], start=2):
             total[index] += getattr(record, name)
-        total[width].append({str(histogram_bin(record.latency_ms)): 1})
+        total[width].append([histogram_bin(record.latency_ms), 1])
         if record.ttft_ms is not None:
-            total[width + 1].append({str(histogram_bin(record.ttft_ms)): 1})
+            total[width + 1].append([histogram_bin(record.ttft_ms), 1])
     points = []
     latency_fractions, ttft_fractions = PERCENTILES.values(), TTFT_PERCENTILES.values()
     for (moment, group), total in groups.items():

@@ -11,42 +11,49 @@ spoiling the daily rows of the days at its ends before reading.
 from __future__ import annotations
 
 import datetime as dt
+import importlib
 import random
+from types import SimpleNamespace
 
 import pytest
+from django.apps import apps
+from django.db import connection
 
 from governance.api.filters import usage_points
 from governance.generator import Shape, generate
 from governance.models import RequestRecord, UsageRollup
 from governance.rollups import (
     BIN_COUNT,
+    HISTOGRAMS,
     bin_value,
     histogram_bin,
     histogram_merge,
+    histogram_pack,
     histogram_percentile,
+    histogram_stored,
+    histogram_unpack,
     stored_histograms_percentiles,
     usage_rollup,
 )
 from governance.selectors import percentile_cont
-from tests.ledger_helpers import records_by_point
+from tests.ledger_helpers import assert_rollups_match_the_records, records_by_point, stored_rows
 
 FRACTIONS = (0.0, 0.25, 0.5, 0.9, 0.95, 0.99, 1.0)
 NOW = dt.datetime(2026, 3, 5, 12, 30, tzinfo=dt.UTC)
 
 
-def random_histogram(rng: random.Random) -> dict[str, int]:
-    """A histogram as a row stores it: a few hundred requests around some latency."""
+def random_histogram(rng: random.Random) -> dict[int, int]:
+    """Counts by bin of a few hundred requests around some latency."""
     centre = rng.choice((20, 300, 2_000, 40_000))
     bins = [histogram_bin(max(0, int(rng.lognormvariate(0, 0.8) * centre))) for _ in range(300)]
-    stored = histogram_merge({index: 1} for index in bins)
-    return {str(index): stored[index] for index in sorted(stored, key=lambda _: rng.random())}
+    return histogram_merge({index: 1} for index in bins)
 
 
-def expanded_percentile(histograms: list[dict[str, int]], fraction: float) -> float | None:
+def expanded_percentile(histograms: list[dict[int, int]], fraction: float) -> float | None:
     values = sorted(
-        bin_value(int(index))
-        for stored in histograms
-        for index, count in stored.items()
+        bin_value(index)
+        for counts in histograms
+        for index, count in counts.items()
         for _ in range(count)
     )
     return percentile_cont(values, fraction)
@@ -57,24 +64,46 @@ def test_percentiles_of_stored_histograms_are_percentile_cont_over_their_bins(me
     rng = random.Random(merged)
     for _ in range(20):
         histograms = [random_histogram(rng) for _ in range(merged)]
+        stored = [histogram_pack(counts) for counts in histograms]
 
-        answers = stored_histograms_percentiles(histograms, FRACTIONS)
+        answers = stored_histograms_percentiles(stored, FRACTIONS)
 
         expected = [expanded_percentile(histograms, fraction) for fraction in FRACTIONS]
         assert answers == expected
-        merged_bins = histogram_merge(histograms)
+        merged_bins = histogram_merge(stored)
+        assert merged_bins == histogram_merge(histograms)
         assert [histogram_percentile(merged_bins, f) for f in FRACTIONS] == expected
 
 
+def test_a_histogram_is_stored_as_its_first_bin_and_the_counts_from_it():
+    assert histogram_pack({70: 2, 66: 1, 68: 0}) == [66, 1, 0, 0, 0, 2]
+    assert histogram_pack({}) == histogram_pack({5: 0}) == []
+    assert histogram_unpack([66, 1, 0, 0, 0, 2]) == {66: 1, 70: 2}
+    # Rows of the earlier form ({"bin": count}) read the same.
+    assert histogram_stored({"70": 2, "66": 1}) == [66, 1, 0, 0, 0, 2]
+    assert histogram_stored([]) == [] and histogram_stored({}) == []
+
+
 def test_a_histogram_with_one_value_or_none_has_that_value_or_no_percentile():
-    assert stored_histograms_percentiles([{}], FRACTIONS) == [None] * len(FRACTIONS)
-    assert stored_histograms_percentiles([{}, {}], (0.5,)) == [None]
-    assert stored_histograms_percentiles([{"7": 3}], (0.5, 0.99)) == [7.0, 7.0]
-    top = str(BIN_COUNT - 1)  # over an hour: the last bin
-    assert stored_histograms_percentiles([{top: 1}, {"0": 1}], (0.0, 1.0)) == [
+    assert stored_histograms_percentiles([[]], FRACTIONS) == [None] * len(FRACTIONS)
+    assert stored_histograms_percentiles([[], []], (0.5,)) == [None]
+    assert stored_histograms_percentiles([[7, 3]], (0.5, 0.99)) == [7.0, 7.0]
+    top = BIN_COUNT - 1  # over an hour: the last bin
+    assert stored_histograms_percentiles([[top, 1], [0, 1]], (0.0, 1.0)) == [
         0.0,
-        bin_value(BIN_COUNT - 1),
+        bin_value(top),
     ]
+
+
+def test_the_migration_packs_the_rows_of_the_earlier_form_and_unpacks_them_back():
+    migration = importlib.import_module("governance.migrations.0007_rollup_histograms_packed")
+    rng = random.Random(3)
+    for _ in range(20):
+        counts = random_histogram(rng)
+        earlier = {str(index): counts[index] for index in sorted(counts)}
+        assert migration._packed(earlier) == histogram_pack(counts)
+        assert migration._unpacked(histogram_pack(counts)) == earlier
+    assert migration._packed({}) == [] and migration._unpacked([]) == {}
 
 
 def some_records() -> None:
@@ -92,8 +121,8 @@ def expected_points(since: dt.datetime, until: dt.datetime, bucket, group_by) ->
     points = records_by_point(records, bucket, group_by)
     expected = {}
     for point, records in points.items():
-        latency = [{str(histogram_bin(r.latency_ms)): 1} for r in records]
-        ttft = [{str(histogram_bin(r.ttft_ms)): 1} for r in records if r.ttft_ms is not None]
+        latency = [{histogram_bin(r.latency_ms): 1} for r in records]
+        ttft = [{histogram_bin(r.ttft_ms): 1} for r in records if r.ttft_ms is not None]
         expected[point] = (
             len(records),
             sum(r.status >= 400 for r in records),
@@ -133,7 +162,9 @@ def test_a_range_of_hours_reads_the_whole_days_inside_it_from_daily_rows(
     spoilt = UsageRollup.objects.filter(granularity="day").exclude(bucket__in=whole_days)
     for row in spoilt:
         row.requests += 1000
-        row.latency_histogram = {**row.latency_histogram, "500": 1000}
+        row.latency_histogram = histogram_pack(
+            histogram_merge([row.latency_histogram, {500: 1000}])
+        )
         row.save()
 
     points, source = usage_points(
@@ -186,3 +217,58 @@ def test_percentiles_of_a_read_from_rollups_are_within_one_percent_of_the_exact_
         for name, fraction in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99)):
             exact = percentile_cont(latencies, fraction)
             assert getattr(point, f"latency_{name}_ms") == pytest.approx(exact, rel=0.01)
+
+
+def rows_of_the_earlier_form(rows) -> None:
+    """Rewrite ``rows``' histograms as ``{"bin": count}`` objects, as before migration 0007."""
+    for row in rows:
+        for name in HISTOGRAMS:
+            counts = histogram_unpack(getattr(row, name))
+            setattr(row, name, {str(index): counts[index] for index in sorted(counts)})
+        row.save()
+
+
+@pytest.mark.django_db
+def test_the_migration_converts_the_stored_rows_both_ways():
+    migration = importlib.import_module("governance.migrations.0007_rollup_histograms_packed")
+    editor = SimpleNamespace(connection=connection)  # what the migration's functions use
+
+    def histograms() -> list[tuple]:
+        return list(UsageRollup.objects.order_by("pk").values_list(*HISTOGRAMS))
+
+    some_records()
+    packed, rows = histograms(), (stored_rows("hour"), stored_rows("day"))
+    rows_of_the_earlier_form(UsageRollup.objects.all())
+    earlier = histograms()
+    assert all(isinstance(latency, dict) for latency, _ in earlier)
+
+    migration.pack(apps, editor)
+
+    assert histograms() == packed
+    assert (stored_rows("hour"), stored_rows("day")) == rows
+    assert_rollups_match_the_records()
+    migration.unpack(apps, editor)
+    assert histograms() == earlier
+
+
+@pytest.mark.django_db
+def test_rows_still_of_the_earlier_form_read_as_the_packed_ones():
+    some_records()
+    since, until = at(2, 13), at(5, 12)
+
+    def read():
+        return usage_points(
+            data={"since": since.isoformat(), "until": until.isoformat()},
+            records=RequestRecord.objects.all(),
+            rollups=UsageRollup.objects.all(),
+            bucket="day",
+            group_by="key",
+        )[0]
+
+    packed = read()
+    # What a worker not yet upgraded writes meanwhile: {"bin": count} objects.
+    earlier = UsageRollup.objects.filter(dimension="key")
+    rows_of_the_earlier_form(earlier)
+    assert isinstance(earlier.first().latency_histogram, dict)
+
+    assert read() == packed
