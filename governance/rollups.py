@@ -17,8 +17,10 @@ the exact value. Exact per-row percentiles would not add up across teams or
 hours; these do, so a day is the merge of its 24 hours and the whole
 gateway's p95 the merge of every team's rows. A row stores a histogram as a
 JSON array, the first bin used and then the count of every bin up to the
-last one used (:data:`Packed`): shorter than an object of bins and counts,
-and read with slices rather than a loop per bin (docs/ledger.md).
+last one used (:data:`Packed`), read with slices rather than a loop per
+bin; or, when it uses fewer than half the bins of that span (an hour of a
+few requests), as the object of the bins used and their counts, which is
+then smaller (:func:`histogram_stored_form`; docs/ledger.md).
 
 **Up to the cursor, exactly.** The rollups hold exactly the records with ids
 up to the job's cursor (a :class:`~governance.models.JobCursor`), each once;
@@ -140,6 +142,8 @@ Histogram = dict[int, int]
 # A histogram as a row stores it: the first bin used, then the count of each
 # bin from it to the last bin used (zeros between); ``[]`` when empty.
 Packed = list[int]
+# ... or, sparse, the bins used and their counts: {"66": 1, "70": 2}.
+Stored = Packed | dict[str, int]
 
 
 def histogram_pack(histogram: Histogram) -> Packed:
@@ -151,12 +155,8 @@ def histogram_pack(histogram: Histogram) -> Packed:
     return [first, *(histogram.get(index, 0) for index in range(first, last + 1))]
 
 
-def histogram_unpack(stored: Packed | dict[str, int]) -> Histogram:
-    """The counts by bin of a stored histogram (bins counting nothing left out).
-
-    Also of the object of bins and counts rows held before (migration 0007),
-    which a worker not yet upgraded may still write during a rolling upgrade.
-    """
+def histogram_unpack(stored: Stored) -> Histogram:
+    """The counts by bin of a stored histogram, of either form (bins counting nothing left out)."""
     if isinstance(stored, dict):
         return {int(index): count for index, count in stored.items() if count}
     if not stored:
@@ -165,12 +165,21 @@ def histogram_unpack(stored: Packed | dict[str, int]) -> Histogram:
     return {first + offset: count for offset, count in enumerate(stored[1:]) if count}
 
 
-def histogram_stored(stored: Packed | dict[str, int]) -> Packed:
-    """A stored histogram as :data:`Packed` (rows of the earlier form converted)."""
-    return stored if isinstance(stored, list) else histogram_pack(histogram_unpack(stored))
+def histogram_stored_form(histogram: Histogram) -> Stored:
+    """What a row stores: :data:`Packed`, or the object of the bins used when that is smaller.
+
+    Packed costs a number for every bin of its span, the object a key and a
+    number for each bin used: the object is chosen when fewer than half of
+    the span's bins are used (migration 0007 chooses the same way).
+    """
+    packed = histogram_pack(histogram)
+    used = len(packed) - 1 - packed[1:].count(0) if packed else 0
+    if len(packed) - 1 > 2 * used:
+        return {str(index): histogram[index] for index in sorted(histogram) if histogram[index]}
+    return packed
 
 
-def histogram_merge(histograms: Iterable[Packed | dict[Any, int]]) -> Histogram:
+def histogram_merge(histograms: Iterable[Stored | dict[Any, int]]) -> Histogram:
     """Counts added bin by bin, of stored histograms or of counts by bin."""
     merged: Histogram = {}
     for histogram in histograms:
@@ -190,24 +199,29 @@ _BIN_VALUES = tuple(bin_value(index) for index in range(BIN_COUNT))
 
 
 def stored_histograms_percentiles(
-    histograms: list[Packed], fractions: Iterable[float]
+    histograms: list[Stored], fractions: Iterable[float]
 ) -> list[float | None]:
-    """Each ``fraction`` percentile of the merge of stored histograms.
+    """Each ``fraction`` percentile of the merge of stored histograms (of either form).
 
-    Everything per bin is done by C-level calls (slices, ``map``,
+    Packed ones are handled by C-level calls (slices, ``map``,
     ``accumulate``), no Python loop per bin: a month split by key reads
-    thousands of rows. One histogram (a point that is one row, e.g. a key's
-    day) is read as it is; several are added into one count per bin.
+    thousands of rows. One packed histogram (a point that is one row, e.g. a
+    key's day) is read as it is; several are added into one count per bin,
+    objects bin by bin (they have few).
     """
     used = [histogram for histogram in histograms if histogram]
-    if len(used) == 1:
+    if len(used) == 1 and type(used[0]) is list:
         first = used[0][0]
         running = list(accumulate(used[0][1:]))
         return _percentiles(running, lambda offset: _BIN_VALUES[first + offset], fractions)
     counts = [0] * BIN_COUNT
     for histogram in used:
-        first, end = histogram[0], histogram[0] + len(histogram) - 1
-        counts[first:end] = map(add, counts[first:end], histogram[1:])
+        if type(histogram) is list:
+            first, end = histogram[0], histogram[0] + len(histogram) - 1
+            counts[first:end] = map(add, counts[first:end], histogram[1:])
+            continue
+        for index, count in histogram.items():
+            counts[int(index)] += count
     return _percentiles(list(accumulate(counts)), _BIN_VALUES.__getitem__, fractions)
 
 
@@ -323,12 +337,12 @@ COLUMNS = ("granularity", "bucket", "team_id", "dimension", "value", *COUNTS)
 HISTOGRAMS = ("latency_histogram", "ttft_histogram")
 
 
-def _histogram_text(stored: Packed | dict[str, int] | None, added: Counter[int]) -> str:
-    """A stored histogram plus new counts, as the JSON text stored (:data:`Packed`)."""
+def _histogram_text(stored: Stored | None, added: Counter[int]) -> str:
+    """A stored histogram plus new counts, as the JSON text stored (:data:`Stored`)."""
     merged = dict(added)
     for index, count in histogram_unpack(stored or []).items():
         merged[index] = merged.get(index, 0) + count
-    return orjson.dumps(histogram_pack(merged)).decode()
+    return orjson.dumps(histogram_stored_form(merged)).decode()
 
 
 def rollups_add(deltas: dict[RowKey, Delta]) -> None:

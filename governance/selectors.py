@@ -381,7 +381,7 @@ def _rollup_series_merged_here(
     JSON field's own decoding (the standard library's, row by row) and
     merging bin by bin were most of a month's read (docs/ledger.md).
     """
-    from governance.rollups import histogram_bin, histogram_stored, stored_histograms_percentiles
+    from governance.rollups import histogram_bin, stored_histograms_percentiles
 
     sums = ROLLUP_SUMS
     width = len(sums)
@@ -416,11 +416,8 @@ def _rollup_series_merged_here(
         total = point(moment, group)
         for index in range(width):
             total[index] += row[3 + index]
-        latency, ttft = decode(row[-2]), decode(row[-1])
-        if type(latency) is not list or type(ttft) is not list:  # a row of the earlier form
-            latency, ttft = histogram_stored(latency), histogram_stored(ttft)
-        total[width].append(latency)
-        total[width + 1].append(ttft)
+        total[width].append(decode(row[-2]))
+        total[width + 1].append(decode(row[-1]))
     for record in recent.order_by().defer("content"):
         moment = record.time.astimezone(dt.UTC).replace(minute=0, second=0, microsecond=0)
         if bucket is None:

@@ -30,7 +30,7 @@ from governance.rollups import (
     histogram_merge,
     histogram_pack,
     histogram_percentile,
-    histogram_stored,
+    histogram_stored_form,
     histogram_unpack,
     stored_histograms_percentiles,
     usage_rollup,
@@ -64,7 +64,11 @@ def test_percentiles_of_stored_histograms_are_percentile_cont_over_their_bins(me
     rng = random.Random(merged)
     for _ in range(20):
         histograms = [random_histogram(rng) for _ in range(merged)]
-        stored = [histogram_pack(counts) for counts in histograms]
+        # Either form a row may hold: packed, or the object of the bins used.
+        stored = [
+            histogram_pack(counts) if rng.random() < 0.5 else {str(i): n for i, n in counts.items()}
+            for counts in histograms
+        ]
 
         answers = stored_histograms_percentiles(stored, FRACTIONS)
 
@@ -79,9 +83,11 @@ def test_a_histogram_is_stored_as_its_first_bin_and_the_counts_from_it():
     assert histogram_pack({70: 2, 66: 1, 68: 0}) == [66, 1, 0, 0, 0, 2]
     assert histogram_pack({}) == histogram_pack({5: 0}) == []
     assert histogram_unpack([66, 1, 0, 0, 0, 2]) == {66: 1, 70: 2}
-    # Rows of the earlier form ({"bin": count}) read the same.
-    assert histogram_stored({"70": 2, "66": 1}) == [66, 1, 0, 0, 0, 2]
-    assert histogram_stored([]) == [] and histogram_stored({}) == []
+    assert histogram_unpack({"70": 2, "66": 1}) == {66: 1, 70: 2}
+    # Packed while at least half the span's bins are used; sparser, the bins used.
+    assert histogram_stored_form({70: 2, 66: 1}) == {"66": 1, "70": 2}
+    assert histogram_stored_form({69: 2, 66: 1}) == [66, 1, 0, 0, 2]
+    assert histogram_stored_form({}) == []
 
 
 def test_a_histogram_with_one_value_or_none_has_that_value_or_no_percentile():
@@ -101,7 +107,7 @@ def test_the_migration_packs_the_rows_of_the_earlier_form_and_unpacks_them_back(
     for _ in range(20):
         counts = random_histogram(rng)
         earlier = {str(index): counts[index] for index in sorted(counts)}
-        assert migration._packed(earlier) == histogram_pack(counts)
+        assert migration._packed(earlier) == histogram_stored_form(counts)
         assert migration._unpacked(histogram_pack(counts)) == earlier
     assert migration._packed({}) == [] and migration._unpacked([]) == {}
 

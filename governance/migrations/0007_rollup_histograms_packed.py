@@ -1,9 +1,11 @@
 """Rollup histograms stored as packed arrays: ``[first bin, count, count, ...]``.
 
 Each existing row's ``{"bin": count}`` object becomes the array of the counts
-from its first used bin to its last (zeros between); the counts are the
-same, so a day still holds the sum of its hours exactly. Backwards, the
-arrays become objects again.
+from its first used bin to its last (zeros between), unless it uses fewer
+than half the bins of that span: sparse ones stay objects, which are then
+smaller (``governance.rollups.histogram_stored_form`` chooses the same way).
+The counts are the same, so a day still holds the sum of its hours
+exactly. Backwards, the arrays become objects again.
 """
 
 from django.db import migrations, models
@@ -18,6 +20,8 @@ def _packed(stored):
     if not counts:
         return []
     first, last = min(counts), max(counts)
+    if last - first + 1 > 2 * len(counts):
+        return stored  # sparse: the object is smaller
     return [first, *(counts.get(index, 0) for index in range(first, last + 1))]
 
 
@@ -56,7 +60,10 @@ UPDATE governance_usagerollup SET {column} = COALESCE((
     ) AS span, generate_series(span.first, span.last) AS bin
     GROUP BY span.first
 ), '[]'::jsonb)
-WHERE jsonb_typeof({column}) = 'object'
+WHERE jsonb_typeof({column}) = 'object' AND (
+    SELECT count(*) = 0 OR max(key::int) - min(key::int) + 1 <= 2 * count(*)
+    FROM jsonb_object_keys({column}) AS key
+)
 """
 UNPACK_SQL = """
 UPDATE governance_usagerollup SET {column} = COALESCE((
