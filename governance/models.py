@@ -288,9 +288,9 @@ class UsageRollup(models.Model):
     cached_tokens = models.BigIntegerField(default=0)
     cost_micros = models.BigIntegerField(default=0)
     latency_ms_total = models.BigIntegerField(default=0)
-    # {bin: count}; see governance.rollups.
-    latency_histogram = models.JSONField(default=dict)
-    ttft_histogram = models.JSONField(default=dict)
+    # [first bin, its count, the next bin's count, ...]; see governance.rollups.
+    latency_histogram = models.JSONField(default=list)
+    ttft_histogram = models.JSONField(default=list)
 
     class Meta:
         ordering = ["granularity", "bucket"]

@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from django.conf import settings
 from django.db import connection
 from django.db.models import (
@@ -21,6 +22,7 @@ from django.db.models import (
     Q,
     QuerySet,
     Sum,
+    TextField,
     Value,
 )
 from django.db.models.functions import Cast, Coalesce, NullIf, TruncDay, TruncHour
@@ -275,7 +277,9 @@ def rollup_granularity(
     """Which rollups answer a series over ``[since, until)``, or None if none can.
 
     Rollups hold whole hours: the range must start and end on the hour.
-    Daily rows serve days and totals over whole days; hourly rows the rest.
+    Daily rows serve days and totals over whole days; hourly rows the rest
+    (which, given the range, read daily rows for the whole days inside it:
+    :func:`usage_series_from_rollups`).
     """
 
     def aligned(moment: dt.datetime | None, unit: str) -> bool:
@@ -301,6 +305,7 @@ def usage_series_from_rollups(
     group_by: str | None = None,
     recent: QuerySet[RequestRecord] | None = None,
     percentiles: bool = True,
+    span: tuple[dt.datetime | None, dt.datetime | None] | None = None,
 ) -> list[UsagePoint]:
     """What :func:`usage_series` computes, read from the rollup rows of ``dimension``.
 
@@ -316,17 +321,51 @@ def usage_series_from_rollups(
     histogram is read: a month split by 200 keys is 6,000 daily rows whose
     histograms take seconds to read and merge (docs/ledger.md), their sums
     milliseconds. The latency fields are then ``None``.
+
+    ``span`` is the range ``[since, until)`` the rows are narrowed to, when
+    known (``None`` for an open end). Hourly rows asked for days or one
+    total are then read as the daily rows of the whole days inside it and
+    the hourly rows of the hours around them: a day's row holds the sum of
+    its hours exactly (sums and histogram bins), and a month is 30 rows
+    instead of 720.
     """
     if bucket is not None and bucket not in USAGE_BUCKETS:
         raise ValueError(f"bucket must be one of {', '.join(USAGE_BUCKETS)}")
     if group_by not in (None, "team", dimension):
         raise ValueError(f"rollups of {dimension} cannot be split by {group_by}")
     rows = UsageRollup.objects.all() if rollups is None else rollups
-    rows = rows.filter(granularity=granularity, dimension=dimension)
+    rows = rows.filter(_rows_of(granularity, bucket, span), dimension=dimension)
     recent = recent if recent is not None else RequestRecord.objects.none()
     if not percentiles:
         return _rollup_sums_in_database(rows, granularity, bucket, group_by, recent)
     return _rollup_series_merged_here(rows, dimension, bucket, group_by, recent)
+
+
+def _rows_of(
+    granularity: str,
+    bucket: str | None,
+    span: tuple[dt.datetime | None, dt.datetime | None] | None,
+) -> Q:
+    """Which rows of ``granularity`` answer the range ``span``: daily ones for its whole days."""
+    if granularity != "hour" or bucket == "hour" or span is None:
+        return Q(granularity=granularity)
+    since, until = (None if end is None else end.astimezone(dt.UTC) for end in span)
+    if since is None and until is None:
+        return Q(granularity="day")
+    first = last = None
+    if since is not None:  # the first midnight at or after it
+        midnight = since.replace(hour=0, minute=0, second=0, microsecond=0)
+        first = midnight if midnight == since else midnight + dt.timedelta(days=1)
+    if until is not None:  # the last midnight at or before it
+        last = until.replace(hour=0, minute=0, second=0, microsecond=0)
+    if first is not None and last is not None and first >= last:
+        return Q(granularity="hour")  # no whole day inside
+    days = Q()
+    if first is not None:
+        days &= Q(bucket__gte=first)
+    if last is not None:
+        days &= Q(bucket__lt=last)
+    return Q(granularity="day") & days | Q(granularity="hour") & ~days
 
 
 def _rollup_series_merged_here(
@@ -336,15 +375,34 @@ def _rollup_series_merged_here(
     group_by: str | None,
     recent: QuerySet[RequestRecord],
 ) -> list[UsagePoint]:
-    """Rows read and histograms merged in Python (SQLite: embedded mode's small logs)."""
-    from governance.rollups import histogram_bin, histogram_merge, histogram_percentile
+    """Rows read and their histograms merged here, per point.
+
+    The histograms come as the database's JSON text, decoded by orjson: the
+    JSON field's own decoding (the standard library's, row by row) and
+    merging bin by bin were most of a month's read (docs/ledger.md).
+    """
+    from governance.rollups import histogram_bin, stored_histograms_percentiles
 
     sums = ROLLUP_SUMS
+    width = len(sums)
     numeric = dimension in ("key", "customer")
-    groups: dict[tuple[Any, Any], dict[str, Any]] = {}
-    fields = ("bucket", "team_id", "value", *sums, "latency_histogram", "ttft_histogram")
-    for row in rows.order_by().values(*fields):
-        moment = row["bucket"]
+    # Per point: [*sums, the latency histograms, the ttft histograms] (as stored).
+    groups: dict[tuple[Any, Any], list[Any]] = {}
+
+    def point(moment: Any, group: Any) -> list[Any]:
+        total = groups.get((moment, group))
+        if total is None:
+            total = groups[(moment, group)] = [0] * width + [[], []]
+        return total
+
+    decode = orjson.loads
+    texts = {
+        "latency_text": Cast("latency_histogram", TextField()),
+        "ttft_text": Cast("ttft_histogram", TextField()),
+    }
+    fields = ("bucket", "team_id", "value", *sums, "latency_text", "ttft_text")
+    for row in rows.order_by().annotate(**texts).values_list(*fields):
+        moment = row[0]
         if bucket is None:
             moment = None
         elif bucket == "day":
@@ -352,14 +410,14 @@ def _rollup_series_merged_here(
         if group_by is None:
             group = None
         elif group_by == "team":
-            group = row["team_id"]
+            group = row[1]
         else:
-            group = (int(row["value"]) if numeric else row["value"]) if row["value"] else None
-        total = groups.setdefault((moment, group), {name: 0 for name in sums} | {"h": [], "t": []})
-        for name in sums:
-            total[name] += row[name]
-        total["h"].append(row["latency_histogram"])
-        total["t"].append(row["ttft_histogram"])
+            group = (int(row[2]) if numeric else row[2]) if row[2] else None
+        total = point(moment, group)
+        for index in range(width):
+            total[index] += row[3 + index]
+        total[width].append(decode(row[-2]))
+        total[width + 1].append(decode(row[-1]))
     for record in recent.order_by().defer("content"):
         moment = record.time.astimezone(dt.UTC).replace(minute=0, second=0, microsecond=0)
         if bucket is None:
@@ -372,24 +430,26 @@ def _rollup_series_merged_here(
             group = record.served_model or record.requested_model
         else:
             group = getattr(record, USAGE_GROUPS[group_by])
-        total = groups.setdefault((moment, group), {name: 0 for name in sums} | {"h": [], "t": []})
-        total["requests"] += 1
-        total["errors"] += record.status >= 400
-        for name in sums[2:]:
-            total[name] += getattr(record, name)
-        total["h"].append({histogram_bin(record.latency_ms): 1})
+        total = point(moment, group)
+        total[0] += 1
+        total[1] += record.status >= 400
+        for index, name in enumerate(sums[2:], start=2):
+            total[index] += getattr(record, name)
+        total[width].append([histogram_bin(record.latency_ms), 1])
         if record.ttft_ms is not None:
-            total["t"].append({histogram_bin(record.ttft_ms): 1})
+            total[width + 1].append([histogram_bin(record.ttft_ms), 1])
     points = []
+    latency_fractions, ttft_fractions = PERCENTILES.values(), TTFT_PERCENTILES.values()
     for (moment, group), total in groups.items():
-        latency, ttft = histogram_merge(total.pop("h")), histogram_merge(total.pop("t"))
+        latency = stored_histograms_percentiles(total[width], latency_fractions)
+        ttft = stored_histograms_percentiles(total[width + 1], ttft_fractions)
         points.append(
             UsagePoint(
                 bucket=moment,
                 group=group,
-                **total,
-                **{name: histogram_percentile(latency, f) for name, f in PERCENTILES.items()},
-                **{name: histogram_percentile(ttft, f) for name, f in TTFT_PERCENTILES.items()},
+                **dict(zip(sums, total[:width], strict=True)),
+                **dict(zip(PERCENTILES, latency, strict=True)),
+                **dict(zip(TTFT_PERCENTILES, ttft, strict=True)),
             )
         )
     return _sort_points(points)

@@ -12,6 +12,7 @@ import datetime as dt
 import time
 import uuid
 from collections import Counter, defaultdict
+from collections.abc import Iterable
 
 from governance.models import RequestRecord, UsageRollup
 from governance.rollups import histogram_bin, histogram_merge
@@ -122,3 +123,23 @@ def assert_rollups_match_the_records(
             stored = {key: row for key, row in stored.items() if key[0] >= since}
         assert expected, "no records to compare"
         assert stored == expected, granularity
+
+
+def records_by_point(
+    records: Iterable[RequestRecord], bucket: str | None, group_by: str | None
+) -> dict[tuple, list[RequestRecord]]:
+    """The records of each point of a usage series, grouped here in plain Python."""
+    from governance.selectors import USAGE_GROUPS
+
+    points: dict[tuple, list[RequestRecord]] = {}
+    for record in records:
+        moment = record.time.astimezone(dt.UTC).replace(minute=0, second=0, microsecond=0)
+        moment = None if bucket is None else moment.replace(hour=0) if bucket == "day" else moment
+        if group_by is None:
+            group = None
+        elif group_by == "model":
+            group = record.served_model or record.requested_model
+        else:
+            group = getattr(record, USAGE_GROUPS[group_by])
+        points.setdefault((moment, group), []).append(record)
+    return points

@@ -27,7 +27,12 @@ from governance.rollups import (
     usage_rollup,
 )
 from governance.selectors import percentile_cont
-from tests.ledger_helpers import assert_rollups_match_the_records, ledger_entry, stored_rows
+from tests.ledger_helpers import (
+    assert_rollups_match_the_records,
+    ledger_entry,
+    records_by_point,
+    stored_rows,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -166,7 +171,7 @@ def test_small_latencies_are_exact_and_larger_ones_stand_within_one_percent():
 def test_a_series_read_from_rollups_counts_each_record_once(
     granularity, bucket, dimension, group_by, percentiles
 ):
-    from governance.selectors import USAGE_GROUPS, usage_series_from_rollups
+    from governance.selectors import usage_series_from_rollups
 
     some_records(count=900, seed=4)
     usage_rollup()
@@ -183,17 +188,7 @@ def test_a_series_read_from_rollups_counts_each_record_once(
     )
 
     # The same question answered here from the records and histogram_bin, independently.
-    expected: dict[tuple, list[RequestRecord]] = {}
-    for record in RequestRecord.objects.all():
-        moment = record.time.astimezone(dt.UTC).replace(minute=0, second=0, microsecond=0)
-        moment = None if bucket is None else moment.replace(hour=0) if bucket == "day" else moment
-        if group_by is None:
-            group = None
-        elif group_by == "model":
-            group = record.served_model or record.requested_model
-        else:
-            group = getattr(record, USAGE_GROUPS[group_by])
-        expected.setdefault((moment, group), []).append(record)
+    expected = records_by_point(RequestRecord.objects.all(), bucket, group_by)
     assert {(p.bucket, p.group) for p in points} == set(expected)
     for point in points:
         records = expected[(point.bucket, point.group)]

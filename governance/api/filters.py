@@ -126,6 +126,7 @@ def usage_points(
                 group_by=group_by,
                 recent=chosen.qs.filter(id__gt=rollup_cursor()),
                 percentiles=percentiles,
+                span=(values.get("since"), values.get("until")),
             )
         return points, "rollups"
     series = usage_series(
