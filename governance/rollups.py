@@ -339,9 +339,7 @@ HISTOGRAMS = ("latency_histogram", "ttft_histogram")
 
 def _histogram_text(stored: Stored | None, added: Counter[int]) -> str:
     """A stored histogram plus new counts, as the JSON text stored (:data:`Stored`)."""
-    merged = dict(added)
-    for index, count in histogram_unpack(stored or []).items():
-        merged[index] = merged.get(index, 0) + count
+    merged = histogram_merge([stored or [], added])
     return orjson.dumps(histogram_stored_form(merged)).decode()
 
 
