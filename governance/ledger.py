@@ -167,7 +167,7 @@ class DatabaseSink:
 
 
 class RedisStreamSink:
-    """Cluster mode: one write of all the flush's ``XADD``s.
+    """Cluster mode: one write of ``XADD``s per chunk of the flush.
 
     On a pipelined connection of its own (``gateway_project.fast_redis``):
     hiredis packs the batch in C, where redis-py's pipeline held the event
@@ -188,7 +188,7 @@ class RedisStreamSink:
         )
         for reply in replies:
             if isinstance(reply, Exception):
-                # The whole batch is written again: the drain skips request
+                # The whole chunk is written again: the drain skips request
                 # ids already stored, so the entries that did land are not doubled.
                 raise reply
 
